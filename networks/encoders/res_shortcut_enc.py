@@ -1,0 +1,37 @@
+"""`res_shortcut_encoder_29`: the ResNet-D trunk plus five skip branches for the decoder."""
+from typing import Dict, Tuple
+
+import torch
+import torch.nn as nn
+
+from networks.encoders.resnet_enc import ResNet_D
+from networks.ops import SpectralNorm
+
+
+def make_shortcut(inplanes: int, planes: int) -> nn.Sequential:
+    return nn.Sequential(
+        SpectralNorm(nn.Conv2d(inplanes, planes, kernel_size=3, padding=1, bias=False)),
+        nn.ReLU(inplace=True),
+        nn.BatchNorm2d(planes),
+        SpectralNorm(nn.Conv2d(planes, planes, kernel_size=3, padding=1, bias=False)),
+        nn.ReLU(inplace=True),
+        nn.BatchNorm2d(planes),
+    )
+
+
+class ResShortCut_D(ResNet_D):
+    def __init__(self, layers, trimap_channel: int = 3):
+        super().__init__(layers, trimap_channel)
+        # Built after the trunk's init on purpose: the skip branches keep PyTorch's default init.
+        channels = [3 + trimap_channel, 32, 64, 128, 256]
+        out_channels = [32, 32, 64, 128, 256]
+        self.shortcut = nn.ModuleList(make_shortcut(c, o) for c, o in zip(channels, out_channels))
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Dict]:
+        x1, out = self.stem(x)
+        x2 = self.layer1(out)
+        x3 = self.layer2(x2)
+        x4 = self.layer3(x3)
+        out = self.layer_bottleneck(x4)
+        shortcuts = tuple(branch(feature) for branch, feature in zip(self.shortcut, (x, x1, x2, x3, x4)))
+        return out, {"shortcut": shortcuts, "image": x[:, :3, ...]}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Creates .venv when absent, installs the requirements, runs the test suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+wanted=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+    echo "$wanted" > "$stamp"
+fi
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,37 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+GCA_ARCH = ("resnet_gca_encoder_29", "res_gca_decoder_22")
+BASELINE_ARCH = ("res_shortcut_encoder_29", "res_shortcut_decoder_22")
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def key_list(name: str):
+    """[(key, shape, dtype)] of the released checkpoints, copied from the published spec."""
+    with open(os.path.join(FIXTURES, f"{name}_keys.json")) as f:
+        return json.load(f)
+
+
+def state_dict_from_key_list(name: str, seed: int = 0):
+    """A state dict of random tensors with exactly the published keys, shapes and dtypes."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape, dtype in key_list(name):
+        if dtype == "int64":
+            state[key] = torch.tensor(7, dtype=torch.int64).reshape(shape)
+        elif key.endswith("running_var"):
+            state[key] = torch.rand(shape, generator=generator) + 0.5
+        else:
+            state[key] = torch.randn(shape, generator=generator) * 0.05
+    return state
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

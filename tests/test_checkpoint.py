@@ -1,0 +1,120 @@
+import io
+import os
+import zipfile
+
+import pytest
+import torch
+
+from conftest import BASELINE_ARCH, GCA_ARCH, state_dict_from_key_list
+from networks import build_generator
+from utils.checkpoint import CheckpointError, extract_state_dict, load_weights, read_checkpoint
+
+
+@pytest.fixture(scope="module")
+def gca_state():
+    return state_dict_from_key_list("gca", seed=3)
+
+
+def save(path, obj, **kwargs):
+    torch.save(obj, str(path), **kwargs)
+    return str(path)
+
+
+def assert_loaded(model, state):
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+
+
+@pytest.mark.parametrize("wrap", ["released", "bare", "bare_module", "training"])
+def test_accepted_layouts(tmp_path, gca_state, wrap):
+    prefixed = {"module." + k: v for k, v in gca_state.items()}
+    obj = {
+        "released": {"state_dict": prefixed},
+        "bare": gca_state,
+        "bare_module": prefixed,
+        "training": {"iter": 10, "loss": 0.5, "state_dict": gca_state, "opt_state_dict": {}, "lr_state_dict": {}},
+    }[wrap]
+    model = build_generator(*GCA_ARCH)
+    load_weights(model, save(tmp_path / "ckpt.pth", obj))
+    assert_loaded(model, gca_state)
+
+
+def test_only_one_module_prefix_is_removed():
+    state = extract_state_dict({"state_dict": {"module.module.a": torch.zeros(1), "b": torch.ones(1)}})
+    assert set(state) == {"module.a", "b"}
+
+
+def test_legacy_serialisation_of_torch_1_x(tmp_path, gca_state):
+    path = save(tmp_path / "legacy.pth", {"state_dict": gca_state}, _use_new_zipfile_serialization=False)
+    model = build_generator(*GCA_ARCH)
+    load_weights(model, path)
+    assert_loaded(model, gca_state)
+
+
+def test_tensors_saved_on_cuda_load_on_a_cpu_only_machine(tmp_path, gca_state):
+    # torch.save records each storage's device in the pickle; rewrite 'cpu' to 'cuda:0' as a
+    # GPU-saved file has it (the released checkpoints were saved from CUDA).
+    cpu_path = save(tmp_path / "cpu.pth", {"state_dict": {k: gca_state[k] for k in list(gca_state)[:3]}})
+    cuda_path = str(tmp_path / "cuda.pth")
+    with zipfile.ZipFile(cpu_path) as src, zipfile.ZipFile(cuda_path, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename.endswith("data.pkl"):
+                assert b"X\x03\x00\x00\x00cpu" in data
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            dst.writestr(item, data)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(cuda_path, weights_only=True)
+    state = read_checkpoint(cuda_path)["state_dict"]
+    assert all(v.device.type == "cpu" for v in state.values())
+    assert torch.equal(state["encoder.conv1.module.weight_u"], gca_state["encoder.conv1.module.weight_u"])
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch pwned-by-checkpoint",))
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = save(tmp_path / "evil.pth", {"state_dict": {}, "payload": RunsCode()})
+    with pytest.raises(CheckpointError, match="refused to load.*could run code"):
+        read_checkpoint(path)
+    assert not os.path.exists(tmp_path / "pwned-by-checkpoint")
+
+
+def test_other_architecture_names_keys_and_model_arch(tmp_path):
+    path = save(tmp_path / "baseline.pth", {"state_dict": state_dict_from_key_list("baseline")})
+    with pytest.raises(CheckpointError) as e:
+        load_weights(build_generator(*GCA_ARCH), path)
+    message = str(e.value)
+    assert "missing keys: encoder.guidance_head" in message
+    assert "model.arch" in message and "res_shortcut_encoder_29" in message
+
+
+def test_gca_checkpoint_into_baseline_model(tmp_path, gca_state):
+    path = save(tmp_path / "gca.pth", {"state_dict": gca_state})
+    with pytest.raises(CheckpointError, match="unexpected keys: encoder.guidance_head.*resnet_gca_encoder_29"):
+        load_weights(build_generator(*BASELINE_ARCH), path)
+
+
+def test_trimap_channel_mismatch_points_at_the_config(tmp_path, gca_state):
+    path = save(tmp_path / "gca.pth", {"state_dict": gca_state})
+    with pytest.raises(CheckpointError, match="model.trimap_channel = 3"):
+        load_weights(build_generator(*GCA_ARCH, trimap_channel=1), path)
+
+
+@pytest.mark.parametrize("content,match", [(b"", "not a readable"), (b"garbage" * 10, "not a readable")])
+def test_unreadable_files(tmp_path, content, match):
+    path = tmp_path / "bad.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=match):
+        read_checkpoint(str(path))
+
+
+def test_missing_file_and_non_checkpoint_content(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        read_checkpoint(str(tmp_path / "none.pth"))
+    with pytest.raises(CheckpointError, match="holds no state dict"):
+        extract_state_dict({"state_dict": {"a": 3}, "x": 1}, "f.pth")

@@ -1,0 +1,127 @@
+import glob
+import os
+
+import pytest
+
+from utils.config import ConfigError, default_config, format_config, load_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write(tmp_path, text, name="run.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_are_the_published_ones():
+    config = default_config()
+    assert config.version == "baseline"
+    assert config.model.arch.encoder == "res_shortcut_encoder_29"
+    assert config.train.G_lr == 1e-3 and config.train.total_step == 100000
+    assert config.log.checkpoint_step == 10000 and config.test.checkpoint == "best_model"
+    assert config.data.crop_size == 512 and config.model.trimap_channel == 3
+
+
+def test_defaults_are_not_shared_between_loads(tmp_path):
+    load_config(write(tmp_path, 'version = "a"\n[model]\nbatch_size = 3\n'))
+    assert default_config().model.batch_size == 16
+
+
+def test_override_is_recursive_and_paths_get_the_version(tmp_path):
+    config = load_config(write(tmp_path, """
+version = "run1"
+[model.arch]
+encoder = "resnet_gca_encoder_29"
+[test]
+alpha_path = "prediction"
+"""))
+    assert config.model.arch.encoder == "resnet_gca_encoder_29"
+    assert config.model.arch.decoder == "res_shortcut_decoder_22"  # untouched sibling
+    assert config.log.checkpoint_path == os.path.join("./checkpoints", "run1")
+    assert config.log.logging_path == os.path.join("./logs/stdout", "run1")
+    assert config.log.tensorboard_path == os.path.join("./logs/tensorboard", "run1")
+    assert config.test.alpha_path == os.path.join("prediction", "run1")
+
+
+def test_unknown_key_names_key_file_and_closest_valid_key(tmp_path):
+    path = write(tmp_path, "[train]\ntotal_steps = 10\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    message = str(e.value)
+    assert "train.total_steps" in message and path in message and "train.total_step" in message
+
+
+def test_unknown_top_level_table(tmp_path):
+    with pytest.raises(ConfigError, match="'modle'.*did you mean 'model'"):
+        load_config(write(tmp_path, "[modle]\nbatch_size = 1\n"))
+
+
+@pytest.mark.parametrize("text,match", [
+    ("model = 3\n", "'model' must be a table"),
+    ("[version]\nx = 1\n", "'version' must be a value, got a table"),
+    ("[model]\narch = 'resnet'\n", "'model.arch' must be a table"),
+    ("[train]\ntotal_step = 'many'\n", "'train.total_step' must be int"),
+    ("[train]\nclip_grad = 1\n", "'train.clip_grad' must be bool"),
+])
+def test_wrong_kinds_of_value_are_errors(tmp_path, text, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(write(tmp_path, text))
+
+
+def test_int_and_float_are_interchangeable(tmp_path):
+    config = load_config(write(tmp_path, "[train]\nrec_weight = 1.5\nG_lr = 1\n"))
+    assert config.train.rec_weight == 1.5 and config.train.G_lr == 1
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(str(tmp_path / "nope.toml"))
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[model\n"))
+
+
+def test_a_published_style_user_config_loads(tmp_path):
+    config = load_config(write(tmp_path, """
+# Refer to utils/config.py for definition and options.
+version = "my-gca"
+dist = true
+[model]
+batch_size = 10
+imagenet_pretrain = true
+imagenet_pretrain_path = "pretrain/model_best_resnet34_En_nomixup.pth"
+    [model.arch]
+    encoder = "resnet_gca_encoder_29"
+    decoder = "res_gca_decoder_22"
+[train]
+total_step = 200000
+warmup_step = 5000
+val_step = 2000
+clip_grad = true
+G_lr = 4e-4
+[data]
+train_fg = "/home/me/Adobe/all/fg"
+workers = 4
+augmentation = true
+[test]
+checkpoint = "gca-dist"
+fast_eval = true
+"""))
+    assert config.train.G_lr == 4e-4 and config.data.workers == 4
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "config", "*.toml"))))
+def test_shipped_configs_load(path):
+    config = load_config(path)
+    name = os.path.splitext(os.path.basename(path))[0]
+    assert config.version == name
+    gca = name.startswith("gca")
+    assert ("gca" in config.model.arch.encoder) == gca and ("gca" in config.model.arch.decoder) == gca
+    assert config.model.trimap_channel == (1 if "dimaug" in name else 3)
+    assert format_config(config).startswith("version = ")
+
+
+def test_the_five_published_configs_ship():
+    names = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "config", "*.toml"))}
+    assert {"gca-dist.toml", "gca-dist-all-data.toml", "baseline.toml",
+            "gca-dimaug.toml", "baseline-dimaug.toml"} <= names

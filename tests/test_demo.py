@@ -1,0 +1,167 @@
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import demo
+from conftest import GCA_ARCH
+from networks import build_generator
+from utils.inference import predict_alpha
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "config", "gca-dist-all-data.toml")
+
+
+@pytest.fixture(scope="module")
+def released_checkpoint(tmp_path_factory):
+    """A randomly initialised GCA model saved in the released layout: {'state_dict'} with DDP's
+    `module.` prefix, and BN statistics that are not the identity. A few training-mode forwards
+    converge the spectral norms' u, v as training does: random u, v give sigma near 0."""
+    torch.manual_seed(0)
+    model = build_generator(*GCA_ARCH)
+    with torch.no_grad():
+        for _ in range(10):
+            model(torch.randn(2, 3, 64, 64), torch.rand(2, 3, 64, 64))
+        for name, buffer in model.named_buffers():
+            if name.endswith("running_var"):
+                buffer.uniform_(0.5, 1.5)
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+    path = tmp_path_factory.mktemp("ckpt") / "gca-dist-all-data.pth"
+    torch.save({"state_dict": {"module." + k: v for k, v in model.state_dict().items()}}, str(path))
+    return str(path), model.eval()
+
+
+def make_pair(folder_images, folder_trimaps, name, size, rng, image_ext=".png", trimap_ext=".png"):
+    h, w = size
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    trimap = np.full((h, w), 128, np.uint8)
+    trimap[: h // 4] = 0
+    trimap[-h // 4:] = 255
+    cv2.imwrite(os.path.join(folder_images, name + image_ext), image)
+    cv2.imwrite(os.path.join(folder_trimaps, name + trimap_ext), trimap)
+    return image, trimap
+
+
+@pytest.fixture
+def folders(tmp_path):
+    images, trimaps, out = tmp_path / "images", tmp_path / "trimaps", tmp_path / "out"
+    images.mkdir()
+    trimaps.mkdir()
+    return str(images), str(trimaps), str(out)
+
+
+def run_demo(checkpoint, images, trimaps, out, *extra):
+    return demo.main(["--config", CONFIG, "--checkpoint", checkpoint, "--image-dir", images,
+                      "--trimap-dir", trimaps, "--output", out, "--device", "cpu", *extra])
+
+
+def test_outputs_at_the_published_paths_and_equal_to_the_model(released_checkpoint, folders, rng):
+    checkpoint, model = released_checkpoint
+    images, trimaps, out = folders
+    image, trimap = make_pair(images, trimaps, "troll", (70, 90), rng)
+    make_pair(images, trimaps, "doll", (64, 64), rng, image_ext=".jpg", trimap_ext=".png")
+    assert run_demo(checkpoint, images, trimaps, out) == 0
+    save_dir = os.path.join(out, "gca-dist-all-data_gca-dist-all-data.pth")
+    assert sorted(os.listdir(save_dir)) == ["doll.png", "doll_offset1.png", "doll_offset2.png",
+                                            "troll.png", "troll_offset1.png", "troll_offset2.png"]
+    alpha = cv2.imread(os.path.join(save_dir, "troll.png"), cv2.IMREAD_UNCHANGED)
+    expected, _ = predict_alpha(model, image, trimap, 3, torch.device("cpu"))
+    assert alpha.shape == (70, 90) and np.array_equal(alpha, expected)
+    assert (alpha[:17] == 0).all() and (alpha[-17:] == 255).all()
+    assert 0 < alpha[17:-17].mean() < 255
+    offset = cv2.imread(os.path.join(save_dir, "troll_offset1.png"))
+    # 70 x 90 pads to 160 x 160 -> a 10 x 10 grid at 1/16, resized so the short side is 512.
+    assert offset.shape == (512, 512, 3)
+
+
+def test_no_offset_flag(released_checkpoint, folders, rng):
+    images, trimaps, out = folders
+    make_pair(images, trimaps, "a", (40, 40), rng)
+    assert run_demo(released_checkpoint[0], images, trimaps, out, "--no-offset") == 0
+    assert os.listdir(os.path.join(out, "gca-dist-all-data_gca-dist-all-data.pth")) == ["a.png"]
+
+
+def test_bad_inputs_are_named_and_the_rest_processed(released_checkpoint, folders, rng, capsys):
+    images, trimaps, out = folders
+    make_pair(images, trimaps, "good", (48, 48), rng)
+    cv2.imwrite(os.path.join(images, "lonely.png"), np.zeros((40, 40, 3), np.uint8))
+    make_pair(images, trimaps, "sized", (48, 48), rng)
+    cv2.imwrite(os.path.join(trimaps, "sized.png"), np.zeros((40, 48), np.uint8))
+    with open(os.path.join(images, "corrupt.jpg"), "wb") as f:
+        f.write(b"\xff\xd8 definitely not a jpeg")
+    cv2.imwrite(os.path.join(trimaps, "corrupt.png"), np.zeros((8, 8), np.uint8))
+    code = run_demo(released_checkpoint[0], images, trimaps, out, "--no-offset")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "lonely.png: no trimap named lonely.*" in err
+    assert "sized.png: trimap is 48x40" in err and "must be the same size" in err
+    assert "corrupt.jpg: not a readable image" in err
+    assert "3 failed" in err
+    assert os.listdir(os.path.join(out, "gca-dist-all-data_gca-dist-all-data.pth")) == ["good.png"]
+
+
+def test_grey_rgba_and_16_bit_inputs(released_checkpoint, folders, rng):
+    checkpoint, model = released_checkpoint
+    images, trimaps, out = folders
+    image, trimap = make_pair(images, trimaps, "deep", (40, 50), rng)
+    cv2.imwrite(os.path.join(images, "deep.png"), image.astype(np.uint16) * 257)
+    cv2.imwrite(os.path.join(trimaps, "deep.png"), trimap.astype(np.uint16) * 257)
+    rgba = np.dstack([image, np.zeros((40, 50), np.uint8)])
+    cv2.imwrite(os.path.join(images, "rgba.png"), rgba)
+    cv2.imwrite(os.path.join(trimaps, "rgba.png"), trimap)
+    cv2.imwrite(os.path.join(images, "grey.png"), image[:, :, 1])
+    cv2.imwrite(os.path.join(trimaps, "grey.png"), trimap)
+    assert run_demo(checkpoint, images, trimaps, out, "--no-offset") == 0
+    save_dir = os.path.join(out, "gca-dist-all-data_gca-dist-all-data.pth")
+    expected, _ = predict_alpha(model, image, trimap, 3, torch.device("cpu"))
+    for name in ("deep", "rgba"):
+        assert np.array_equal(cv2.imread(os.path.join(save_dir, name + ".png"), cv2.IMREAD_UNCHANGED), expected), name
+    assert cv2.imread(os.path.join(save_dir, "grey.png"), cv2.IMREAD_UNCHANGED).shape == (40, 50)
+
+
+def test_output_inside_an_input_folder_is_refused(released_checkpoint, folders, rng, capsys):
+    images, trimaps, _ = folders
+    make_pair(images, trimaps, "a", (40, 40), rng)
+    assert run_demo(released_checkpoint[0], images, trimaps, images) == 2
+    assert "lies inside the input folder" in capsys.readouterr().err
+    assert sorted(os.listdir(images)) == ["a.png"]
+
+
+def test_wrong_architecture_and_empty_folder(released_checkpoint, folders, tmp_path, rng, capsys):
+    images, trimaps, out = folders
+    baseline = os.path.join(ROOT, "config", "baseline.toml")
+    code = demo.main(["--config", baseline, "--checkpoint", released_checkpoint[0], "--image-dir", images,
+                      "--trimap-dir", trimaps, "--output", out, "--device", "cpu"])
+    assert code == 2 and "model.arch" in capsys.readouterr().err
+    assert run_demo(released_checkpoint[0], images, trimaps, out) == 2
+    assert "no images" in capsys.readouterr().err
+
+
+def test_non_finite_prediction_is_reported(folders, tmp_path, rng, capsys):
+    model = build_generator(*GCA_ARCH)
+    state = model.state_dict()
+    state["decoder.conv2.bias"].fill_(float("nan"))
+    path = str(tmp_path / "nan.pth")
+    torch.save({"state_dict": state}, path)
+    images, trimaps, out = folders
+    make_pair(images, trimaps, "a", (40, 40), rng)
+    assert run_demo(path, images, trimaps, out, "--no-offset") == 1
+    assert "a.png: the network produced NaN" in capsys.readouterr().err
+
+
+def test_command_line_as_a_user_runs_it(released_checkpoint, folders, rng):
+    images, trimaps, out = folders
+    make_pair(images, trimaps, "cli", (40, 40), rng)
+    result = subprocess.run([sys.executable, "demo.py", "--config", CONFIG, "--checkpoint", released_checkpoint[0],
+                             "--image-dir", images, "--trimap-dir", trimaps, "--output", out],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "1 of 1 images written" in result.stdout
+    assert "demo 1/1" in result.stderr
+    assert os.path.exists(os.path.join(out, "gca-dist-all-data_gca-dist-all-data.pth", "cli_offset2.png"))

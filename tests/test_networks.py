@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+import torch
+
+from conftest import BASELINE_ARCH, GCA_ARCH, key_list, state_dict_from_key_list
+from networks import build_generator
+from utils.inference import predict_alpha
+
+
+@pytest.mark.parametrize("name,arch", [("gca", GCA_ARCH), ("baseline", BASELINE_ARCH)])
+def test_state_dict_matches_published_key_list(name, arch):
+    model = build_generator(*arch)
+    got = [[k, list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in model.state_dict().items()]
+    assert got == key_list(name)
+
+
+@pytest.mark.parametrize("name,arch", [("gca", GCA_ARCH), ("baseline", BASELINE_ARCH)])
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_published_keys_load_strictly(name, arch, prefix):
+    from utils.checkpoint import extract_state_dict
+    state = state_dict_from_key_list(name)
+    model = build_generator(*arch)
+    model.load_state_dict(extract_state_dict({"state_dict": {prefix + k: v for k, v in state.items()}}), strict=True)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+
+
+def test_parameter_count_is_the_published_one():
+    model = build_generator(*GCA_ARCH)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen_uv = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    assert (trainable, frozen_uv) == (25_164_529, 104_615)
+
+
+def random_input(size, trimap_channel=3, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    h, w = size
+    image = torch.randn(1, 3, h, w, generator=generator)
+    classes = torch.randint(0, 3, (1, h // 8, w // 8), generator=generator)
+    classes = torch.nn.functional.interpolate(classes[:, None].float(), size=(h, w), mode="nearest")[:, 0].long()
+    if trimap_channel == 3:
+        trimap = torch.nn.functional.one_hot(classes, 3).permute(0, 3, 1, 2).float()
+    else:
+        trimap = classes[:, None].float()
+    return image, trimap
+
+
+@pytest.mark.parametrize("arch", [GCA_ARCH, BASELINE_ARCH])
+@pytest.mark.parametrize("trimap_channel", [3, 1])
+def test_forward_shapes_at_512(arch, trimap_channel):
+    model = build_generator(*arch, trimap_channel=trimap_channel).eval()
+    assert model.encoder.conv1.module.weight_bar.shape[1] == 3 + trimap_channel
+    with torch.no_grad():
+        alpha, info = model(*random_input((512, 512), trimap_channel))
+    assert alpha.shape == (1, 1, 512, 512)
+    assert 0 <= alpha.min() and alpha.max() <= 1
+    if arch == GCA_ARCH:
+        for name in ("offset_1", "offset_2"):
+            offsets, scales = info[name]
+            assert offsets.shape == (1, 2, 32, 32) and offsets.dtype == torch.int64
+            assert scales.shape == (1, 2)
+    else:
+        assert info is None
+
+
+@pytest.mark.parametrize("trimap_channel", [3, 1])
+def test_prediction_at_a_size_not_divisible_by_32(trimap_channel, rng):
+    model = build_generator(*GCA_ARCH, trimap_channel=trimap_channel).eval()
+    image = rng.integers(0, 256, (77, 45, 3), dtype=np.uint8)
+    trimap = np.full((77, 45), 128, np.uint8)
+    trimap[:20] = 0
+    trimap[-20:] = 255
+    alpha, info = predict_alpha(model, image, trimap, trimap_channel, torch.device("cpu"))
+    assert alpha.shape == (77, 45) and alpha.dtype == np.uint8
+    assert (alpha[:20] == 0).all() and (alpha[-20:] == 255).all()
+    # 77 + 64 -> 160, 45 + 64 -> 128 after padding: offsets live on the 1/16 grid of that.
+    assert info["offset_1"][0].shape == (1, 2, 10, 8)
+
+
+def test_mismatched_encoder_and_decoder_are_refused():
+    with pytest.raises(ValueError, match="do not pair"):
+        build_generator("resnet_gca_encoder_29", "res_shortcut_decoder_22")
+    with pytest.raises(ValueError, match="choose one of"):
+        build_generator("resnet_gca_encoder_30", "res_gca_decoder_22")
+
+
+def test_training_init_follows_the_published_recipe():
+    model = build_generator(*GCA_ARCH)
+    assert (model.encoder.conv1.module.weight_bar[:, 3:] == 0).all()
+    assert (model.encoder.conv1.module.weight_bar[:, :3] != 0).any()
+    assert (model.encoder.layer1[0].bn2.weight == 0).all()
+    assert (model.decoder.layer1[0].bn2.weight == 0).all()
+    assert (model.encoder.gca.W[1].weight == 1e-3).all()

@@ -1,0 +1,157 @@
+"""Configuration: published defaults overridden by a TOML file, with unknown keys refused.
+
+Entry points call `load_config(path)` and pass plain values down; nothing else reads it.
+"""
+import copy
+import difflib
+import os
+from typing import Any, Dict, Iterator, Tuple
+
+from easydict import EasyDict
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+
+_DEFAULTS: Dict[str, Any] = {
+    "version": "baseline",
+    "phase": "train",
+    "dist": False,
+    "model": {
+        "batch_size": 16,
+        "imagenet_pretrain": True,
+        "imagenet_pretrain_path": None,
+        "trimap_channel": 3,
+        "arch": {
+            "encoder": "res_shortcut_encoder_29",
+            "decoder": "res_shortcut_decoder_22",
+        },
+    },
+    "data": {
+        "workers": 0,
+        "train_fg": None,
+        "train_alpha": None,
+        "train_bg": None,
+        "test_merged": None,
+        "test_alpha": None,
+        "test_trimap": None,
+        "crop_size": 512,
+        "augmentation": True,
+        "random_interp": False,
+    },
+    "train": {
+        "total_step": 100000,
+        "warmup_step": 5000,
+        "val_step": 1000,
+        "G_lr": 1e-3,
+        "beta1": 0.5,
+        "beta2": 0.999,
+        "rec_weight": 1,
+        "comp_weight": 0,
+        "gabor_weight": 0,
+        "grad_weight": 0,
+        "smooth_l1_weight": 0,
+        "clip_grad": True,
+        "resume_checkpoint": None,
+        "reset_lr": False,
+    },
+    "test": {
+        "merged": None,
+        "alpha": None,
+        "trimap": None,
+        "scale": "origin",
+        "alpha_path": None,
+        "batch_size": 1,
+        "checkpoint": "best_model",
+        "fast_eval": True,
+    },
+    "log": {
+        "tensorboard_path": "./logs/tensorboard",
+        "tensorboard_step": 100,
+        "tensorboard_image_step": 500,
+        "logging_path": "./logs/stdout",
+        "logging_step": 10,
+        "logging_level": "DEBUG",
+        "checkpoint_path": "./checkpoints",
+        "checkpoint_step": 10000,
+    },
+}
+
+# Run outputs are kept apart per run name.
+VERSIONED_PATHS = (("log", "tensorboard_path"), ("log", "logging_path"),
+                   ("log", "checkpoint_path"), ("test", "alpha_path"))
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def default_config() -> EasyDict:
+    """A fresh copy of the published defaults."""
+    return EasyDict(copy.deepcopy(_DEFAULTS))
+
+
+def _type_name(value: Any) -> str:
+    return "a table" if isinstance(value, dict) else type(value).__name__
+
+
+def _compatible(default: Any, value: Any) -> bool:
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+def merge_config(config: Dict, overrides: Dict, source: str, prefix: str = "") -> None:
+    """Writes `overrides` into `config` in place, refusing keys and types the defaults do not have."""
+    for key, value in overrides.items():
+        full_key = prefix + key
+        if key not in config:
+            close = difflib.get_close_matches(key, list(config), n=1)
+            hint = f"; did you mean {prefix + close[0]!r}?" if close else \
+                f"; valid keys here: {', '.join(prefix + k for k in config)}"
+            raise ConfigError(f"{source}: unknown config key {full_key!r}{hint}")
+        default = config[key]
+        if isinstance(default, dict) != isinstance(value, dict):
+            raise ConfigError(f"{source}: {full_key!r} must be {_type_name(default) if isinstance(default, dict) else 'a value'}"
+                              f", got {_type_name(value)}")
+        if isinstance(default, dict):
+            merge_config(default, value, source, full_key + ".")
+        elif not _compatible(default, value):
+            raise ConfigError(f"{source}: {full_key!r} must be {_type_name(default)}, got {value!r}")
+        else:
+            config[key] = value
+
+
+def iter_items(config: Dict, prefix: str = "") -> Iterator[Tuple[str, Any]]:
+    """(dotted key, value) for every leaf, in definition order."""
+    for key, value in config.items():
+        if isinstance(value, dict):
+            yield from iter_items(value, prefix + key + ".")
+        else:
+            yield prefix + key, value
+
+
+def load_config(path: str) -> EasyDict:
+    """Defaults overridden by the TOML file at `path`; run paths get `/<version>` appended."""
+    try:
+        with open(path, "rb") as f:
+            overrides = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    config = default_config()
+    merge_config(config, overrides, path)
+    for section, key in VERSIONED_PATHS:
+        if config[section][key] is not None:
+            config[section][key] = os.path.join(config[section][key], config.version)
+    return config
+
+
+def format_config(config: Dict) -> str:
+    return "\n".join(f"{key} = {value!r}" for key, value in iter_items(config))

@@ -1,0 +1,79 @@
+"""Reading images and trimaps the way the published code does (OpenCV, BGR), but also
+accepting grey, RGBA and 16-bit files, and unicode paths."""
+import os
+from typing import Iterable, List
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class ImageReadError(IOError):
+    pass
+
+
+def _decode(path: str, flags: int) -> np.ndarray:
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        raise ImageReadError(f"{path}: cannot be read ({e.strerror or e})") from None
+    image = cv2.imdecode(data, flags) if data.size else None
+    if image is None:
+        raise ImageReadError(f"{path}: not a readable image (empty, truncated or an unknown format)")
+    return image
+
+
+def to_8bit_range(image: np.ndarray) -> np.ndarray:
+    """uint8 stays as it is; 16-bit is scaled (not truncated) to float32 on the 0..255 scale."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / np.float32(257.0)
+    raise ImageReadError(f"unsupported pixel type {image.dtype}; use 8- or 16-bit images")
+
+
+def read_image(path: str) -> np.ndarray:
+    """H x W x 3 BGR. Grey files are replicated to three channels and an alpha channel is
+    dropped, as cv2.imread(path) does; 16-bit files come back as float32 on the 0..255 scale."""
+    image = _decode(path, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    try:
+        return to_8bit_range(image)
+    except ImageReadError as e:
+        raise ImageReadError(f"{path}: {e}") from None
+
+
+def read_grey(path: str) -> np.ndarray:
+    """H x W grey as cv2.imread(path, 0) gives it (colour converted by luminance); 16-bit files
+    come back as float32 on the 0..255 scale."""
+    image = _decode(path, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
+    try:
+        return to_8bit_range(image)
+    except ImageReadError as e:
+        raise ImageReadError(f"{path}: {e}") from None
+
+
+def write_image(path: str, image: np.ndarray) -> None:
+    """cv2.imwrite that raises instead of returning False, and accepts unicode paths."""
+    ok, encoded = cv2.imencode(os.path.splitext(path)[1] or ".png", image)
+    if not ok:
+        raise IOError(f"{path}: could not encode the image")
+    encoded.tofile(path)
+
+
+def list_images(folder: str) -> List[str]:
+    """Sorted file names in `folder` with an image extension (hidden files left out)."""
+    return sorted(name for name in os.listdir(folder)
+                  if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def stem(name: str) -> str:
+    return os.path.splitext(os.path.basename(name))[0]
+
+
+def index_by_stem(names: Iterable[str]) -> dict:
+    """stem -> list of file names with that stem."""
+    index: dict = {}
+    for name in names:
+        index.setdefault(stem(name), []).append(name)
+    return index

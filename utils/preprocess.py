@@ -1,0 +1,59 @@
+"""Network input and output conversions shared by the demo, the test phase and the datasets."""
+from typing import Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+BACKGROUND, UNKNOWN, FOREGROUND = 0, 1, 2
+INFERENCE_MARGIN = 32
+SIZE_MULTIPLE = 32
+
+
+def trimap_to_classes(trimap: np.ndarray) -> np.ndarray:
+    """Grey trimap (0..255 scale) -> int64 classes: < 85 background, >= 170 foreground, else unknown."""
+    classes = np.full(trimap.shape, UNKNOWN, dtype=np.int64)
+    classes[trimap < 85] = BACKGROUND
+    classes[trimap >= 170] = FOREGROUND
+    return classes
+
+
+def image_to_tensor(image_bgr: np.ndarray) -> torch.Tensor:
+    """H x W x 3 BGR on the 0..255 scale -> 3 x H x W RGB, ImageNet-normalised float32, with the
+    published code's operation order so results match it to the bit."""
+    image = image_bgr[:, :, ::-1].transpose((2, 0, 1)).astype(np.float32)
+    image /= 255.
+    return torch.from_numpy(image).sub_(IMAGENET_MEAN).div_(IMAGENET_STD)
+
+
+def classes_to_tensor(classes: np.ndarray, trimap_channel: int) -> torch.Tensor:
+    """H x W classes -> one-hot 3 x H x W, or 1 x H x W holding 0/1/2 when trimap_channel is 1."""
+    classes = torch.from_numpy(np.ascontiguousarray(classes)).long()
+    if trimap_channel == 3:
+        return F.one_hot(classes, num_classes=3).permute(2, 0, 1).float()
+    return classes[None, ...].float()
+
+
+def inference_padding(height: int, width: int) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """((top, bottom), (left, right)): 32 px on every side plus bottom/right up to a multiple of 32."""
+    extra_h = -height % SIZE_MULTIPLE
+    extra_w = -width % SIZE_MULTIPLE
+    return ((INFERENCE_MARGIN, INFERENCE_MARGIN + extra_h), (INFERENCE_MARGIN, INFERENCE_MARGIN + extra_w))
+
+
+def reflect_pad(array: np.ndarray, padding: Tuple[Tuple[int, int], Tuple[int, int]]) -> np.ndarray:
+    return np.pad(array, padding + ((0, 0),) * (array.ndim - 2), mode="reflect")
+
+
+def force_known_regions(alpha: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """alpha = 1 on known foreground, 0 on known background (in place); both N x 1 x H x W."""
+    alpha[classes == FOREGROUND] = 1
+    alpha[classes == BACKGROUND] = 0
+    return alpha
+
+
+def alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
+    """float alpha in [0, 1] -> uint8, truncating as the published demo does."""
+    return (alpha * 255).astype(np.uint8)
