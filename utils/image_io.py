@@ -53,6 +53,18 @@ def read_grey(path: str) -> np.ndarray:
         raise ImageReadError(f"{path}: {e}") from None
 
 
+def read_first_channel(path: str) -> np.ndarray:
+    """H x W on the 0..255 scale for the metrics: a colour file gives its first channel as
+    MATLAB's imread orders them (red), as the reference evaluation does; 16-bit is scaled."""
+    image = _decode(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    if image.ndim == 3:
+        image = image[:, :, 2] if image.shape[2] >= 3 else image[:, :, 0]
+    try:
+        return to_8bit_range(image)
+    except ImageReadError as e:
+        raise ImageReadError(f"{path}: {e}") from None
+
+
 def write_image(path: str, image: np.ndarray) -> None:
     """cv2.imwrite that raises instead of returning False, and accepts unicode paths."""
     ok, encoded = cv2.imencode(os.path.splitext(path)[1] or ".png", image)

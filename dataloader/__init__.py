@@ -1,0 +1,1 @@
+"""Datasets and data tools for training and testing."""
