@@ -39,6 +39,8 @@ _DEFAULTS: Dict[str, Any] = {
         "crop_size": 512,
         "augmentation": True,
         "random_interp": False,
+        "pipeline": "gca",
+        "decode_cache": "",
     },
     "train": {
         "total_step": 100000,
@@ -55,6 +57,7 @@ _DEFAULTS: Dict[str, Any] = {
         "clip_grad": True,
         "resume_checkpoint": None,
         "reset_lr": False,
+        "seed": 0,
     },
     "test": {
         "merged": None,

@@ -53,6 +53,12 @@ def read_grey(path: str) -> np.ndarray:
         raise ImageReadError(f"{path}: {e}") from None
 
 
+def read_uint8(path: str, grey: bool = False) -> np.ndarray:
+    """8-bit BGR (or grey) exactly as cv2.imread(path) / cv2.imread(path, 0) gives it, as the
+    published training code reads its data; raises ImageReadError naming the file."""
+    return _decode(path, cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
+
+
 def read_first_channel(path: str) -> np.ndarray:
     """H x W on the 0..255 scale for the metrics: a colour file gives its first channel as
     MATLAB's imread orders them (red), as the reference evaluation does; 16-bit is scaled."""

@@ -1,0 +1,71 @@
+"""DataLoaders for training and testing, and a CUDA prefetcher."""
+import multiprocessing
+import sys
+from typing import Iterator
+
+import cv2
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from dataloader.datasets import EpochSampler, EvalDataset, TrainDataset
+
+
+def _worker_init(_: int) -> None:
+    # Each worker is one of several processes: OpenCV / torch threads would only oversubscribe.
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def worker_context():
+    """Workers start from a clean process: a fork of a parent whose OpenCV thread pool is
+    running deadlocks in the child's first parallel OpenCV call."""
+    return multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
+
+
+def train_loader(dataset: TrainDataset, batch_size: int, workers: int, seed: int,
+                 rank: int = 0, world_size: int = 1, pin_memory: bool = False) -> DataLoader:
+    """Shuffled with DistributedSampler(seed) on every rank (world size 1 included); call
+    `loader.sampler.set_position(epoch, start)` before each pass."""
+    sampler = EpochSampler(DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
+                                              seed=seed, drop_last=True))
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      pin_memory=pin_memory, drop_last=True, worker_init_fn=_worker_init,
+                      persistent_workers=workers > 0,
+                      multiprocessing_context=worker_context() if workers > 0 else None)
+
+
+def eval_loader(dataset: EvalDataset, rank: int = 0, world_size: int = 1) -> DataLoader:
+    """Batch 1 (sizes differ); under DDP each rank takes its share without padding duplicates."""
+    indices = list(range(rank, len(dataset), world_size))
+    return DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=1, shuffle=False, num_workers=0)
+
+
+class Prefetcher:
+    """Copies the next batch to the GPU on a side stream while the current one is used; on the
+    CPU it passes batches through unchanged."""
+
+    def __init__(self, loader, device: torch.device):
+        self.loader, self.device = loader, device
+
+    def _to_device(self, batch):
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def __iter__(self) -> Iterator:
+        if self.device.type != "cuda":
+            yield from self.loader
+            return
+        stream = torch.cuda.Stream(self.device)
+        iterator = iter(self.loader)
+        pending = None
+        for batch in iterator:
+            with torch.cuda.stream(stream):
+                ready = self._to_device(batch)
+            if pending is not None:
+                yield pending
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            for v in ready.values():
+                if torch.is_tensor(v):
+                    v.record_stream(torch.cuda.current_stream(self.device))
+            pending = ready
+        if pending is not None:
+            yield pending

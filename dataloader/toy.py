@@ -1,0 +1,150 @@
+"""A small matting data set made on the spot, for tests, the quickstart and benchmarks.
+
+python -m dataloader.toy --out DIR [--num-fg 12] [--num-bg 40] [--num-test 4]
+                         [--fg-size 320 480] [--bg-size 240 400] [--seed 0]
+
+Foreground colours and backgrounds are real public-domain / CC0 photos that scikit-image
+ships inside its wheel (read as files; scikit-image itself is not imported, so it installs
+with --no-deps). Alphas are procedural: blurred solid shapes, thin anti-aliased strands and
+semi-transparent regions. Layout:
+
+  DIR/train/fg, DIR/train/alpha, DIR/train/bg      Adobe training layout (mixed .jpg/.png)
+  DIR/test/merged/<stem>_<k>.png, DIR/test/alpha/<stem>.png, DIR/test/trimaps/<stem>_<k>.png
+                                                   Composition-1K layout
+"""
+import argparse
+import importlib.util
+import os
+import sys
+from typing import List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from dataloader.composite_testset import composite
+
+# Public domain or CC0, per scikit-image's data documentation.
+PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg",
+          "grass.png", "gravel.png", "brick.png", "camera.png")
+TEST_BACKGROUNDS_PER_FG = 2
+
+
+def photo_folder() -> str:
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("error: the toy data set takes its photos from scikit-image's wheel; "
+                         "install it with: pip install --no-deps scikit-image==0.26.0")
+    return os.path.join(list(spec.submodule_search_locations)[0], "data")
+
+
+def load_photos() -> List[np.ndarray]:
+    folder = photo_folder()
+    photos = []
+    for name in PHOTOS:
+        image = cv2.imread(os.path.join(folder, name), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SystemExit(f"error: {os.path.join(folder, name)} is missing; reinstall scikit-image==0.26.0")
+        photos.append(image)
+    return photos
+
+
+def random_view(rng: np.random.Generator, photo: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A random crop of the photo (at least half of each side), flipped at random, resized."""
+    ph, pw = photo.shape[:2]
+    ch, cw = int(rng.integers(ph // 2, ph + 1)), int(rng.integers(pw // 2, pw + 1))
+    y, x = int(rng.integers(0, ph - ch + 1)), int(rng.integers(0, pw - cw + 1))
+    view = photo[y:y + ch, x:x + cw]
+    if rng.random() < 0.5:
+        view = view[:, ::-1]
+    return cv2.resize(np.ascontiguousarray(view), (width, height), interpolation=cv2.INTER_AREA)
+
+
+def procedural_alpha(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """uint8 alpha: a blurred solid body, semi-transparent patches and thin strands."""
+    body = np.zeros((height, width), np.float32)
+    for _ in range(int(rng.integers(1, 4))):
+        center = (int(rng.uniform(0.3, 0.7) * width), int(rng.uniform(0.35, 0.75) * height))
+        axes = (int(rng.uniform(0.12, 0.3) * width), int(rng.uniform(0.15, 0.35) * height))
+        cv2.ellipse(body, center, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+    body = cv2.GaussianBlur(body, (0, 0), float(rng.uniform(0.8, 3.0)))
+    veil = np.zeros_like(body)
+    for _ in range(int(rng.integers(1, 3))):
+        center = (int(rng.uniform(0.2, 0.8) * width), int(rng.uniform(0.2, 0.8) * height))
+        axes = (int(rng.uniform(0.05, 0.15) * width), int(rng.uniform(0.05, 0.15) * height))
+        cv2.ellipse(veil, center, axes, float(rng.uniform(0, 180)), 0, 360, float(rng.uniform(0.25, 0.7)), -1)
+    veil = cv2.GaussianBlur(veil, (0, 0), 4.0)
+    strands = np.zeros_like(body)
+    edge = np.argwhere((body > 0.3) & (body < 0.7))
+    for _ in range(int(rng.integers(20, 60))):
+        if not len(edge):
+            break
+        y, x = edge[int(rng.integers(len(edge)))]
+        steps = np.cumsum(rng.normal(0, 1, (25, 2)) * 3 + rng.normal(0, 4, 2), axis=0)
+        points = (np.array([x, y]) + steps).astype(np.int32)
+        cv2.polylines(strands, [points], False, float(rng.uniform(0.5, 1.0)), 1, cv2.LINE_AA)
+    alpha = np.maximum(np.maximum(body, veil), strands)
+    return np.clip(np.round(alpha * 255), 0, 255).astype(np.uint8)
+
+
+def toy_trimap(alpha: np.ndarray, band: int = 15) -> np.ndarray:
+    """128 on the soft band (0 < alpha < 255) dilated by `band` px, 255 / 0 elsewhere."""
+    trimap = np.where(alpha >= 128, 255, 0).astype(np.uint8)
+    soft = ((alpha > 0) & (alpha < 255)).astype(np.uint8)
+    soft = cv2.dilate(soft, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (band, band)))
+    trimap[soft == 1] = 128
+    return trimap
+
+
+def random_size(rng: np.random.Generator, size_range: Tuple[int, int]) -> Tuple[int, int]:
+    return int(rng.integers(size_range[0], size_range[1] + 1)), int(rng.integers(size_range[0], size_range[1] + 1))
+
+
+def make_toy_dataset(out: str, num_fg: int = 12, num_bg: int = 40, num_test: int = 4,
+                     fg_size: Tuple[int, int] = (320, 480), bg_size: Tuple[int, int] = (240, 400),
+                     seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    photos = load_photos()
+    folders = {key: os.path.join(out, *key.split("/")) for key in
+               ("train/fg", "train/alpha", "train/bg", "test/merged", "test/alpha", "test/trimaps")}
+    for folder in folders.values():
+        os.makedirs(folder, exist_ok=True)
+    for i in range(num_fg):
+        h, w = random_size(rng, fg_size)
+        fg = random_view(rng, photos[int(rng.integers(len(photos)))], h, w)
+        ext = ".jpg" if i % 3 == 0 else ".png"  # Adobe's folders mix extensions too
+        cv2.imwrite(os.path.join(folders["train/fg"], f"fg{i:03d}{ext}"), fg)
+        cv2.imwrite(os.path.join(folders["train/alpha"], f"fg{i:03d}.png"), procedural_alpha(rng, h, w))
+    for i in range(num_bg):
+        h, w = random_size(rng, bg_size)
+        bg = random_view(rng, photos[int(rng.integers(len(photos)))], h, w)
+        cv2.imwrite(os.path.join(folders["train/bg"], f"bg{i:04d}.jpg"), bg)
+    for i in range(num_test):
+        h, w = random_size(rng, fg_size)
+        fg = random_view(rng, photos[int(rng.integers(len(photos)))], h, w)
+        alpha = procedural_alpha(rng, h, w)
+        cv2.imwrite(os.path.join(folders["test/alpha"], f"test{i:02d}.png"), alpha)
+        for k in range(TEST_BACKGROUNDS_PER_FG):
+            bg = random_view(rng, photos[int(rng.integers(len(photos)))], h, w)
+            cv2.imwrite(os.path.join(folders["test/merged"], f"test{i:02d}_{k}.png"), composite(fg, bg, alpha))
+            cv2.imwrite(os.path.join(folders["test/trimaps"], f"test{i:02d}_{k}.png"), toy_trimap(alpha))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--num-fg", type=int, default=12)
+    parser.add_argument("--num-bg", type=int, default=40)
+    parser.add_argument("--num-test", type=int, default=4)
+    parser.add_argument("--fg-size", type=int, nargs=2, default=(320, 480), metavar=("MIN", "MAX"))
+    parser.add_argument("--bg-size", type=int, nargs=2, default=(240, 400), metavar=("MIN", "MAX"))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    make_toy_dataset(args.out, args.num_fg, args.num_bg, args.num_test, tuple(args.fg_size),
+                     tuple(args.bg_size), args.seed)
+    print(f"toy data set written to {args.out}: {args.num_fg} foregrounds, {args.num_bg} backgrounds, "
+          f"{args.num_test * TEST_BACKGROUNDS_PER_FG} test images")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
