@@ -1,5 +1,6 @@
 """DataLoaders for training and testing, and a CUDA prefetcher."""
 import multiprocessing
+import signal
 import sys
 from typing import Iterator
 
@@ -14,6 +15,10 @@ def _worker_init(_: int) -> None:
     # Each worker is one of several processes: OpenCV / torch threads would only oversubscribe.
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
+    # Ctrl-C and SIGTERM are for the training process, which saves and stops; a worker that
+    # died of them first would make that last step fail.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def worker_context():

@@ -107,6 +107,21 @@ def test_each_error_is_named_counted_and_fails_the_run(dirs, rng, capsys, case):
     assert "mean of 1 images" in captured.out
 
 
+def test_demo_offset_pictures_are_set_aside_with_a_note(dirs, rng, capsys):
+    pred_dir, alpha_dir, trimap_dir = dirs
+    alpha = soft_alpha(rng)
+    for folder, image in ((pred_dir, alpha), (alpha_dir, alpha), (trimap_dir, trimap_for(alpha))):
+        write(folder, "x.png", image)
+    write(pred_dir, "x_offset1.png", np.zeros((8, 8, 3), np.uint8))
+    write(pred_dir, "x_offset2.png", np.zeros((8, 8, 3), np.uint8))
+    write(pred_dir, "y_offset1.png", alpha)  # no prediction y: a prediction of its own, unmatched
+    code = main(["--pred-dir", pred_dir, "--alpha-dir", alpha_dir, "--trimap-dir", trimap_dir, "--workers", "1"])
+    captured = capsys.readouterr()
+    assert code == 1 and "y_offset1.png: no y_offset1.*" in captured.out + captured.err
+    assert "note: 2 GCA offset pictures" in captured.err
+    assert "mean of 1 images" in captured.out
+
+
 def test_missing_folder_is_exit_2(dirs, capsys):
     pred_dir, alpha_dir, _ = dirs
     assert main(["--pred-dir", pred_dir, "--alpha-dir", alpha_dir, "--trimap-dir", "/nonexistent/x"]) == 2

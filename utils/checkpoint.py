@@ -1,6 +1,7 @@
 """Reading checkpoints safely: the released GCA files, training checkpoints and bare state dicts."""
 import os
 import pickle
+import tempfile
 from typing import Dict, List
 
 import torch
@@ -84,3 +85,45 @@ def load_weights(model: nn.Module, path: str) -> Dict:
         raise CheckpointError(f"{path}: tensor shapes differ from the model: {_few(mismatched, 3)}.{hint}")
     model.load_state_dict(state_dict, strict=True)
     return checkpoint
+
+
+def save_checkpoint(obj: Dict, path: str) -> None:
+    """torch.save through a temporary file in the same folder, flushed and renamed over `path`:
+    a crash mid-save leaves the previous file intact."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pth")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_imagenet_backbone(encoder: nn.Module, path: str, trimap_channel: int) -> List[str]:
+    """Loads an ImageNet-pretrained ResNet-34 backbone (encoder-relative keys) into the encoder,
+    zero-padding its 3-channel stem to 3 + trimap_channel inputs; returns the encoder keys it
+    did not provide (the skip branches, guidance head and GCA start from their init)."""
+    if not os.path.isfile(path):
+        raise CheckpointError(
+            f"ImageNet backbone not found: {path} (model.imagenet_pretrain_path). Put the file there, or "
+            "train from scratch with model.imagenet_pretrain = false.")
+    state = extract_state_dict(read_checkpoint(path), path)
+    stem_key, v_key = "conv1.module.weight_bar", "conv1.module.weight_v"
+    if stem_key in state and state[stem_key].shape[1] == 3:
+        weight = state[stem_key]
+        pad = weight.new_zeros(weight.shape[0], trimap_channel, *weight.shape[2:])
+        state[stem_key] = torch.cat([weight, pad], dim=1)
+        state[v_key] = torch.cat([state[v_key], state[v_key].new_zeros(pad[0].numel())])
+    expected = encoder.state_dict()
+    usable = {k: v for k, v in state.items() if k in expected and expected[k].shape == v.shape}
+    if not usable:
+        raise CheckpointError(f"{path}: no tensor fits the encoder; is it the ResNet-34 backbone "
+                              "(keys like conv1.module.weight_bar, layer1.0.conv1.module.weight_bar)?")
+    encoder.load_state_dict(usable, strict=False)
+    return [k for k in expected if k not in usable]

@@ -54,10 +54,13 @@ _DEFAULTS: Dict[str, Any] = {
         "gabor_weight": 0,
         "grad_weight": 0,
         "smooth_l1_weight": 0,
+        "lap_weight": 0,
         "clip_grad": True,
         "resume_checkpoint": None,
         "reset_lr": False,
         "seed": 0,
+        "amp": "off",
+        "max_nonfinite_steps": 20,
     },
     "test": {
         "merged": None,

@@ -22,6 +22,7 @@ from utils.progress import progress
 
 COLUMNS = ("sad", "mse", "grad", "conn", "mad")
 COMPOSITION_SUFFIX = re.compile(r"_\d+$")
+DEMO_OFFSET_SUFFIX = re.compile(r"_offset[12]$")
 
 
 def find_counterpart(name_stem: str, index: Dict[str, List[str]], folder: str) -> Tuple[Optional[str], str]:
@@ -37,13 +38,21 @@ def find_counterpart(name_stem: str, index: Dict[str, List[str]], folder: str) -
     return None, f"no {tried} in {folder}"
 
 
+def demo_offset_images(names: List[str]) -> List[str]:
+    """The `<stem>_offset1/2` pictures demo.py writes beside a prediction `<stem>`."""
+    stems = {stem(n) for n in names}
+    return [n for n in names if DEMO_OFFSET_SUFFIX.search(stem(n)) and DEMO_OFFSET_SUFFIX.sub("", stem(n)) in stems]
+
+
 def pair_files(pred_dir: str, alpha_dir: str, trimap_dir: str):
     """([(name, pred, alpha, trimap)], [problems]) with every prediction and every ground truth
-    accounted for."""
+    accounted for; demo.py's offset pictures beside their prediction are not predictions."""
     alphas = index_by_stem(list_images(alpha_dir))
     trimaps = index_by_stem(list_images(trimap_dir))
     triples, problems, used_alphas = [], [], set()
-    for name in list_images(pred_dir):
+    names = list_images(pred_dir)
+    offsets = set(demo_offset_images(names))
+    for name in (n for n in names if n not in offsets):
         alpha, why_alpha = find_counterpart(stem(name), alphas, alpha_dir)
         trimap, why_trimap = find_counterpart(stem(name), trimaps, trimap_dir)
         if alpha is not None:
@@ -113,6 +122,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"error: {flag} {folder} is not a folder", file=sys.stderr)
             return 2
     triples, problems = pair_files(args.pred_dir, args.alpha_dir, args.trimap_dir)
+    offsets = demo_offset_images(list_images(args.pred_dir))
+    if offsets:
+        print(f"note: {len(offsets)} GCA offset pictures written by demo.py (*_offset1/2.png) are not predictions; "
+              "left out", file=sys.stderr)
     if not triples and not problems:
         print(f"error: no images in {args.pred_dir}", file=sys.stderr)
         return 2

@@ -1,0 +1,163 @@
+"""Train GCA-Matting, or evaluate a checkpoint on the config's test set.
+
+python main.py --config config/gca-dist.toml                       # one process
+torchrun --nproc_per_node=4 main.py --config config/gca-dist.toml    # one process per GPU
+python -m torch.distributed.launch --nproc_per_node=4 main.py --config=config/gca-dist.toml
+python main.py --config config/gca-dist.toml --phase test
+"""
+import argparse
+import logging
+import os
+import sys
+import time
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from dataloader.datasets import EvalDataset, TrainDataset
+from dataloader.file_lists import DataListError, eval_list, training_list
+from dataloader.loader import eval_loader, train_loader
+from networks import build_generator
+from trainer import Trainer, TrainingError, checkpoint_file, predict_batch
+from utils import distributed as du
+from utils.checkpoint import CheckpointError, load_imagenet_backbone, load_weights
+from utils.config import ConfigError, format_config, load_config
+from utils.image_io import ImageReadError, write_image
+from utils.metrics import all_metrics
+from utils.progress import progress
+
+logger = logging.getLogger("gca")
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--phase", choices=("train", "test"), default="train")
+    parser.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=None,
+                        help="set by torch.distributed.launch; torchrun sets LOCAL_RANK instead")
+    return parser.parse_args(argv)
+
+
+def setup_logging(config, main_process: bool) -> None:
+    logger.handlers.clear()
+    logger.setLevel(getattr(logging, str(config.log.logging_level).upper(), logging.INFO) if main_process
+                    else logging.WARNING)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    handlers = [logging.StreamHandler(sys.stdout)]
+    if main_process:
+        os.makedirs(config.log.logging_path, exist_ok=True)
+        handlers.append(logging.FileHandler(os.path.join(config.log.logging_path,
+                                                         time.strftime("%Y-%m-%d-%H-%M-%S") + ".log")))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+    for name in ("dataloader.datasets", "dataloader.file_lists"):
+        logging.getLogger(name).handlers = handlers
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def build_model(config):
+    return build_generator(config.model.arch.encoder, config.model.arch.decoder, config.model.trimap_channel)
+
+
+def run_training(config, dist_info: du.DistInfo) -> int:
+    torch.manual_seed(config.train.seed)
+    model = build_model(config)
+    if config.model.imagenet_pretrain and not config.train.resume_checkpoint:
+        left = load_imagenet_backbone(model.encoder, config.model.imagenet_pretrain_path or "",
+                                      config.model.trimap_channel)
+        logger.info("ImageNet backbone loaded from %s (%d encoder tensors keep their init)",
+                    config.model.imagenet_pretrain_path, len(left))
+    data = config.data
+    files = training_list(data.train_fg, data.train_alpha, data.train_bg)
+    dataset = TrainDataset(files, data.crop_size, data.augmentation, data.random_interp, data.pipeline,
+                           config.model.trimap_channel, config.train.seed, dist_info.rank, data.decode_cache)
+    loader = train_loader(dataset, config.model.batch_size, data.workers, config.train.seed, dist_info.rank,
+                          dist_info.world_size, pin_memory=dist_info.device.type == "cuda")
+    validation = None
+    if data.test_merged:
+        eval_files = eval_list(data.test_merged, data.test_alpha, data.test_trimap)
+        validation = eval_loader(EvalDataset(eval_files, config.model.trimap_channel), dist_info.rank,
+                                 dist_info.world_size)
+    else:
+        logger.warning("data.test_merged is not set: no validation, and no best_model.pth")
+    writer = None
+    if du.is_main_process():
+        from tensorboardX import SummaryWriter
+        writer = SummaryWriter(config.log.tensorboard_path)
+    logger.info("%d foregrounds, %d backgrounds, %d validation images, %d process(es) on %s",
+                len(files.fg), len(files.bg), len(validation.dataset) if validation else 0,
+                dist_info.world_size, dist_info.device)
+    trainer = Trainer(config, model, loader, validation, dist_info, writer)
+    if config.train.resume_checkpoint:
+        trainer.restore(config.train.resume_checkpoint)
+    try:
+        trainer.train()
+    finally:
+        if writer is not None:
+            writer.close()
+    return 0
+
+
+def run_test(config, dist_info: du.DistInfo) -> int:
+    model = build_model(config)
+    path = checkpoint_file(config.log.checkpoint_path, config.test.checkpoint)
+    load_weights(model, path)
+    model.to(dist_info.device).eval()
+    files = eval_list(config.test.merged, config.test.alpha, config.test.trimap,
+                      keys=("test.merged", "test.alpha", "test.trimap"))
+    dataset = EvalDataset(files, config.model.trimap_channel)
+    out_dir = config.test.alpha_path
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+    rows = []
+    with torch.no_grad():
+        for index in progress(range(len(dataset)), desc="test"):
+            sample = dataset[index]
+            h, w = sample["alpha_shape"]
+            alpha = predict_batch(model, sample["image"][None].to(dist_info.device),
+                                  sample["trimap"][None].to(dist_info.device))
+            pred = np.round(alpha[0, 0, :h, :w].cpu().numpy() * 255).astype(np.uint8)
+            if out_dir:
+                write_image(os.path.join(out_dir, os.path.splitext(sample["image_name"])[0] + ".png"), pred)
+            target = np.round(sample["alpha"][0].numpy() * 255).astype(np.uint8)
+            metrics = all_metrics(pred, target, sample["trimap_grey"].numpy(), fast=config.test.fast_eval)
+            rows.append(metrics)
+            logger.info("%s: %s", sample["image_name"], "  ".join(f"{k.upper()} {v:.4f}" for k, v in metrics.items()))
+    names = ("sad", "mse") if config.test.fast_eval else ("sad", "mse", "grad", "conn")
+    means = {k: float(np.mean([r[k] for r in rows])) for k in names}
+    print(f"{config.version} on {len(rows)} images: " +
+          "  ".join(f"{k.upper() if k != 'grad' and k != 'conn' else k.capitalize()} {v:.4f}" for k, v in means.items()))
+    if out_dir:
+        print(f"predictions written to {out_dir}")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    config.phase = args.phase
+    dist_info = du.init_distributed(args.local_rank)
+    setup_logging(config, du.is_main_process())
+    if du.is_main_process():
+        logger.info("resolved config:\n%s", format_config(config))
+    try:
+        if args.phase == "train":
+            return run_training(config, dist_info)
+        if dist_info.rank != 0:
+            return 0
+        return run_test(config, dist_info)
+    except (ConfigError, DataListError, CheckpointError, TrainingError, ImageReadError) as e:
+        logger.error("%s", e)
+        return 2
+    finally:
+        du.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
