@@ -235,9 +235,9 @@ class Trainer:
                     if done % log.logging_step == 0 or done == t.total_step:
                         rate = (done - tick_step) / max(time.monotonic() - tick, 1e-9)
                         tick, tick_step = time.monotonic(), done
-                        parts = "  ".join(f"{k} {float(v):.4f}" for k, v in losses.items() if k != "total")
+                        parts = "  ".join(f"{k} {v.item():.4f}" for k, v in losses.items() if k != "total")
                         logger.info("[%d/%d] loss %.4f  %s  lr %.2e  grad %.3f  %.2f steps/s  skipped %d  replaced %d",
-                                    done, t.total_step, float(losses["total"]), parts,
+                                    done, t.total_step, losses["total"].item(), parts,
                                     self.optimizer.param_groups[0]["lr"], norm, rate,
                                     self.skipped_steps, self.replaced_samples)
                     if done % log.tensorboard_step == 0:

@@ -1,0 +1,330 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import demo
+import main
+import trainer as trainer_module
+from dataloader.datasets import TrainDataset
+from dataloader.file_lists import training_list
+from dataloader.loader import train_loader
+from dataloader.toy import make_toy_dataset
+from networks import build_generator
+from utils.checkpoint import CheckpointError, load_imagenet_backbone, read_checkpoint, save_checkpoint
+from utils.config import load_config
+from utils.distributed import DistInfo
+from utils.schedule import AdaptiveGradClip, learning_rate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CPU = DistInfo(0, 0, 1, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("toy"))
+    make_toy_dataset(root, num_fg=4, num_bg=12, num_test=1, fg_size=(96, 128), bg_size=(80, 100), seed=2)
+    return root
+
+
+def write_config(folder, toy, name="run", **train):
+    """A tiny training config over the toy set; `train` overrides [train] keys, and
+    checkpoint_step (default 2) goes to [log]."""
+    settings = {"total_step": 4, "warmup_step": 2, "val_step": 2, **train}
+    checkpoint_step = settings.pop("checkpoint_step", 2)
+    train_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
+    text = f"""
+version = "{name}"
+[model]
+batch_size = 2
+imagenet_pretrain = false
+    [model.arch]
+    encoder = "resnet_gca_encoder_29"
+    decoder = "res_gca_decoder_22"
+[data]
+train_fg = "{toy}/train/fg"
+train_alpha = "{toy}/train/alpha"
+train_bg = "{toy}/train/bg"
+test_merged = "{toy}/test/merged"
+test_alpha = "{toy}/test/alpha"
+test_trimap = "{toy}/test/trimaps"
+crop_size = 64
+[train]
+{train_lines}
+[log]
+tensorboard_path = "{folder}/tb"
+logging_path = "{folder}/logs"
+checkpoint_path = "{folder}/ckpt"
+logging_step = 1
+tensorboard_step = 1
+tensorboard_image_step = 2
+checkpoint_step = {checkpoint_step}
+[test]
+merged = "{toy}/test/merged"
+alpha = "{toy}/test/alpha"
+trimap = "{toy}/test/trimaps"
+checkpoint = "best_model"
+fast_eval = false
+alpha_path = "{folder}/pred"
+"""
+    path = os.path.join(folder, f"{name}.toml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def test_learning_rate_schedule_values():
+    base, warmup, total = 4e-4, 5000, 200000
+    assert learning_rate(0, base, warmup, total) == pytest.approx(base / 5000)
+    assert learning_rate(4999, base, warmup, total) == pytest.approx(base)
+    assert learning_rate(5000, base, warmup, total) == pytest.approx(base, rel=1e-9)
+    assert learning_rate(102499, base, warmup, total) == pytest.approx(2e-4)
+    assert learning_rate(199999, base, warmup, total) == pytest.approx(0, abs=1e-15)
+    # reset_lr at step 1000: the cosine restarts over the remaining 198,999 steps
+    assert learning_rate(1001, base, warmup, total, restart_step=1000) == pytest.approx(base, rel=1e-9)
+    assert learning_rate(199999, base, warmup, total, restart_step=1000) == pytest.approx(0, abs=1e-15)
+
+
+def test_adaptive_clipping_on_a_hand_made_gradient_sequence():
+    param = torch.nn.Parameter(torch.zeros(2))
+    clip = AdaptiveGradClip()
+    history = []
+    for grad in ([3.0, 4.0], [6.0, 8.0], [0.0, 30.0], [float("nan"), 0.0]):
+        param.grad = torch.tensor(grad)
+        norm = clip.clip([param])
+        history.append((norm, float(param.grad.norm()) if math.isfinite(norm) else None, clip.moving_max))
+    assert history[0] == (5.0, 5.0, 5.0)  # first step: limit 1e6, seeds the moving max
+    assert history[1][0] == 10.0 and history[1][1] == pytest.approx(10.0)  # limit 2 x 5 = 10
+    assert history[1][2] == pytest.approx(0.999 * 5 + 0.001 * 10)
+    m = history[1][2]
+    assert history[2][0] == 30.0 and history[2][1] == pytest.approx(2 * m)  # clipped to 2 x moving max
+    assert history[2][2] == pytest.approx(0.999 * m + 0.001 * 30)
+    assert math.isnan(history[3][0]) and history[3][2] == history[2][2]  # non-finite: unchanged
+    assert AdaptiveGradClip(enabled=False).limit() == math.inf
+
+
+def toy_trainer(toy, config_path, model=None, loader=True):
+    config = load_config(config_path)
+    files = training_list(*(os.path.join(toy, "train", k) for k in ("fg", "alpha", "bg")))
+    dataset = TrainDataset(files, 64, seed=0)
+    torch.manual_seed(0)
+    model = model or build_generator("resnet_gca_encoder_29", "res_gca_decoder_22")
+    return trainer_module.Trainer(config, model, train_loader(dataset, 2, 0, 0) if loader else None, None, CPU), dataset
+
+
+def test_a_non_finite_step_is_skipped(toy, tmp_path):
+    trainer, dataset = toy_trainer(toy, write_config(str(tmp_path), toy))
+    batch = torch.utils.data.default_collate([dataset[(0, 0)], dataset[(0, 1)]])
+    batch["image"][0, 0, 0, 0] = float("nan")
+    before = [p.detach().clone() for p in trainer.params]
+    _, norm, finite, _, _ = trainer.train_step(batch, 0)
+    assert not finite and math.isnan(norm)
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.params))
+
+
+def test_a_run_of_non_finite_steps_is_counted_and_stops_training(toy, tmp_path):
+    torch.manual_seed(0)
+    model = build_generator("resnet_gca_encoder_29", "res_gca_decoder_22")
+    with torch.no_grad():
+        model.decoder.conv2.bias.fill_(float("nan"))
+    trainer, _ = toy_trainer(toy, write_config(str(tmp_path), toy, total_step=50, max_nonfinite_steps=3), model)
+    with pytest.raises(trainer_module.TrainingError, match="3 steps in a row had non-finite gradients"):
+        trainer.train()
+    assert trainer.skipped_steps == 3
+    assert read_checkpoint(str(tmp_path / "ckpt" / "run" / "latest_model.pth"))["skipped_steps"] == 3
+
+
+def run_main(config, *extra):
+    return main.main(["--config", config, *extra])
+
+
+def test_resume_equals_an_uninterrupted_run(toy, tmp_path, monkeypatch):
+    lrs = {}
+    original_step = trainer_module.Trainer.train_step
+
+    def recording_step(self, batch, step):
+        lrs.setdefault(self.config.version, []).append((step, self.lr_at(step)))
+        return original_step(self, batch, step)
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_step", recording_step)
+    assert run_main(write_config(str(tmp_path), toy, "whole", total_step=6, val_step=100)) == 0
+
+    def stop_after_three(self):
+        return bool(self.optimizer.state) and int(next(iter(self.optimizer.state.values()))["step"]) == 3
+
+    monkeypatch.setattr(trainer_module.Trainer, "_stop_requested", stop_after_three)
+    assert run_main(write_config(str(tmp_path), toy, "parts", total_step=6, val_step=100)) == 0
+    assert read_checkpoint(str(tmp_path / "ckpt" / "parts" / "latest_model.pth"))["iter"] == 2
+    monkeypatch.setattr(trainer_module.Trainer, "_stop_requested", lambda self: False)
+    resumed = write_config(str(tmp_path), toy, "parts", total_step=6, val_step=100, resume_checkpoint="latest_model")
+    assert run_main(resumed) == 0
+    whole = read_checkpoint(str(tmp_path / "ckpt" / "whole" / "latest_model.pth"))
+    parts = read_checkpoint(str(tmp_path / "ckpt" / "parts" / "latest_model.pth"))
+    assert whole["iter"] == parts["iter"] == 5
+    assert lrs["whole"] == lrs["parts"] and [s for s, _ in lrs["parts"]] == list(range(6))
+    for key, value in whole["state_dict"].items():
+        assert torch.allclose(value.float(), parts["state_dict"][key].float(), atol=1e-6), key
+    assert whole["moving_max_grad"] == pytest.approx(parts["moving_max_grad"])
+
+
+def test_an_interrupted_save_leaves_the_previous_file(tmp_path, monkeypatch):
+    path = str(tmp_path / "latest_model.pth")
+    save_checkpoint({"iter": 1, "state_dict": {"w": torch.ones(3)}}, path)
+
+    def crashing_save(obj, f):
+        f.write(b"partial bytes")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crashing_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"iter": 2, "state_dict": {"w": torch.zeros(3)}}, path)
+    monkeypatch.undo()
+    assert read_checkpoint(path)["iter"] == 1
+    assert os.listdir(tmp_path) == ["latest_model.pth"]
+
+
+def wait_for(predicate, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def log_text(folder):
+    logs = os.path.join(folder, "logs", "run")
+    if not os.path.isdir(logs):
+        return ""
+    return "".join(open(os.path.join(logs, f)).read() for f in os.listdir(logs))
+
+
+def test_sigterm_saves_a_resumable_checkpoint(toy, tmp_path):
+    config = write_config(str(tmp_path), toy, total_step=10000, val_step=10000, checkpoint_step=10000)
+    process = subprocess.Popen([sys.executable, "main.py", "--config", config], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_for(lambda: "[3/10000]" in log_text(str(tmp_path)), 120), "training did not start"
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 0, out
+    assert "stopped by SIGTERM" in out
+    checkpoint = read_checkpoint(str(tmp_path / "ckpt" / "run" / "latest_model.pth"))
+    assert checkpoint["iter"] >= 2 and "opt_state_dict" in checkpoint
+    resumed = write_config(str(tmp_path), toy, total_step=checkpoint["iter"] + 2, val_step=10000,
+                           resume_checkpoint="latest_model")
+    assert run_main(resumed) == 0
+    assert read_checkpoint(str(tmp_path / "ckpt" / "run" / "latest_model.pth"))["iter"] == checkpoint["iter"] + 1
+
+
+def torchrun(*args):
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+
+
+def test_two_process_gloo_ddp_trains_validates_and_checkpoints(toy, tmp_path, capsys):
+    config = write_config(str(tmp_path), toy, total_step=4, val_step=2)
+    result = subprocess.run(torchrun("main.py", "--config", config), cwd=ROOT, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = log_text(str(tmp_path))
+    assert "2 process(es) on cpu" in text and "validation at step 4" in text
+    assert text.index("resolved config:") < text.index("[1/4]")
+    best = read_checkpoint(str(tmp_path / "ckpt" / "run" / "best_model.pth"))
+    latest = read_checkpoint(str(tmp_path / "ckpt" / "run" / "latest_model.pth"))
+    assert latest["iter"] == 3 and set(best["state_dict"]) == set(latest["state_dict"])
+    assert not any(k.startswith("module.") for k in latest["state_dict"])
+    # the checkpoint written by training runs in demo.py, and in the test phase
+    out = str(tmp_path / "demo")
+    assert demo.main(["--config", config, "--checkpoint", str(tmp_path / "ckpt" / "run" / "latest_model.pth"),
+                      "--image-dir", f"{toy}/test/merged", "--trimap-dir", f"{toy}/test/trimaps",
+                      "--output", out, "--no-offset"]) == 0
+    capsys.readouterr()
+    assert run_main(config, "--phase", "test") == 0
+    printed = capsys.readouterr().out
+    for name in ("SAD", "MSE", "Grad", "Conn"):
+        assert name in printed
+    assert sorted(os.listdir(tmp_path / "pred" / "run")) == ["test00_0.png", "test00_1.png"]
+
+
+def test_ddp_gradients_equal_a_single_process_on_the_same_batches(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    import ddp_grad_worker
+    path = str(tmp_path / "grads.pt")
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    result = subprocess.run(torchrun(os.path.join("tests", "ddp_grad_worker.py"), path), cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr
+    ddp_grads = torch.load(path)
+    full = ddp_grad_worker.fixed_batch()
+    # Without CUDA there is no SyncBatchNorm: each rank normalises its own half, so DDP's
+    # gradient is the mean of the two halves' gradients, computed here one at a time.
+    halves = [ddp_grad_worker.gradients_of_one_step({k: v[i:i + 2] for k, v in full.items()}, CPU) for i in (0, 2)]
+    for ddp_grad, first, second in zip(ddp_grads, *halves):
+        assert torch.allclose(ddp_grad, (first + second) / 2, atol=1e-6, rtol=1e-4)
+
+
+def worker_pids(parent):
+    out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def rank_of(pid):
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+    return int(env.get(b"RANK", b"-1"))
+
+
+def test_a_dead_rank_brings_the_others_down(toy, tmp_path):
+    config = write_config(str(tmp_path), toy, total_step=10000, val_step=10000, checkpoint_step=10000)
+    process = subprocess.Popen(torchrun("main.py", "--config", config), cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: "[2/10000]" in log_text(str(tmp_path)), 180), "training did not start"
+        victims = [pid for pid in worker_pids(process.pid) if rank_of(pid) == 1]
+        assert victims
+        os.kill(victims[0], signal.SIGKILL)
+        start = time.monotonic()
+        process.wait(timeout=120)
+        assert process.returncode != 0
+        assert time.monotonic() - start < 120
+    finally:
+        process.kill()
+
+
+def test_imagenet_backbone_stem_is_zero_padded(tmp_path):
+    torch.manual_seed(1)
+    backbone = build_generator("res_shortcut_encoder_29", "res_shortcut_decoder_22", trimap_channel=3).encoder
+    state = {k: v for k, v in backbone.state_dict().items() if not k.startswith("shortcut")}
+    state["conv1.module.weight_bar"] = state["conv1.module.weight_bar"][:, :3].clone()
+    state["conv1.module.weight_v"] = state["conv1.module.weight_v"][:27].clone()
+    path = str(tmp_path / "backbone.pth")
+    torch.save({"state_dict": {"module." + k: v for k, v in state.items()}}, path)
+    model = build_generator("resnet_gca_encoder_29", "res_gca_decoder_22")
+    left = load_imagenet_backbone(model.encoder, path, trimap_channel=3)
+    stem = model.encoder.conv1.module.weight_bar
+    assert torch.equal(stem[:, :3], state["conv1.module.weight_bar"]) and (stem[:, 3:] == 0).all()
+    assert torch.equal(model.encoder.conv1.module.weight_v[:27], state["conv1.module.weight_v"])
+    assert torch.equal(model.encoder.layer3[1].conv2.module.weight_bar, state["layer3.1.conv2.module.weight_bar"])
+    assert any(k.startswith("guidance_head") for k in left) and any(k.startswith("shortcut") for k in left)
+    with pytest.raises(CheckpointError, match="imagenet_pretrain = false"):
+        load_imagenet_backbone(model.encoder, str(tmp_path / "missing.pth"), 3)
+
+
+@pytest.mark.parametrize("flag", [["--local_rank", "1"], ["--local-rank=1"], ["--local_rank=1"]])
+def test_both_local_rank_spellings(flag):
+    assert main.parse_args(["--config", "c.toml", *flag]).local_rank == 1
+
+
+def test_bad_config_key_exits_with_a_message(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text("[train]\ntotal_steps = 3\n")
+    assert run_main(str(path)) == 2
+    assert "did you mean 'train.total_step'" in capsys.readouterr().err
