@@ -140,8 +140,8 @@ class Trainer:
     def log_scalars(self, step: int, losses, norm: float) -> None:
         if self.writer is None:
             return
-        self.writer.add_scalar("Train/Loss", float(losses["total"]), step)
-        self.writer.add_scalar("Train/Loss_REC", float(losses.get("rec", torch.tensor(0.0))), step)
+        self.writer.add_scalar("Train/Loss", losses["total"].item(), step)
+        self.writer.add_scalar("Train/Loss_REC", losses["rec"].item() if "rec" in losses else 0.0, step)
         self.writer.add_scalar("Train/LearnRate", self.optimizer.param_groups[0]["lr"], step)
         self.writer.add_scalar("Train/Moving_Max_Grad", self.clipper.moving_max or 0.0, step)
         self.writer.add_scalar("Train/Max_Grad", norm, step)
