@@ -11,12 +11,12 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from networks import build_generator
+from networks import build_generator, set_gca_block
 from utils.checkpoint import CheckpointError, load_weights
 from utils.config import ConfigError, load_config
 from utils.flow_vis import offset_image
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, index_by_stem, list_images, read_grey, read_image, stem, write_image
-from utils.inference import predict_alpha
+from utils.inference import check_precision, predict_alpha
 from utils.progress import progress
 
 
@@ -32,6 +32,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto: CUDA when available, else CPU")
     parser.add_argument("--no-offset", action="store_true", help="do not write the GCA offset images")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="bf16 / fp16 run the convolutions in reduced precision (fp16: CUDA only); "
+                             "GCA's attention stays fp32")
     return parser.parse_args(argv)
 
 
@@ -65,13 +68,13 @@ def pair_images_with_trimaps(image_dir: str, trimap_dir: str) -> Tuple[List[Tupl
 
 
 def process_one(model: torch.nn.Module, image_path: str, trimap_path: str, save_dir: str,
-                trimap_channel: int, device: torch.device, write_offsets: bool) -> None:
+                trimap_channel: int, device: torch.device, write_offsets: bool, precision: str = "fp32") -> None:
     image = read_image(image_path)
     trimap = read_grey(trimap_path)
     if image.shape[:2] != trimap.shape:
         raise ImageReadError(f"{trimap_path}: trimap is {trimap.shape[1]}x{trimap.shape[0]} but "
                              f"{image_path} is {image.shape[1]}x{image.shape[0]}; they must be the same size")
-    alpha, info = predict_alpha(model, image, trimap, trimap_channel, device)
+    alpha, info = predict_alpha(model, image, trimap, trimap_channel, device, precision)
     name = stem(image_path)
     write_image(os.path.join(save_dir, name + ".png"), alpha)
     if write_offsets and info is not None:
@@ -100,7 +103,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 2
 
     device = pick_device(args.device)
+    try:
+        check_precision(args.precision, device)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     model = build_generator(config.model.arch.encoder, config.model.arch.decoder, config.model.trimap_channel)
+    set_gca_block(model, config.test.gca_block)
     try:
         load_weights(model, args.checkpoint)
     except CheckpointError as e:
@@ -119,7 +128,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for image_path, trimap_path in progress(pairs, desc="demo"):
         try:
             process_one(model, image_path, trimap_path, save_dir, config.model.trimap_channel,
-                        device, not args.no_offset)
+                        device, not args.no_offset, args.precision)
             done += 1
         except ImageReadError as e:
             problems.append(str(e))

@@ -18,12 +18,13 @@ import torch
 from dataloader.datasets import EvalDataset, TrainDataset
 from dataloader.file_lists import DataListError, eval_list, training_list
 from dataloader.loader import eval_loader, train_loader
-from networks import build_generator
+from networks import build_generator, set_gca_block
 from trainer import Trainer, TrainingError, checkpoint_file, predict_batch
 from utils import distributed as du
 from utils.checkpoint import CheckpointError, load_imagenet_backbone, load_weights
 from utils.config import ConfigError, format_config, load_config
 from utils.image_io import ImageReadError, write_image
+from utils.inference import check_precision
 from utils.metrics import all_metrics
 from utils.progress import progress
 
@@ -104,6 +105,8 @@ def run_test(config, dist_info: du.DistInfo) -> int:
     model = build_model(config)
     path = checkpoint_file(config.log.checkpoint_path, config.test.checkpoint)
     load_weights(model, path)
+    check_precision(config.test.precision, dist_info.device)
+    set_gca_block(model, config.test.gca_block)
     model.to(dist_info.device).eval()
     files = eval_list(config.test.merged, config.test.alpha, config.test.trimap,
                       keys=("test.merged", "test.alpha", "test.trimap"))
@@ -117,7 +120,7 @@ def run_test(config, dist_info: du.DistInfo) -> int:
             sample = dataset[index]
             h, w = sample["alpha_shape"]
             alpha = predict_batch(model, sample["image"][None].to(dist_info.device),
-                                  sample["trimap"][None].to(dist_info.device))
+                                  sample["trimap"][None].to(dist_info.device), config.test.precision)
             pred = np.round(alpha[0, 0, :h, :w].cpu().numpy() * 255).astype(np.uint8)
             if out_dir:
                 write_image(os.path.join(out_dir, os.path.splitext(sample["image_name"])[0] + ".png"), pred)
@@ -152,7 +155,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if dist_info.rank != 0:
             return 0
         return run_test(config, dist_info)
-    except (ConfigError, DataListError, CheckpointError, TrainingError, ImageReadError) as e:
+    except (ConfigError, DataListError, CheckpointError, TrainingError, ImageReadError, ValueError) as e:
         logger.error("%s", e)
         return 2
     finally:

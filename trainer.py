@@ -23,6 +23,7 @@ from dataloader.loader import Prefetcher
 from utils import distributed as du
 from utils.checkpoint import load_weights, save_checkpoint
 from utils.flow_vis import flow_to_image
+from utils.inference import autocast_for
 from utils.losses import matting_losses, regression_loss, unknown_weight
 from utils.metrics import mse, sad
 from utils.preprocess import IMAGENET_MEAN, IMAGENET_STD, force_known_regions
@@ -44,9 +45,10 @@ def checkpoint_file(checkpoint_dir: str, name: str) -> str:
     return os.path.join(checkpoint_dir, name if name.endswith(".pth") else f"{name}.pth")
 
 
-def predict_batch(model: nn.Module, image: torch.Tensor, trimap: torch.Tensor) -> torch.Tensor:
+def predict_batch(model: nn.Module, image: torch.Tensor, trimap: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
     """Alpha for a padded evaluation batch, the known regions forced."""
-    alpha, _ = model(image, trimap)
+    with autocast_for(precision, image.device):
+        alpha, _ = model(image, trimap)
     classes = trimap.argmax(dim=1, keepdim=True) if trimap.shape[1] == 3 else trimap.long()
     return force_known_regions(alpha.float(), classes)
 

@@ -35,7 +35,10 @@ def train_loader(dataset: TrainDataset, batch_size: int, workers: int, seed: int
                                               seed=seed, drop_last=True))
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=pin_memory, drop_last=True, worker_init_fn=_worker_init,
-                      persistent_workers=workers > 0,
+                      # Not persistent: when an epoch's iterator goes, its workers are shut
+                      # down through their queues. They ignore SIGTERM (see _worker_init), so
+                      # multiprocessing's exit-time terminate() could not end them.
+                      persistent_workers=False,
                       multiprocessing_context=worker_context() if workers > 0 else None)
 
 

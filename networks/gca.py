@@ -1,4 +1,14 @@
-"""Guided Contextual Attention (GCA), the module the method is named after."""
+"""Guided Contextual Attention (GCA), the module the method is named after.
+
+The published form scores every key against every query at once: an L x L volume (L = the
+number of 16 x 16 patches), whose memory grows with the square of the image area (a 4K image
+needs tens of GB). `attend_blocked` computes the same attention for a block of queries at a
+time, softmax over all keys per query and the propagated patches gathered and folded once, so
+memory is O(L x block). `GuidedCxtAtten.block` chooses: LITERAL for the published form, AUTO
+(the default) for the published form where its score volume fits the memory budget and blocks
+elsewhere, or a number of queries per block.
+"""
+import os
 from typing import Tuple
 
 import torch
@@ -7,6 +17,10 @@ import torch.nn.functional as F
 
 SELF_MATCH_PENALTY = -1e4
 KEY_NORM_FLOOR = 1e-4
+LITERAL, AUTO = -1, 0
+# Bytes of a score block (scores, their softmax and a temporary) allowed per GCA call.
+DEFAULT_BUDGET_BYTES = 256 * 2 ** 20
+FLOATS_PER_SCORE = 3
 
 
 def extract_patches(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
@@ -55,6 +69,59 @@ def attend_one_image(query: torch.Tensor, keys: torch.Tensor, values: torch.Tens
     return out, best_key
 
 
+def attend_blocked(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                   unknown_keys: torch.Tensor, scale: torch.Tensor, rate: int,
+                   block: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """attend_one_image computed `block` queries at a time: the same scores (key patches dotted
+    with the query's 3 x 3 neighbourhood), row scales, self-match penalty, softmax over all L
+    keys and argmax; each query's propagated 2r x 2r patch is gathered as a column and the
+    columns are folded (overlaps summed) as conv_transpose2d does."""
+    h, w = query.shape[2:]
+    length = h * w
+    keys = keys / torch.max(l2_norm_patches(keys), keys.new_tensor([KEY_NORM_FLOOR]))
+    key_matrix = keys.reshape(length, -1)
+    queries = F.unfold(F.pad(query, (1, 1, 1, 1), mode="reflect"), kernel_size=3)[0]
+    row_scale = torch.where(unknown_keys, scale[0], scale[1]).view(-1, 1).to(key_matrix.dtype)
+    penalty = torch.where(unknown_keys, SELF_MATCH_PENALTY, 0.0).to(key_matrix.dtype)
+    value_matrix = values.reshape(length, -1).t()
+    columns, best_key = [], []
+    for start in range(0, length, block):
+        stop = min(start + block, length)
+        scores = (key_matrix @ queries[:, start:stop]) * row_scale
+        own = torch.arange(start, stop, device=scores.device)
+        scores[own, own - start] += penalty[start:stop]
+        attention = F.softmax(scores, dim=0)
+        best_key.append(torch.max(attention, dim=0)[1])
+        columns.append(value_matrix @ attention)
+    patches = torch.cat(columns, dim=1)[None]
+    out = F.fold(patches, (rate * h, rate * w), kernel_size=2 * rate, stride=rate, padding=1) / 4.
+    return out, torch.cat(best_key).view(1, h, w)
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes for one score block: DEFAULT_BUDGET_BYTES, less where free memory is short."""
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            free = 8 * DEFAULT_BUDGET_BYTES
+    return max(min(DEFAULT_BUDGET_BYTES, free // 8), 2 ** 20)
+
+
+def choose_block(length: int, setting: int, device: torch.device) -> int:
+    """Queries per block for L = `length` patches: LITERAL (-1) for the published L x L form;
+    AUTO (0) for the literal form when its score volume fits the budget, else the largest
+    block that does; a positive setting as given."""
+    if setting > 0 or setting == LITERAL:
+        return setting
+    budget = memory_budget(device)
+    if length * length * 4 * FLOATS_PER_SCORE <= budget:
+        return LITERAL
+    return max(1, budget // (length * 4 * FLOATS_PER_SCORE))
+
+
 class GuidedCxtAtten(nn.Module):
     """Propagates alpha features from keys to queries by the affinity of guidance features.
 
@@ -65,6 +132,7 @@ class GuidedCxtAtten(nn.Module):
     def __init__(self, out_channels: int = 128, guidance_channels: int = 128, rate: int = 2):
         super().__init__()
         self.rate = rate
+        self.block = AUTO
         self.guidance_conv = nn.Conv2d(guidance_channels, guidance_channels // 2, kernel_size=1)
         self.W = nn.Sequential(
             nn.Conv2d(out_channels, out_channels, kernel_size=1, bias=False),
@@ -79,6 +147,12 @@ class GuidedCxtAtten(nn.Module):
     def forward(self, guidance: torch.Tensor, alpha: torch.Tensor,
                 unknown: torch.Tensor) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         guidance = self.guidance_conv(guidance)
+        # The attention (scores, scales, softmax, propagation) stays in fp32 under autocast.
+        with torch.autocast(alpha.device.type, enabled=False):
+            y, offsets, scales = self.attend(guidance.float(), alpha.float(), unknown.float())
+        return self.W(y.to(alpha.dtype)) + alpha, (offsets, scales)
+
+    def attend(self, guidance: torch.Tensor, alpha: torch.Tensor, unknown: torch.Tensor):
         values = extract_patches(alpha, kernel=2 * self.rate, stride=self.rate)
         guidance = F.interpolate(guidance, scale_factor=1 / self.rate, mode="nearest")
         keys = extract_patches(guidance, kernel=3, stride=1)
@@ -88,16 +162,15 @@ class GuidedCxtAtten(nn.Module):
                              f"{tuple(guidance.shape[2:])} differ at 1/16; the input size must be a multiple of 32")
         scales = softmax_scales(unknown).to(alpha)
         unknown_keys = extract_patches(unknown, kernel=3, stride=1).mean(dim=[2, 3, 4]) > 0
-
+        block = choose_block(guidance.shape[2] * guidance.shape[3], self.block, alpha.device)
         outs, best_keys = [], []
         for i in range(alpha.shape[0]):
-            out, best_key = attend_one_image(guidance[i:i + 1], keys[i], values[i],
-                                             unknown_keys[i], scales[i], self.rate)
+            args = (guidance[i:i + 1], keys[i], values[i], unknown_keys[i], scales[i], self.rate)
+            out, best_key = attend_one_image(*args) if block == LITERAL else attend_blocked(*args, block)
             outs.append(out)
             best_keys.append(best_key)
-        y = torch.cat(outs, dim=0)
         offsets = self.offsets_from_indices(torch.cat(best_keys, dim=0), guidance.shape[3])
-        return self.W(y) + alpha, (offsets, scales)
+        return torch.cat(outs, dim=0), offsets, scales
 
     @staticmethod
     def offsets_from_indices(best_key: torch.Tensor, width: int) -> torch.Tensor:

@@ -6,6 +6,7 @@ import torch.nn as nn
 
 from networks.decoders import DECODERS
 from networks.encoders import ENCODERS
+from networks.gca import GuidedCxtAtten
 
 
 class Generator(nn.Module):
@@ -38,3 +39,13 @@ def build_generator(encoder: str, decoder: str, trimap_channel: int = 3) -> Gene
     build_encoder = _lookup(ENCODERS, encoder, "model.arch.encoder")
     build_decoder = _lookup(DECODERS, decoder, "model.arch.decoder")
     return Generator(build_encoder(trimap_channel), build_decoder(), trimap_channel)
+
+
+def set_gca_block(model: nn.Module, block: int) -> None:
+    """Queries per attention block in every GCA module: -1 the published L x L form, 0 automatic
+    (the published form where it fits the memory budget), N > 0 blocks of N queries."""
+    if block < -1:
+        raise ValueError(f"test.gca_block must be -1, 0 or a positive number of queries, got {block}")
+    for module in model.modules():
+        if isinstance(module, GuidedCxtAtten):
+            module.block = block

@@ -165,3 +165,31 @@ def test_command_line_as_a_user_runs_it(released_checkpoint, folders, rng):
     assert "1 of 1 images written" in result.stdout
     assert "demo 1/1" in result.stderr
     assert os.path.exists(os.path.join(out, "gca-dist-all-data_gca-dist-all-data.pth", "cli_offset2.png"))
+
+
+def test_output_is_the_same_with_small_blocks_and_with_blocking_off(released_checkpoint, folders, tmp_path, rng):
+    images, trimaps, _ = folders
+    make_pair(images, trimaps, "a", (150, 130), rng)
+    make_pair(images, trimaps, "b", (97, 161), rng)
+    written = {}
+    for block in (-1, 3):
+        config = tmp_path / f"block{block}.toml"
+        config.write_text('version = "v"\n[model.arch]\nencoder = "resnet_gca_encoder_29"\n'
+                          f'decoder = "res_gca_decoder_22"\n[test]\ngca_block = {block}\n')
+        out = str(tmp_path / f"out{block}")
+        assert demo.main(["--config", str(config), "--checkpoint", released_checkpoint[0], "--image-dir", images,
+                          "--trimap-dir", trimaps, "--output", out, "--device", "cpu"]) == 0
+        folder = os.path.join(out, "v_gca-dist-all-data.pth")
+        written[block] = {name: cv2.imread(os.path.join(folder, name), cv2.IMREAD_UNCHANGED)
+                          for name in sorted(os.listdir(folder))}
+    assert list(written[-1]) == list(written[3]) and len(written[3]) == 6  # alphas and offset pictures
+    for name, picture in written[-1].items():
+        assert np.array_equal(picture, written[3][name]), name
+
+
+def test_bf16_precision_on_the_cpu_and_fp16_refused(released_checkpoint, folders, rng, capsys):
+    images, trimaps, out = folders
+    make_pair(images, trimaps, "a", (64, 64), rng)
+    assert run_demo(released_checkpoint[0], images, trimaps, out, "--precision", "bf16", "--no-offset") == 0
+    assert run_demo(released_checkpoint[0], images, trimaps, out, "--precision", "fp16") == 2
+    assert "fp16 inference needs a CUDA device" in capsys.readouterr().err

@@ -152,3 +152,73 @@ def test_batch_elements_are_independent():
             assert torch.allclose(batched[i:i + 1], single, atol=1e-6)
             assert torch.equal(offsets[i:i + 1], single_offsets)
             assert torch.equal(scales[i:i + 1], single_scales)
+
+
+def run_module(module, guidance, alpha, unknown, block):
+    module.block = block
+    return module(guidance, alpha, unknown)
+
+
+@pytest.mark.parametrize("block", [1, 7, 16, 1000])
+@pytest.mark.parametrize("unknown_fraction", [0.4, 1.0, 0.0])
+def test_blocked_attention_equals_the_literal_form(block, unknown_fraction):
+    module = small_module(5)
+    guidance, alpha, unknown = make_inputs(5, batch=2, size=10, unknown_fraction=unknown_fraction)
+    with torch.no_grad():
+        literal, (literal_offsets, literal_scales) = run_module(module, guidance, alpha, unknown, -1)
+        blocked, (offsets, scales) = run_module(module, guidance, alpha, unknown, block)
+    assert torch.allclose(blocked, literal, atol=1e-5)
+    assert torch.equal(offsets, literal_offsets) and torch.equal(scales, literal_scales)
+
+
+def test_blocked_attention_on_the_smallest_grid():
+    # 4 x 4 at 1/8 is a 2 x 2 patch grid, the least that reflect padding allows
+    module = small_module(6)
+    guidance, alpha, unknown = make_inputs(6, batch=1, size=4)
+    with torch.no_grad():
+        literal, (literal_offsets, _) = run_module(module, guidance, alpha, unknown, -1)
+        blocked, (offsets, _) = run_module(module, guidance, alpha, unknown, 1)
+    assert torch.allclose(blocked, literal, atol=1e-5) and torch.equal(offsets, literal_offsets)
+
+
+def test_blocked_gradients_equal_the_literal_ones():
+    grads = {}
+    for block in (-1, 3):
+        module = small_module(7).train()
+        guidance, alpha, unknown = make_inputs(7, batch=2, size=8)
+        guidance.requires_grad_(True)
+        alpha.requires_grad_(True)
+        out, _ = run_module(module, guidance, alpha, unknown, block)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads[block] = [guidance.grad, alpha.grad] + [p.grad for p in module.parameters()]
+    for literal, blocked in zip(grads[-1], grads[3]):
+        assert torch.allclose(literal, blocked, atol=1e-5)
+
+
+def test_auto_block_uses_the_literal_form_when_it_fits_and_blocks_otherwise():
+    from networks.gca import LITERAL, choose_block
+    cpu = torch.device("cpu")
+    assert choose_block(100, 0, cpu) == LITERAL
+    big = 40000  # a 4K image: 40000^2 scores would need 19 GB
+    block = choose_block(big, 0, cpu)
+    assert 1 <= block < big and big * block * 4 * 3 <= 256 * 2 ** 20
+    assert choose_block(big, 5, cpu) == 5 and choose_block(big, -1, cpu) == LITERAL
+
+
+def test_attention_stays_fp32_under_autocast(monkeypatch):
+    import networks.gca as gca
+    seen = []
+    original = gca.attend_blocked
+
+    def recording(query, keys, values, *rest):
+        seen.append((query.dtype, keys.dtype, values.dtype))
+        out, best = original(query, keys, values, *rest)
+        seen.append((out.dtype,))
+        return out, best
+
+    monkeypatch.setattr(gca, "attend_blocked", recording)
+    module = small_module(8)
+    guidance, alpha, unknown = make_inputs(8, size=8)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        run_module(module, guidance, alpha, unknown, 4)
+    assert seen and all(dtype == torch.float32 for entry in seen for dtype in entry)

@@ -33,7 +33,7 @@ def toy(tmp_path_factory):
     return root
 
 
-def write_config(folder, toy, name="run", **train):
+def write_config(folder, toy, name="run", workers=0, **train):
     """A tiny training config over the toy set; `train` overrides [train] keys, and
     checkpoint_step (default 2) goes to [log]."""
     settings = {"total_step": 4, "warmup_step": 2, "val_step": 2, **train}
@@ -55,6 +55,7 @@ test_merged = "{toy}/test/merged"
 test_alpha = "{toy}/test/alpha"
 test_trimap = "{toy}/test/trimaps"
 crop_size = 64
+workers = {workers}
 [train]
 {train_lines}
 [log]
@@ -206,7 +207,8 @@ def log_text(folder):
 
 
 def test_sigterm_saves_a_resumable_checkpoint(toy, tmp_path):
-    config = write_config(str(tmp_path), toy, total_step=10000, val_step=10000, checkpoint_step=10000)
+    # with loader workers: they ignore SIGTERM, and must still not keep the process from exiting
+    config = write_config(str(tmp_path), toy, workers=2, total_step=10000, val_step=10000, checkpoint_step=10000)
     process = subprocess.Popen([sys.executable, "main.py", "--config", config], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

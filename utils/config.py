@@ -71,6 +71,8 @@ _DEFAULTS: Dict[str, Any] = {
         "batch_size": 1,
         "checkpoint": "best_model",
         "fast_eval": True,
+        "gca_block": 0,
+        "precision": "fp32",
     },
     "log": {
         "tensorboard_path": "./logs/tensorboard",

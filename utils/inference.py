@@ -9,18 +9,36 @@ from utils.preprocess import (alpha_to_uint8, classes_to_tensor, force_known_reg
                               inference_padding, reflect_pad, trimap_to_classes)
 
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 inference needs a CUDA device; use bf16 or fp32 on the CPU")
+
+
+def autocast_for(precision: str, device: torch.device):
+    """The autocast context of a precision (a disabled one for fp32)."""
+    dtype = PRECISIONS[precision]
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 def predict_alpha(model: nn.Module, image_bgr: np.ndarray, trimap: np.ndarray, trimap_channel: int,
-                  device: torch.device) -> Tuple[np.ndarray, Optional[Dict]]:
+                  device: torch.device, precision: str = "fp32") -> Tuple[np.ndarray, Optional[Dict]]:
     """image H x W x 3 BGR and grey trimap H x W (0..255 scale) -> uint8 alpha H x W and the
-    network's info dict (GCA offsets and scales, on the padded 1/16 grid) or None."""
+    network's info dict (GCA offsets and scales, on the padded 1/16 grid) or None. bf16 / fp16
+    run the convolutions under autocast; GCA's attention stays fp32."""
     height, width = trimap.shape
     padding = inference_padding(height, width)
     classes = trimap_to_classes(reflect_pad(trimap, padding))
     image = image_to_tensor(reflect_pad(image_bgr, padding))[None].to(device)
     trimap_tensor = classes_to_tensor(classes, trimap_channel)[None].to(device)
     with torch.no_grad():
-        alpha, info = model(image, trimap_tensor)
-        force_known_regions(alpha, torch.from_numpy(classes)[None, None].to(device))
+        with autocast_for(precision, device):
+            alpha, info = model(image, trimap_tensor)
+        alpha = force_known_regions(alpha.float(), torch.from_numpy(classes)[None, None].to(device))
     (top, _), (left, _) = padding
     alpha = alpha[0, 0].float().cpu().numpy()
     if not np.isfinite(alpha).all():
