@@ -73,29 +73,30 @@ def attend_blocked(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
                    unknown_keys: torch.Tensor, scale: torch.Tensor, rate: int,
                    block: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """attend_one_image computed `block` queries at a time: the same scores (key patches dotted
-    with the query's 3 x 3 neighbourhood), row scales, self-match penalty, softmax over all L
-    keys and argmax; each query's propagated 2r x 2r patch is gathered as a column and the
-    columns are folded (overlaps summed) as conv_transpose2d does."""
+    with the query's 3 x 3 neighbourhood), key scales, self-match penalty, softmax over all L
+    keys and argmax; each query's propagated 2r x 2r patch is written as a column and the
+    columns are folded (overlaps summed) as conv_transpose2d does. Blocks are laid out
+    queries x keys, so the softmax and argmax run along contiguous rows."""
     h, w = query.shape[2:]
     length = h * w
     keys = keys / torch.max(l2_norm_patches(keys), keys.new_tensor([KEY_NORM_FLOOR]))
-    key_matrix = keys.reshape(length, -1)
-    queries = F.unfold(F.pad(query, (1, 1, 1, 1), mode="reflect"), kernel_size=3)[0]
-    row_scale = torch.where(unknown_keys, scale[0], scale[1]).view(-1, 1).to(key_matrix.dtype)
+    key_matrix = keys.reshape(length, -1).t()
+    queries = F.unfold(F.pad(query, (1, 1, 1, 1), mode="reflect"), kernel_size=3)[0].t()
+    key_scale = torch.where(unknown_keys, scale[0], scale[1]).view(1, -1).to(key_matrix.dtype)
     penalty = torch.where(unknown_keys, SELF_MATCH_PENALTY, 0.0).to(key_matrix.dtype)
-    value_matrix = values.reshape(length, -1).t()
-    columns, best_key = [], []
+    value_matrix = values.reshape(length, -1)
+    patches = value_matrix.new_empty(length, value_matrix.shape[1])
+    best_key = torch.empty(length, dtype=torch.long, device=query.device)
     for start in range(0, length, block):
         stop = min(start + block, length)
-        scores = (key_matrix @ queries[:, start:stop]) * row_scale
+        scores = (queries[start:stop] @ key_matrix) * key_scale
         own = torch.arange(start, stop, device=scores.device)
-        scores[own, own - start] += penalty[start:stop]
-        attention = F.softmax(scores, dim=0)
-        best_key.append(torch.max(attention, dim=0)[1])
-        columns.append(value_matrix @ attention)
-    patches = torch.cat(columns, dim=1)[None]
-    out = F.fold(patches, (rate * h, rate * w), kernel_size=2 * rate, stride=rate, padding=1) / 4.
-    return out, torch.cat(best_key).view(1, h, w)
+        scores[own - start, own] += penalty[start:stop]
+        attention = F.softmax(scores, dim=1)
+        best_key[start:stop] = torch.max(attention, dim=1)[1]
+        patches[start:stop] = attention @ value_matrix
+    out = F.fold(patches.t()[None], (rate * h, rate * w), kernel_size=2 * rate, stride=rate, padding=1) / 4.
+    return out, best_key.view(1, h, w)
 
 
 def memory_budget(device: torch.device) -> int:

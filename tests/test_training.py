@@ -238,6 +238,7 @@ def test_two_process_gloo_ddp_trains_validates_and_checkpoints(toy, tmp_path, ca
     assert result.returncode == 0, result.stdout + result.stderr
     text = log_text(str(tmp_path))
     assert "2 process(es) on cpu" in text and "validation at step 4" in text
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb" / "run"))
     assert text.index("resolved config:") < text.index("[1/4]")
     best = read_checkpoint(str(tmp_path / "ckpt" / "run" / "best_model.pth"))
     latest = read_checkpoint(str(tmp_path / "ckpt" / "run" / "latest_model.pth"))
