@@ -190,6 +190,11 @@ def test_output_is_the_same_with_small_blocks_and_with_blocking_off(released_che
 def test_bf16_precision_on_the_cpu_and_fp16_refused(released_checkpoint, folders, rng, capsys):
     images, trimaps, out = folders
     make_pair(images, trimaps, "a", (64, 64), rng)
-    assert run_demo(released_checkpoint[0], images, trimaps, out, "--precision", "bf16", "--no-offset") == 0
+    import warnings
+    from utils.inference import cpu_has_native_bf16
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run_demo(released_checkpoint[0], images, trimaps, out, "--precision", "bf16", "--no-offset") == 0
+    assert any("no native bf16" in str(w.message) for w in caught) == (not cpu_has_native_bf16())
     assert run_demo(released_checkpoint[0], images, trimaps, out, "--precision", "fp16") == 2
     assert "fp16 inference needs a CUDA device" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """One image through a matting network: pad, forward, force the known regions, crop back."""
+import warnings
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -12,11 +13,19 @@ from utils.preprocess import (alpha_to_uint8, classes_to_tensor, force_known_reg
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def cpu_has_native_bf16() -> bool:
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 def check_precision(precision: str, device: torch.device) -> None:
+    """Refuses what cannot run; warns where bf16 would run but slowly."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("fp16 inference needs a CUDA device; use bf16 or fp32 on the CPU")
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 runs through slow "
+                      "fallbacks here, many times slower than fp32; use --precision fp32", stacklevel=2)
 
 
 def autocast_for(precision: str, device: torch.device):
