@@ -57,6 +57,14 @@ def build(checkpoint: Optional[str]) -> torch.nn.Module:
     return model.eval()
 
 
+def image_size(text: str) -> str:
+    """WIDTHxHEIGHT, e.g. 1920x1080."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) >= 32 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: give sizes as WIDTHxHEIGHT, e.g. 1920x1080 (each >= 32)")
+    return f"{int(parts[0])}x{int(parts[1])}"
+
+
 def run_one(size: str, form: str, checkpoint: Optional[str], device: str, precision: str) -> dict:
     width, height = (int(v) for v in size.split("x"))
     image, trimap = photo_and_trimap(width, height)
@@ -91,7 +99,8 @@ def literal_fits(size: str) -> bool:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", nargs="+", default=["800x600", "1920x1080", "2560x1440", "3840x2160"])
+    parser.add_argument("--sizes", nargs="+", type=image_size,
+                        default=["800x600", "1920x1080", "2560x1440", "3840x2160"])
     parser.add_argument("--forms", nargs="+", default=["blocked", "literal"], choices=list(FORMS))
     parser.add_argument("--checkpoint")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
