@@ -26,6 +26,7 @@ from utils.config import ConfigError, format_config, load_config
 from utils.image_io import ImageReadError, write_image
 from utils.inference import check_precision
 from utils.metrics import all_metrics
+from utils.preprocess import alpha_to_uint8_rounded
 from utils.progress import progress
 
 logger = logging.getLogger("gca")
@@ -121,10 +122,10 @@ def run_test(config, dist_info: du.DistInfo) -> int:
             h, w = sample["alpha_shape"]
             alpha = predict_batch(model, sample["image"][None].to(dist_info.device),
                                   sample["trimap"][None].to(dist_info.device), config.test.precision)
-            pred = np.round(alpha[0, 0, :h, :w].cpu().numpy() * 255).astype(np.uint8)
+            pred = alpha_to_uint8_rounded(alpha[0, 0, :h, :w].cpu().numpy())
             if out_dir:
                 write_image(os.path.join(out_dir, os.path.splitext(sample["image_name"])[0] + ".png"), pred)
-            target = np.round(sample["alpha"][0].numpy() * 255).astype(np.uint8)
+            target = alpha_to_uint8_rounded(sample["alpha"][0].numpy())
             metrics = all_metrics(pred, target, sample["trimap_grey"].numpy(), fast=config.test.fast_eval)
             rows.append(metrics)
             logger.info("%s: %s", sample["image_name"], "  ".join(f"{k.upper()} {v:.4f}" for k, v in metrics.items()))

@@ -26,7 +26,7 @@ from utils.flow_vis import flow_to_image
 from utils.inference import autocast_for
 from utils.losses import matting_losses, regression_loss, unknown_weight
 from utils.metrics import mse, sad
-from utils.preprocess import IMAGENET_MEAN, IMAGENET_STD, force_known_regions
+from utils.preprocess import IMAGENET_MEAN, IMAGENET_STD, alpha_to_uint8_rounded, force_known_regions
 from utils.schedule import AdaptiveGradClip, learning_rate
 
 logger = logging.getLogger("gca")
@@ -176,8 +176,8 @@ class Trainer:
                 alpha = alpha[..., :h, :w].cpu()
                 target = batch["alpha"]
                 rec = regression_loss(alpha, target, unknown_weight(batch["trimap"][..., :h, :w]))
-                pred8 = np.round(alpha[0, 0].numpy() * 255).astype(np.uint8)
-                target8 = np.round(target[0, 0].numpy() * 255).astype(np.uint8)
+                pred8 = alpha_to_uint8_rounded(alpha[0, 0].numpy())
+                target8 = alpha_to_uint8_rounded(target[0, 0].numpy())
                 trimap = batch["trimap_grey"][0].numpy()
                 totals += torch.tensor([sad(pred8, target8, trimap), np.nan_to_num(mse(pred8, target8, trimap)),
                                         float(rec), 1.0], dtype=torch.float64)

@@ -5,14 +5,12 @@ same order.
 """
 import logging
 import os
-import re
 from dataclasses import dataclass
 from typing import List
 
-from utils.image_io import index_by_stem, list_images, stem
+from utils.image_io import composition_base, index_by_stem, list_images, stem
 
 logger = logging.getLogger(__name__)
-COMPOSITION_SUFFIX = re.compile(r"_\d+$")
 
 
 class DataListError(ValueError):
@@ -87,7 +85,7 @@ def eval_list(merged_dir: str, alpha_dir: str, trimap_dir: str,
     problems = []
     for name in merged:
         s = stem(name)
-        alpha = alphas.get(s) or alphas.get(COMPOSITION_SUFFIX.sub("", s))
+        alpha = alphas.get(s) or alphas.get(composition_base(s))
         trimap = trimaps.get(s)
         if alpha is None or trimap is None:
             problems.append(f"{os.path.join(merged_dir, name)}: no " + " and no ".join(

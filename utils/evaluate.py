@@ -16,18 +16,17 @@ from typing import Dict, List, Optional, Tuple
 
 import cv2
 
-from utils.image_io import ImageReadError, index_by_stem, list_images, read_first_channel, stem
+from utils.image_io import ImageReadError, composition_base, index_by_stem, list_images, read_first_channel, stem
 from utils.metrics import all_metrics
 from utils.progress import progress
 
 COLUMNS = ("sad", "mse", "grad", "conn", "mad")
-COMPOSITION_SUFFIX = re.compile(r"_\d+$")
 DEMO_OFFSET_SUFFIX = re.compile(r"_offset[12]$")
 
 
 def find_counterpart(name_stem: str, index: Dict[str, List[str]], folder: str) -> Tuple[Optional[str], str]:
     """(path, '') of the file in `folder` for a prediction stem, or (None, why not)."""
-    base = COMPOSITION_SUFFIX.sub("", name_stem)
+    base = composition_base(name_stem)
     for candidate in dict.fromkeys((name_stem, base)):
         matches = index.get(candidate, [])
         if len(matches) > 1:

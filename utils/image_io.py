@@ -1,6 +1,7 @@
 """Reading images and trimaps the way the published code does (OpenCV, BGR), but also
 accepting grey, RGBA and 16-bit files, and unicode paths."""
 import os
+import re
 from typing import Iterable, List
 
 import cv2
@@ -87,6 +88,14 @@ def list_images(folder: str) -> List[str]:
 
 def stem(name: str) -> str:
     return os.path.splitext(os.path.basename(name))[0]
+
+
+COMPOSITION_SUFFIX = re.compile(r"_\d+$")
+
+
+def composition_base(name_stem: str) -> str:
+    """`<stem>` of a Composition-1K merged image `<stem>_<k>` (other stems unchanged)."""
+    return COMPOSITION_SUFFIX.sub("", name_stem)
 
 
 def index_by_stem(names: Iterable[str]) -> dict:

@@ -57,3 +57,8 @@ def force_known_regions(alpha: torch.Tensor, classes: torch.Tensor) -> torch.Ten
 def alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
     """float alpha in [0, 1] -> uint8, truncating as the published demo does."""
     return (alpha * 255).astype(np.uint8)
+
+
+def alpha_to_uint8_rounded(alpha: np.ndarray) -> np.ndarray:
+    """float alpha in [0, 1] -> uint8, rounded (the test phase's predictions and ground truth)."""
+    return np.round(alpha * 255).astype(np.uint8)
