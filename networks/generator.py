@@ -6,7 +6,19 @@ import torch.nn as nn
 
 from networks.decoders import DECODERS
 from networks.encoders import ENCODERS
-from networks.gca import GuidedCxtAtten
+from networks.gca import AUTO, GuidedCxtAtten, memory_budget
+
+WHOLE = -1
+# Working set of one stripe of the full-resolution tail.
+STRIPE_BUDGET_BYTES = 512 * 2 ** 20
+# Peak bytes the tail keeps alive per full-resolution pixel in fp32 (32-channel maps at full
+# resolution, 64-channel ones at 1/2, a few of each at once).
+TAIL_BYTES_PER_PIXEL = 640
+# Rows of context (at 1/4 resolution) computed above and below each stripe and then dropped.
+# A stripe's edge rows see zero padding where the image has data; through layer 4 (four 3 x 3
+# convs after a 4 x 4 transposed one) and the head (transposed conv, 3 x 3 conv) the error
+# reaches 10 full-resolution rows inward, less than the 16 dropped.
+STRIPE_CONTEXT = 4
 
 
 class Generator(nn.Module):
@@ -15,12 +27,54 @@ class Generator(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
         self.trimap_channel = trimap_channel
+        self.stripe_rows = AUTO
 
     def forward(self, image: torch.Tensor, trimap: torch.Tensor) -> Tuple[torch.Tensor, Optional[Dict]]:
         """image N x 3 x H x W (normalised), trimap N x trimap_channel x H x W; H, W multiples of 32.
-        Returns alpha N x 1 x H x W and, for GCA models, {offset_1, offset_2: (offsets, scales)}."""
-        embedding, mid_fea = self.encoder(torch.cat((image, trimap), dim=1))
-        return self.decoder(embedding, mid_fea)
+        Returns alpha N x 1 x H x W and, for GCA models, {offset_1, offset_2: (offsets, scales)}.
+
+        In eval mode, images taller than a stripe run their full-resolution tail (decoder layer 4,
+        head, and the two finest skip branches) a stripe of rows at a time: the same values
+        without the 32-channel full-resolution maps of the whole image."""
+        x = torch.cat((image, trimap), dim=1)
+        rows = choose_stripe_rows(x.shape[3], self.stripe_rows, x.device)
+        if self.training or rows == WHOLE or rows >= x.shape[2]:
+            embedding, mid_fea = self.encoder(x)
+            return self.decoder(embedding, mid_fea)
+        return self.forward_striped(x, rows)
+
+    def forward_striped(self, x: torch.Tensor, rows: int) -> Tuple[torch.Tensor, Optional[Dict]]:
+        """forward with the tail computed `rows` full-resolution rows (a multiple of 4) at a time,
+        each stripe with STRIPE_CONTEXT rows of context at 1/4 resolution on both sides."""
+        embedding, mid_fea, skip_inputs = self.encoder.trunk(x)
+        shortcut = self.encoder.shortcut
+        mid_fea["shortcut"] = (None, None) + tuple(branch(f) for branch, f in zip(shortcut[2:], skip_inputs[2:]))
+        full, half = skip_inputs[:2]
+        del skip_inputs
+        quarter, info = self.decoder.trunk(embedding, mid_fea)
+        del mid_fea, embedding
+        height = x.shape[2]
+        alpha = x.new_empty(x.shape[0], 1, height, x.shape[3])
+        for top in range(0, height, rows):
+            bottom = min(top + rows, height)
+            first = max(top // 4 - STRIPE_CONTEXT, 0)
+            last = min(bottom // 4 + STRIPE_CONTEXT, height // 4)
+            fea2 = shortcut[1](half[:, :, 2 * first:2 * last])
+            fea1 = shortcut[0](full[:, :, 4 * first:4 * last])
+            stripe = self.decoder.tail(quarter[:, :, first:last], fea2, fea1)
+            del fea1, fea2
+            alpha[:, :, top:bottom] = stripe[:, :, top - 4 * first:bottom - 4 * first]
+        return alpha, info
+
+
+def choose_stripe_rows(width: int, setting: int, device: torch.device) -> int:
+    """Full-resolution rows per stripe: WHOLE (-1) for the whole image at once; AUTO (0) for
+    as many rows as STRIPE_BUDGET_BYTES allows (a multiple of 32, at least 32); a positive
+    setting (a multiple of 4) as given."""
+    if setting > 0 or setting == WHOLE:
+        return setting
+    rows = memory_budget(device, STRIPE_BUDGET_BYTES) // (width * TAIL_BYTES_PER_PIXEL)
+    return max(32, rows // 32 * 32)
 
 
 def _lookup(registry: Dict, name: str, key: str):
@@ -43,7 +97,7 @@ def build_generator(encoder: str, decoder: str, trimap_channel: int = 3) -> Gene
 
 def set_gca_block(model: nn.Module, block: int) -> None:
     """Queries per attention block in every GCA module: -1 the published L x L form, 0 automatic
-    (the published form where it fits the memory budget), N > 0 blocks of N queries."""
+    (blocks sized to the memory budget), N > 0 blocks of N queries (whole rows of the grid)."""
     if block < -1:
         raise ValueError(f"test.gca_block must be -1, 0 or a positive number of queries, got {block}")
     for module in model.modules():

@@ -91,3 +91,71 @@ def test_training_init_follows_the_published_recipe():
     assert (model.encoder.layer1[0].bn2.weight == 0).all()
     assert (model.decoder.layer1[0].bn2.weight == 0).all()
     assert (model.encoder.gca.W[1].weight == 1e-3).all()
+
+
+def converged_model(arch, trimap_channel=3, seed=0):
+    """Random weights with converged spectral norms and non-trivial BatchNorm statistics."""
+    from networks.ops import SpectralNorm
+    torch.manual_seed(seed)
+    model = build_generator(*arch, trimap_channel=trimap_channel)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, SpectralNorm):
+                for _ in range(20):
+                    module.normalized_weight()
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2)
+    return model.eval()
+
+
+@pytest.mark.parametrize("arch,trimap_channel", [(GCA_ARCH, 3), (GCA_ARCH, 1), (BASELINE_ARCH, 3)])
+def test_striped_tail_gives_the_whole_image_result(arch, trimap_channel):
+    from networks.generator import WHOLE
+    model = converged_model(arch, trimap_channel)
+    image, trimap = random_input((160, 96), trimap_channel, seed=1)
+    image, trimap = torch.cat([image, image.flip(2)]), torch.cat([trimap, trimap.flip(2)])
+    with torch.no_grad():
+        model.stripe_rows = WHOLE
+        whole, whole_info = model(image, trimap)
+        # 4 rows: every stripe is mostly context; 36 does not divide 160; 160 is one stripe
+        for rows in (4, 36, 64, 160):
+            model.stripe_rows = rows
+            striped, info = model(image, trimap)
+            assert torch.equal(striped, whole), rows
+            if arch == GCA_ARCH:
+                for name in ("offset_1", "offset_2"):
+                    assert torch.equal(info[name][0], whole_info[name][0])
+
+
+def test_stripe_context_is_needed(monkeypatch):
+    # The equality above is not trivial: with too little context the stripes' edges differ.
+    import networks.generator as generator
+    monkeypatch.setattr(generator, "STRIPE_CONTEXT", 2)
+    model = converged_model(BASELINE_ARCH)
+    image, trimap = random_input((160, 96), seed=1)
+    with torch.no_grad():
+        model.stripe_rows = generator.WHOLE
+        whole, _ = model(image, trimap)
+        model.stripe_rows = 32
+        striped, _ = model(image, trimap)
+    assert not torch.allclose(striped, whole, atol=1e-5)
+
+
+def test_training_never_stripes(monkeypatch):
+    from networks.generator import Generator
+    model = converged_model(BASELINE_ARCH).train()
+    model.stripe_rows = 32
+    monkeypatch.setattr(Generator, "forward_striped", lambda *args: pytest.fail("striped in training"))
+    alpha, _ = model(*random_input((64, 64)))
+    assert alpha.shape == (1, 1, 64, 64)
+
+
+def test_automatic_stripes_fit_the_budget():
+    from networks.generator import STRIPE_BUDGET_BYTES, TAIL_BYTES_PER_PIXEL, WHOLE, choose_stripe_rows
+    cpu = torch.device("cpu")
+    rows = choose_stripe_rows(3904, 0, cpu)
+    assert rows % 32 == 0 and 32 <= rows and rows * 3904 * TAIL_BYTES_PER_PIXEL <= STRIPE_BUDGET_BYTES
+    assert choose_stripe_rows(10 ** 6, 0, cpu) == 32
+    assert choose_stripe_rows(3904, 8, cpu) == 8 and choose_stripe_rows(3904, WHOLE, cpu) == WHOLE

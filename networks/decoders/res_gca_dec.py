@@ -4,20 +4,18 @@ from typing import Dict, Tuple
 
 import torch
 
-from networks.decoders.resnet_dec import ResNet_D_Dec
+from networks.decoders.res_shortcut_dec import ResShortCut_D_Dec
 from networks.gca import GuidedCxtAtten
 
 
-class ResGuidedCxtAtten_Dec(ResNet_D_Dec):
+class ResGuidedCxtAtten_Dec(ResShortCut_D_Dec):
     def __init__(self, layers):
         super().__init__(layers)
         self.gca = GuidedCxtAtten(128, 128)
 
-    def forward(self, x: torch.Tensor, mid_fea: Dict) -> Tuple[torch.Tensor, Dict]:
-        fea1, fea2, fea3, fea4, fea5 = mid_fea["shortcut"]
+    def trunk(self, x: torch.Tensor, mid_fea: Dict) -> Tuple[torch.Tensor, Dict]:
+        fea3, fea4, fea5 = mid_fea["shortcut"][2:]
         x = self.layer1(x) + fea5
         x = self.layer2(x) + fea4
         x, offset = self.gca(mid_fea["image_fea"], x, mid_fea["unknown"])
-        x = self.layer3(x) + fea3
-        x = self.layer4(x) + fea2
-        return self.head(x, fea1), {"offset_1": mid_fea["offset_1"], "offset_2": offset}
+        return self.layer3(x) + fea3, {"offset_1": mid_fea["offset_1"], "offset_2": offset}

@@ -33,7 +33,7 @@ class ResGuidedCxtAtten(ResShortCut_D):
         self.guidance_head = nn.Sequential(*guidance)
         self.gca = GuidedCxtAtten(128, 128)
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Dict]:
+    def trunk(self, x: torch.Tensor) -> Tuple[torch.Tensor, Dict, Tuple[torch.Tensor, ...]]:
         x1, out = self.stem(x)
         image_feature = self.guidance_head(x[:, :3, ...])
         unknown = unknown_mask(x, self.trimap_channel)
@@ -42,5 +42,4 @@ class ResGuidedCxtAtten(ResShortCut_D):
         x3, offset = self.gca(image_feature, x3, unknown)
         x4 = self.layer3(x3)
         out = self.layer_bottleneck(x4)
-        shortcuts = tuple(branch(feature) for branch, feature in zip(self.shortcut, (x, x1, x2, x3, x4)))
-        return out, {"shortcut": shortcuts, "image_fea": image_feature, "unknown": unknown, "offset_1": offset}
+        return out, {"image_fea": image_feature, "unknown": unknown, "offset_1": offset}, (x, x1, x2, x3, x4)

@@ -28,10 +28,16 @@ class ResShortCut_D(ResNet_D):
         self.shortcut = nn.ModuleList(make_shortcut(c, o) for c, o in zip(channels, out_channels))
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Dict]:
+        out, mid_fea, skip_inputs = self.trunk(x)
+        mid_fea["shortcut"] = tuple(branch(feature) for branch, feature in zip(self.shortcut, skip_inputs))
+        return out, mid_fea
+
+    def trunk(self, x: torch.Tensor) -> Tuple[torch.Tensor, Dict, Tuple[torch.Tensor, ...]]:
+        """The embedding, the mid features other than the skips, and the five skip branches'
+        inputs (the input, then 1/2 .. 1/16)."""
         x1, out = self.stem(x)
         x2 = self.layer1(out)
         x3 = self.layer2(x2)
         x4 = self.layer3(x3)
         out = self.layer_bottleneck(x4)
-        shortcuts = tuple(branch(feature) for branch, feature in zip(self.shortcut, (x, x1, x2, x3, x4)))
-        return out, {"shortcut": shortcuts, "image": x[:, :3, ...]}
+        return out, {"image": x[:, :3, ...]}, (x, x1, x2, x3, x4)
