@@ -19,14 +19,13 @@ from dataloader.datasets import EvalDataset, TrainDataset
 from dataloader.file_lists import DataListError, eval_list, training_list
 from dataloader.loader import eval_loader, train_loader
 from networks import build_generator, set_gca_block
-from trainer import Trainer, TrainingError, checkpoint_file, predict_batch
+from trainer import Trainer, TrainingError, checkpoint_file
 from utils import distributed as du
 from utils.checkpoint import CheckpointError, load_imagenet_backbone, load_weights
 from utils.config import ConfigError, format_config, load_config
 from utils.image_io import ImageReadError, write_image
-from utils.inference import check_precision
+from utils.inference import check_precision, predict_eval_batch
 from utils.metrics import all_metrics
-from utils.preprocess import alpha_to_uint8_rounded
 from utils.progress import progress
 
 logger = logging.getLogger("gca")
@@ -117,18 +116,14 @@ def run_test(config, dist_info: du.DistInfo) -> int:
         os.makedirs(out_dir, exist_ok=True)
     rows = []
     with torch.no_grad():
-        for index in progress(range(len(dataset)), desc="test"):
-            sample = dataset[index]
-            h, w = sample["alpha_shape"]
-            alpha = predict_batch(model, sample["image"][None].to(dist_info.device),
-                                  sample["trimap"][None].to(dist_info.device), config.test.precision)
-            pred = alpha_to_uint8_rounded(alpha[0, 0, :h, :w].cpu().numpy())
+        for batch in progress(eval_loader(dataset), desc="test"):
+            _, pred, target = predict_eval_batch(model, batch, dist_info.device, config.test.precision)
+            name = batch["image_name"][0]
             if out_dir:
-                write_image(os.path.join(out_dir, os.path.splitext(sample["image_name"])[0] + ".png"), pred)
-            target = alpha_to_uint8_rounded(sample["alpha"][0].numpy())
-            metrics = all_metrics(pred, target, sample["trimap_grey"].numpy(), fast=config.test.fast_eval)
+                write_image(os.path.join(out_dir, os.path.splitext(name)[0] + ".png"), pred)
+            metrics = all_metrics(pred, target, batch["trimap_grey"][0].numpy(), fast=config.test.fast_eval)
             rows.append(metrics)
-            logger.info("%s: %s", sample["image_name"], "  ".join(f"{k.upper()} {v:.4f}" for k, v in metrics.items()))
+            logger.info("%s: %s", name, "  ".join(f"{k.upper()} {v:.4f}" for k, v in metrics.items()))
     names = ("sad", "mse") if config.test.fast_eval else ("sad", "mse", "grad", "conn")
     means = {k: float(np.mean([r[k] for r in rows])) for k in names}
     print(f"{config.version} on {len(rows)} images: " +

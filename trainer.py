@@ -23,10 +23,10 @@ from dataloader.loader import Prefetcher
 from utils import distributed as du
 from utils.checkpoint import load_weights, save_checkpoint
 from utils.flow_vis import flow_to_image
-from utils.inference import autocast_for
+from utils.inference import predict_eval_batch
 from utils.losses import matting_losses, regression_loss, unknown_weight
 from utils.metrics import mse, sad
-from utils.preprocess import IMAGENET_MEAN, IMAGENET_STD, alpha_to_uint8_rounded, force_known_regions
+from utils.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from utils.schedule import AdaptiveGradClip, learning_rate
 
 logger = logging.getLogger("gca")
@@ -43,14 +43,6 @@ def checkpoint_file(checkpoint_dir: str, name: str) -> str:
     if os.path.isfile(name):
         return name
     return os.path.join(checkpoint_dir, name if name.endswith(".pth") else f"{name}.pth")
-
-
-def predict_batch(model: nn.Module, image: torch.Tensor, trimap: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
-    """Alpha for a padded evaluation batch, the known regions forced."""
-    with autocast_for(precision, image.device):
-        alpha, _ = model(image, trimap)
-    classes = trimap.argmax(dim=1, keepdim=True) if trimap.shape[1] == 3 else trimap.long()
-    return force_known_regions(alpha.float(), classes)
 
 
 class Trainer:
@@ -171,13 +163,9 @@ class Trainer:
         totals = torch.zeros(4, dtype=torch.float64)  # sad, mse, rec loss, images
         with torch.no_grad():
             for batch in self.eval_loader:
-                h, w = (int(v) for v in batch["alpha_shape"])
-                alpha = predict_batch(self.model, batch["image"].to(self.device), batch["trimap"].to(self.device))
-                alpha = alpha[..., :h, :w].cpu()
-                target = batch["alpha"]
-                rec = regression_loss(alpha, target, unknown_weight(batch["trimap"][..., :h, :w]))
-                pred8 = alpha_to_uint8_rounded(alpha[0, 0].numpy())
-                target8 = alpha_to_uint8_rounded(target[0, 0].numpy())
+                alpha, pred8, target8 = predict_eval_batch(self.model, batch, self.device)
+                h, w = alpha.shape[2:]
+                rec = regression_loss(alpha, batch["alpha"], unknown_weight(batch["trimap"][..., :h, :w]))
                 trimap = batch["trimap_grey"][0].numpy()
                 totals += torch.tensor([sad(pred8, target8, trimap), np.nan_to_num(mse(pred8, target8, trimap)),
                                         float(rec), 1.0], dtype=torch.float64)

@@ -4,12 +4,14 @@ python -m networks.benchmark [--sizes 800x600 1920x1080 2560x1440 3840x2160] [--
                              [--device cpu|cuda] [--precision fp32|bf16|fp16] [--forms blocked literal]
 
 Each size runs in a fresh process (a real photo upscaled, about 30 % unknown), through the
-same `predict_alpha` the demo uses, with GCA in the memory-bounded blocked form (AUTO picks
-blocks as soon as the L x L score volume would exceed the budget) and, where it fits in
-memory, in the published literal form. Prints seconds (one run on the CPU; on the GPU the
-second run, after a warm-up) and peak memory: peak RSS of the process on the CPU,
-torch.cuda.max_memory_allocated on the GPU. Without --checkpoint the weights are random
-(spectral norms converged); speed and memory do not depend on the weights.
+same `predict_alpha` the demo uses, in two forms: "blocked", this project's defaults (GCA in
+blocks sized to the memory budget, the full-resolution tail in stripes), and, where it fits
+in memory, "literal", the published computation (L x L attention, whole-image tail). Prints
+seconds (one run on the CPU; on the GPU the second run, after a warm-up), peak memory (peak
+RSS of the process on the CPU, torch.cuda.max_memory_allocated on the GPU) and how far the
+uint8 alphas of the two forms lie apart. With --precision bf16 / fp16 the blocked form also runs
+in fp32 for the speed ratio and the largest alpha change. Without --checkpoint the weights
+are random (spectral norms converged); speed and memory do not depend on the weights.
 """
 import argparse
 import json
@@ -17,6 +19,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from typing import List, Optional
 
@@ -67,7 +70,8 @@ def image_size(text: str) -> str:
     return f"{int(parts[0])}x{int(parts[1])}"
 
 
-def run_one(size: str, form: str, checkpoint: Optional[str], device: str, precision: str) -> dict:
+def run_one(size: str, form: str, checkpoint: Optional[str], device: str, precision: str,
+            alpha_file: Optional[str] = None) -> dict:
     width, height = (int(v) for v in size.split("x"))
     image, trimap = photo_and_trimap(width, height)
     model = build(checkpoint).to(device)
@@ -88,8 +92,9 @@ def run_one(size: str, form: str, checkpoint: Optional[str], device: str, precis
     unknown = float((trimap == 128).mean())
     peak = (torch.cuda.max_memory_allocated() if dev.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"size": size, "form": form, "seconds": times[-1], "peak_gb": peak / 2 ** 30, "unknown": unknown,
-            "alpha_sum": int(alpha.astype(np.int64).sum())}
+    if alpha_file:
+        np.save(alpha_file, alpha)
+    return {"size": size, "form": form, "seconds": times[-1], "peak_gb": peak / 2 ** 30, "unknown": unknown}
 
 
 def literal_fits(size: str) -> bool:
@@ -98,6 +103,15 @@ def literal_fits(size: str) -> bool:
     length = ((height + 64 + 31) // 32 * 32 // 16) * ((width + 64 + 31) // 32 * 32 // 16)
     free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return 3 * 4 * length ** 2 < 0.5 * free
+
+
+def alpha_change(alpha: np.ndarray, reference: np.ndarray) -> str:
+    """How two uint8 alphas differ, in words."""
+    levels = np.abs(alpha.astype(np.int16) - reference.astype(np.int16))
+    changed = int((levels > 0).sum())
+    if not changed:
+        return "same alpha"
+    return f"alpha differs at {changed} of {levels.size} pixels ({changed / levels.size:.4%}), by at most {levels.max()}/255"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -109,36 +123,57 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "FORM"), help=argparse.SUPPRESS)
+    parser.add_argument("--alpha-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(run_one(*args.one, args.checkpoint, args.device, args.precision)))
+        print(json.dumps(run_one(*args.one, args.checkpoint, args.device, args.precision, args.alpha_file)))
         return 0
+    with tempfile.TemporaryDirectory() as alpha_dir:
+        return run_all(args, alpha_dir)
+
+
+def run_child(size: str, form: str, precision: str, args: argparse.Namespace, alpha_dir: str) -> Optional[dict]:
+    """One size, form and precision in a fresh process; prints its row and returns its result
+    (with the uint8 alpha) or None when it failed."""
+    label = form if precision == args.precision else f"{form} {precision}"
+    alpha_file = os.path.join(alpha_dir, f"{size}_{form}_{precision}.npy")
+    command = [sys.executable, "-m", "networks.benchmark", "--one", size, form, "--alpha-file", alpha_file,
+               "--device", args.device, "--precision", precision]
+    if args.checkpoint:
+        command += ["--checkpoint", args.checkpoint]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        why = "killed (out of memory)" if done.returncode in (-9, 137) else done.stderr.strip().splitlines()[-1:]
+        print(f"{size:>10s} {label:>8s}   failed: {why}")
+        return None
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["alpha"] = np.load(alpha_file)
+    print(f"{size:>10s} {label:>8s} {result['seconds']:8.1f} {result['peak_gb']:8.2f} {result['unknown']:8.2f}")
+    return result
+
+
+def compare(size: str, what: str, result: Optional[dict], reference: Optional[dict]) -> None:
+    if result and reference:
+        print(f"{size:>10s} {what}: {reference['seconds'] / result['seconds']:.2f}x faster, "
+              f"{result['peak_gb'] / reference['peak_gb']:.2f} of the memory, "
+              f"{alpha_change(result['alpha'], reference['alpha'])}")
+
+
+def run_all(args: argparse.Namespace, alpha_dir: str) -> int:
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; precision {args.precision}")
     print(f"{'size':>10s} {'form':>8s} {'seconds':>8s} {'peak GB':>8s} {'unknown':>8s}")
-    results = {}
     for size in args.sizes:
+        results = {}
         for form in args.forms:
             if form == "literal" and args.device == "cpu" and not literal_fits(size):
                 print(f"{size:>10s} {form:>8s}   does not fit in this machine's memory (L x L scores)")
                 continue
-            command = [sys.executable, "-m", "networks.benchmark", "--one", size, form,
-                       "--device", args.device, "--precision", args.precision]
-            if args.checkpoint:
-                command += ["--checkpoint", args.checkpoint]
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode != 0:
-                why = "killed (out of memory)" if done.returncode in (-9, 137) else done.stderr.strip().splitlines()[-1:]
-                print(f"{size:>10s} {form:>8s}   failed: {why}")
-                continue
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            results[(size, form)] = result
-            print(f"{size:>10s} {form:>8s} {result['seconds']:8.1f} {result['peak_gb']:8.2f} {result['unknown']:8.2f}")
-        pair = results.get((size, "blocked")), results.get((size, "literal"))
-        if all(pair):
-            print(f"{size:>10s} blocked vs literal: {pair[1]['seconds'] / pair[0]['seconds']:.2f}x faster, "
-                  f"{pair[0]['peak_gb'] / pair[1]['peak_gb']:.2f} of the memory, "
-                  f"same alpha: {pair[0]['alpha_sum'] == pair[1]['alpha_sum']}")
+            results[form] = run_child(size, form, args.precision, args, alpha_dir)
+        compare(size, "blocked vs literal", results.get("blocked"), results.get("literal"))
+        if args.precision != "fp32" and "blocked" in args.forms:
+            fp32 = run_child(size, "blocked", "fp32", args, alpha_dir)
+            compare(size, f"{args.precision} vs fp32", results.get("blocked"), fp32)
     return 0
 
 

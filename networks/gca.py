@@ -94,9 +94,10 @@ def attend_blocked(query: torch.Tensor, keys: torch.Tensor, alpha: torch.Tensor,
     length = h * w
     channels = alpha.shape[1]
     keys = keys / torch.max(l2_norm_patches(keys), keys.new_tensor([KEY_NORM_FLOOR]))
-    key_matrix = keys.reshape(length, -1).t()
+    key_scale = torch.where(unknown_keys, scale[0], scale[1]).view(1, -1).to(keys.dtype)
+    # scaling the keys rather than the scores saves a pass over every score block
+    key_matrix = keys.reshape(length, -1).t() * key_scale
     queries = F.unfold(F.pad(query, (1, 1, 1, 1), mode="reflect"), kernel_size=3)[0].t()
-    key_scale = torch.where(unknown_keys, scale[0], scale[1]).view(1, -1).to(key_matrix.dtype)
     penalty = torch.where(unknown_keys, SELF_MATCH_PENALTY, 0.0).to(key_matrix.dtype)
     padded = F.pad(alpha, (1, 1, 1, 1), mode="reflect")[0]
     phases = padded.view(channels, h + 1, 2, w + 1, 2).permute(1, 3, 2, 4, 0).reshape((h + 1) * (w + 1), 4 * channels)
@@ -111,7 +112,7 @@ def attend_blocked(query: torch.Tensor, keys: torch.Tensor, alpha: torch.Tensor,
         shifted[0] = previous_row
         if top < h:
             start, stop = top * w, min(bottom, h) * w
-            scores = (queries[start:stop] @ key_matrix) * key_scale
+            scores = queries[start:stop] @ key_matrix
             own = torch.arange(start, stop, device=scores.device)
             scores[own - start, own] += penalty[start:stop]
             attention = F.softmax(scores, dim=1)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from utils.preprocess import (alpha_to_uint8, classes_to_tensor, force_known_regions, image_to_tensor,
+from utils.preprocess import (alpha_to_uint8, alpha_to_uint8_rounded, classes_to_tensor, force_known_regions, image_to_tensor,
                               inference_padding, reflect_pad, trimap_to_classes)
 
 
@@ -54,3 +54,22 @@ def predict_alpha(model: nn.Module, image_bgr: np.ndarray, trimap: np.ndarray, t
         raise FloatingPointError("the network produced NaN or infinite alpha values; "
                                  "the checkpoint may be damaged")
     return alpha_to_uint8(alpha)[top:top + height, left:left + width], info
+
+
+def predict_batch(model: nn.Module, image: torch.Tensor, trimap: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """Alpha for a padded evaluation batch, the known regions forced."""
+    with autocast_for(precision, image.device):
+        alpha, _ = model(image, trimap)
+    classes = trimap.argmax(dim=1, keepdim=True) if trimap.shape[1] == 3 else trimap.long()
+    return force_known_regions(alpha.float(), classes)
+
+
+def predict_eval_batch(model: nn.Module, batch: Dict, device: torch.device,
+                       precision: str = "fp32") -> Tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """One evaluation sample as eval_loader batches it (padded image and trimap, `alpha_shape` to
+    crop back to) -> the alpha cropped to the image, 1 x 1 x h x w on the CPU, and the
+    prediction and the ground truth as the uint8 mattes the metrics compare."""
+    h, w = (int(v) for v in batch["alpha_shape"])
+    alpha = predict_batch(model, batch["image"].to(device), batch["trimap"].to(device), precision)
+    alpha = alpha[..., :h, :w].cpu()
+    return alpha, alpha_to_uint8_rounded(alpha[0, 0].numpy()), alpha_to_uint8_rounded(batch["alpha"][0, 0].numpy())
