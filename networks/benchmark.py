@@ -154,7 +154,9 @@ def run_child(size: str, form: str, precision: str, args: argparse.Namespace, al
 
 def compare(size: str, what: str, result: Optional[dict], reference: Optional[dict]) -> None:
     if result and reference:
-        print(f"{size:>10s} {what}: {reference['seconds'] / result['seconds']:.2f}x faster, "
+        ratio = reference["seconds"] / result["seconds"]
+        speed = f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower"
+        print(f"{size:>10s} {what}: {speed}, "
               f"{result['peak_gb'] / reference['peak_gb']:.2f} of the memory, "
               f"{alpha_change(result['alpha'], reference['alpha'])}")
 
