@@ -7,7 +7,8 @@ Each size runs in a fresh process (a real photo upscaled, about 30 % unknown), t
 same `predict_alpha` the demo uses, in two forms: "blocked", this project's defaults (GCA in
 blocks sized to the memory budget, the full-resolution tail in stripes), and, where it fits
 in memory, "literal", the published computation (L x L attention, whole-image tail). Prints
-seconds (one run on the CPU; on the GPU the second run, after a warm-up), peak memory (peak
+seconds (one run on the CPU; on the GPU the second run, after a warm-up), the wall time of
+the whole process (start-up, model build and data included), peak memory (peak
 RSS of the process on the CPU, torch.cuda.max_memory_allocated on the GPU) and how far the
 uint8 alphas of the two forms lie apart. With --precision bf16 / fp16 the blocked form also runs
 in fp32 for the speed ratio and the largest alpha change. Without --checkpoint the weights
@@ -111,7 +112,7 @@ def alpha_change(alpha: np.ndarray, reference: np.ndarray) -> str:
     changed = int((levels > 0).sum())
     if not changed:
         return "same alpha"
-    return f"alpha differs at {changed} of {levels.size} pixels ({changed / levels.size:.4%}), by at most {levels.max()}/255"
+    return f"alpha differs at {changed} of {levels.size} pixels ({100 * changed / levels.size:.3g} %), by at most {levels.max()}/255"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -141,22 +142,27 @@ def run_child(size: str, form: str, precision: str, args: argparse.Namespace, al
                "--device", args.device, "--precision", precision]
     if args.checkpoint:
         command += ["--checkpoint", args.checkpoint]
+    start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
+    process_seconds = time.perf_counter() - start
     if done.returncode != 0:
         why = "killed (out of memory)" if done.returncode in (-9, 137) else done.stderr.strip().splitlines()[-1:]
         print(f"{size:>10s} {label:>8s}   failed: {why}")
         return None
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["alpha"] = np.load(alpha_file)
-    print(f"{size:>10s} {label:>8s} {result['seconds']:8.1f} {result['peak_gb']:8.2f} {result['unknown']:8.2f}")
+    result["process_seconds"] = process_seconds
+    print(f"{size:>10s} {label:>8s} {result['seconds']:8.1f} {process_seconds:9.1f} {result['peak_gb']:8.2f} "
+          f"{result['unknown']:8.2f}")
     return result
 
 
 def compare(size: str, what: str, result: Optional[dict], reference: Optional[dict]) -> None:
     if result and reference:
         ratio = reference["seconds"] / result["seconds"]
-        speed = f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower"
-        print(f"{size:>10s} {what}: {speed}, "
+        speed = f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+        process_ratio = reference["process_seconds"] / result["process_seconds"]
+        print(f"{size:>10s} {what}: {speed} ({process_ratio:.2f}x for the whole process), "
               f"{result['peak_gb'] / reference['peak_gb']:.2f} of the memory, "
               f"{alpha_change(result['alpha'], reference['alpha'])}")
 
@@ -164,7 +170,7 @@ def compare(size: str, what: str, result: Optional[dict], reference: Optional[di
 def run_all(args: argparse.Namespace, alpha_dir: str) -> int:
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; precision {args.precision}")
-    print(f"{'size':>10s} {'form':>8s} {'seconds':>8s} {'peak GB':>8s} {'unknown':>8s}")
+    print(f"{'size':>10s} {'form':>8s} {'seconds':>8s} {'process s':>9s} {'peak GB':>8s} {'unknown':>8s}")
     for size in args.sizes:
         results = {}
         for form in args.forms:

@@ -79,8 +79,9 @@ def attend_blocked(query: torch.Tensor, keys: torch.Tensor, alpha: torch.Tensor,
     """attend_one_image computed a few rows of queries at a time, with 4x fewer
     propagation products.
 
-    Scores, key scales, self-match penalty, softmax over all L keys and argmax are the same.
-    The propagation differs in order only: conv_transpose2d(attention, values) gives output pixel
+    Scores (the key scales folded into the keys), self-match penalty, softmax over all L keys
+    and argmax are the literal form's up to the order of float sums. The propagation is
+    regrouped: conv_transpose2d(attention, values) gives output pixel
     Y' = 2b + phase (per axis, before the padding crop) the sum over s in {0, 1}^2 of
     attention[b - s, k] * a_pad[2(k + s) + phase]. With m = k + s this is
     G[b, m] @ phases[m] where G[b, m] = sum_s attention[b - s, m - s] (a sum of four

@@ -159,3 +159,28 @@ def test_automatic_stripes_fit_the_budget():
     assert rows % 32 == 0 and 32 <= rows and rows * 3904 * TAIL_BYTES_PER_PIXEL <= STRIPE_BUDGET_BYTES
     assert choose_stripe_rows(10 ** 6, 0, cpu) == 32
     assert choose_stripe_rows(3904, 8, cpu) == 8 and choose_stripe_rows(3904, WHOLE, cpu) == WHOLE
+
+
+def test_inference_benchmark_runs_both_forms_at_a_tiny_size():
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-m", "networks.benchmark", "--sizes", "256x192"], cwd=root,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.split()[:1] == ["256x192"]]
+    rows = [line.split() for line in lines[:2]]
+    assert [row[1] for row in rows] == ["blocked", "literal"]
+    for row in rows:
+        seconds, process_seconds, peak_gb, unknown = (float(v) for v in row[2:6])
+        assert 0 < seconds < process_seconds and peak_gb > 0 and 0.25 < unknown < 0.35
+    assert "blocked vs literal" in lines[2] and "of the memory" in lines[2] and "alpha" in lines[2]
+
+
+def test_inference_benchmark_refuses_a_bad_size():
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-m", "networks.benchmark", "--sizes", "1920by1080"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "WIDTHxHEIGHT" in result.stderr
