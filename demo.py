@@ -12,6 +12,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from networks import build_generator, set_gca_block
+from utils.allocator import reuse_freed_memory
 from utils.checkpoint import CheckpointError, load_weights
 from utils.config import ConfigError, load_config
 from utils.flow_vis import offset_image
@@ -146,4 +147,5 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
+    reuse_freed_memory()
     sys.exit(main())

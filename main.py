@@ -21,6 +21,7 @@ from dataloader.loader import eval_loader, train_loader
 from networks import build_generator, set_gca_block
 from trainer import Trainer, TrainingError, checkpoint_file
 from utils import distributed as du
+from utils.allocator import reuse_freed_memory
 from utils.checkpoint import CheckpointError, load_imagenet_backbone, load_weights
 from utils.config import ConfigError, format_config, load_config
 from utils.image_io import ImageReadError, write_image
@@ -159,4 +160,5 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
+    reuse_freed_memory()
     sys.exit(main())

@@ -32,6 +32,7 @@ from networks import build_generator, set_gca_block
 from networks.gca import AUTO, LITERAL
 from networks.generator import WHOLE
 from networks.ops import SpectralNorm
+from utils.allocator import reuse_freed_memory
 from utils.checkpoint import load_weights
 from utils.inference import predict_alpha
 
@@ -95,7 +96,7 @@ def run_one(size: str, form: str, checkpoint: Optional[str], device: str, precis
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     if alpha_file:
         np.save(alpha_file, alpha)
-    return {"size": size, "form": form, "seconds": times[-1], "peak_gb": peak / 2 ** 30, "unknown": unknown}
+    return {"size": size, "form": form, "seconds": times[-1], "peak_gib": peak / 2 ** 30, "unknown": unknown}
 
 
 def literal_fits(size: str) -> bool:
@@ -152,7 +153,7 @@ def run_child(size: str, form: str, precision: str, args: argparse.Namespace, al
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["alpha"] = np.load(alpha_file)
     result["process_seconds"] = process_seconds
-    print(f"{size:>10s} {label:>8s} {result['seconds']:8.1f} {process_seconds:9.1f} {result['peak_gb']:8.2f} "
+    print(f"{size:>10s} {label:>8s} {result['seconds']:8.1f} {process_seconds:9.1f} {result['peak_gib']:8.2f} "
           f"{result['unknown']:8.2f}")
     return result
 
@@ -163,14 +164,14 @@ def compare(size: str, what: str, result: Optional[dict], reference: Optional[di
         speed = f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
         process_ratio = reference["process_seconds"] / result["process_seconds"]
         print(f"{size:>10s} {what}: {speed} ({process_ratio:.2f}x for the whole process), "
-              f"{result['peak_gb'] / reference['peak_gb']:.2f} of the memory, "
+              f"{result['peak_gib'] / reference['peak_gib']:.2f} of the memory, "
               f"{alpha_change(result['alpha'], reference['alpha'])}")
 
 
 def run_all(args: argparse.Namespace, alpha_dir: str) -> int:
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; precision {args.precision}")
-    print(f"{'size':>10s} {'form':>8s} {'seconds':>8s} {'process s':>9s} {'peak GB':>8s} {'unknown':>8s}")
+    print(f"{'size':>10s} {'form':>8s} {'seconds':>8s} {'process s':>9s} {'peak GiB':>8s} {'unknown':>8s}")
     for size in args.sizes:
         results = {}
         for form in args.forms:
@@ -186,4 +187,5 @@ def run_all(args: argparse.Namespace, alpha_dir: str) -> int:
 
 
 if __name__ == "__main__":
+    reuse_freed_memory()
     sys.exit(main())

@@ -173,8 +173,8 @@ def test_inference_benchmark_runs_both_forms_at_a_tiny_size():
     rows = [line.split() for line in lines[:2]]
     assert [row[1] for row in rows] == ["blocked", "literal"]
     for row in rows:
-        seconds, process_seconds, peak_gb, unknown = (float(v) for v in row[2:6])
-        assert 0 < seconds < process_seconds and peak_gb > 0 and 0.25 < unknown < 0.35
+        seconds, process_seconds, peak_gib, unknown = (float(v) for v in row[2:6])
+        assert 0 < seconds < process_seconds and peak_gib > 0 and 0.25 < unknown < 0.35
     assert "blocked vs literal" in lines[2] and "of the memory" in lines[2] and "alpha" in lines[2]
 
 
@@ -184,3 +184,14 @@ def test_inference_benchmark_refuses_a_bad_size():
     result = subprocess.run([sys.executable, "-m", "networks.benchmark", "--sizes", "1920by1080"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "WIDTHxHEIGHT" in result.stderr
+
+
+def test_freed_memory_is_kept_for_reuse_on_glibc():
+    import platform
+    import subprocess
+    import sys
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("the setting is glibc's")
+    code = "from utils.allocator import reuse_freed_memory; print(reuse_freed_memory())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "True", result.stderr
