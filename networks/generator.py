@@ -11,8 +11,8 @@ from networks.gca import AUTO, GuidedCxtAtten, memory_budget
 WHOLE = -1
 # Working set of one stripe of the full-resolution tail.
 STRIPE_BUDGET_BYTES = 512 * 2 ** 20
-# Peak bytes the tail keeps alive per full-resolution pixel in fp32 (32-channel maps at full
-# resolution, 64-channel ones at 1/2, a few of each at once).
+# Peak bytes the tail keeps alive per full-resolution pixel in fp32, an estimate: a few
+# 32-channel maps at full resolution and 64-channel ones at 1/2 alive at once.
 TAIL_BYTES_PER_PIXEL = 640
 # Rows of context (at 1/4 resolution) computed above and below each stripe and then dropped.
 # A stripe's edge rows see zero padding where the image has data; through layer 4 (four 3 x 3
@@ -44,8 +44,8 @@ class Generator(nn.Module):
         return self.forward_striped(x, rows)
 
     def forward_striped(self, x: torch.Tensor, rows: int) -> Tuple[torch.Tensor, Optional[Dict]]:
-        """forward with the tail computed `rows` full-resolution rows (a multiple of 4) at a time,
-        each stripe with STRIPE_CONTEXT rows of context at 1/4 resolution on both sides."""
+        """forward with the tail computed `rows` full-resolution rows at a time, each stripe with
+        at least STRIPE_CONTEXT rows of context at 1/4 resolution on both sides."""
         embedding, mid_fea, skip_inputs = self.encoder.trunk(x)
         shortcut = self.encoder.shortcut
         mid_fea["shortcut"] = (None, None) + tuple(branch(f) for branch, f in zip(shortcut[2:], skip_inputs[2:]))
@@ -70,7 +70,7 @@ class Generator(nn.Module):
 def choose_stripe_rows(width: int, setting: int, device: torch.device) -> int:
     """Full-resolution rows per stripe: WHOLE (-1) for the whole image at once; AUTO (0) for
     as many rows as STRIPE_BUDGET_BYTES allows (a multiple of 32, at least 32); a positive
-    setting (a multiple of 4) as given."""
+    setting as given."""
     if setting > 0 or setting == WHOLE:
         return setting
     rows = memory_budget(device, STRIPE_BUDGET_BYTES) // (width * TAIL_BYTES_PER_PIXEL)
