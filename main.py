@@ -96,6 +96,10 @@ def run_training(config, dist_info: du.DistInfo) -> int:
         trainer.restore(config.train.resume_checkpoint)
     try:
         trainer.train()
+        # Rank 0 may still be writing the last checkpoint: a rank that tears its process group
+        # down while a peer is busy can abort at exit (gloo: "terminate called without an
+        # active exception"), failing the whole job after a finished run.
+        du.barrier()
     finally:
         if writer is not None:
             writer.close()
