@@ -23,7 +23,7 @@ from dataloader.loader import Prefetcher
 from utils import distributed as du
 from utils.checkpoint import load_weights, save_checkpoint
 from utils.flow_vis import flow_to_image
-from utils.inference import predict_eval_batch
+from utils.inference import autocast_for, predict_eval_batch
 from utils.losses import matting_losses, regression_loss, unknown_weight
 from utils.metrics import mse, sad
 from utils.preprocess import IMAGENET_MEAN, IMAGENET_STD
@@ -31,7 +31,8 @@ from utils.schedule import AdaptiveGradClip, learning_rate
 
 logger = logging.getLogger("gca")
 LOSS_WEIGHTS = ("rec_weight", "comp_weight", "smooth_l1_weight", "grad_weight", "gabor_weight", "lap_weight")
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# train.amp -> the precision autocast runs in
+AMP_PRECISIONS = {"off": "fp32", "bf16": "bf16", "fp16": "fp16"}
 
 
 class TrainingError(RuntimeError):
@@ -50,7 +51,7 @@ class Trainer:
                  writer=None):
         self.config, self.train_config = config, config.train
         self.dist, self.device = dist_info, dist_info.device
-        if config.train.amp not in ("off", *AMP_DTYPES):
+        if config.train.amp not in AMP_PRECISIONS:
             raise TrainingError(f"train.amp must be \"off\", \"bf16\" or \"fp16\", got {config.train.amp!r}")
         if config.train.amp == "fp16" and self.device.type != "cuda":
             raise TrainingError("train.amp = \"fp16\" needs a CUDA device; use \"bf16\" or \"off\" on the CPU")
@@ -115,8 +116,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(step)
         self.net.train()
-        amp = self.train_config.amp
-        with torch.autocast(self.device.type, dtype=AMP_DTYPES.get(amp, torch.float32), enabled=amp != "off"):
+        with autocast_for(AMP_PRECISIONS[self.train_config.amp], self.device):
             alpha, info = self.net(batch["image"], batch["trimap"])
         losses = matting_losses(alpha.float(), batch, self.loss_weights)
         self.optimizer.zero_grad(set_to_none=True)

@@ -35,6 +35,7 @@ from networks.ops import SpectralNorm
 from utils.allocator import reuse_freed_memory
 from utils.checkpoint import load_weights
 from utils.inference import predict_alpha
+from utils.preprocess import inference_padding
 
 # (GCA block, tail stripe rows): ours, and the published computation
 FORMS = {"blocked": (AUTO, AUTO), "literal": (LITERAL, WHOLE)}
@@ -102,7 +103,8 @@ def run_one(size: str, form: str, checkpoint: Optional[str], device: str, precis
 def literal_fits(size: str) -> bool:
     """Whether the literal form's L x L score volumes (a few alive at once) fit in free memory."""
     width, height = (int(v) for v in size.split("x"))
-    length = ((height + 64 + 31) // 32 * 32 // 16) * ((width + 64 + 31) // 32 * 32 // 16)
+    (top, bottom), (left, right) = inference_padding(height, width)
+    length = (height + top + bottom) // 16 * ((width + left + right) // 16)
     free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return 3 * 4 * length ** 2 < 0.5 * free
 

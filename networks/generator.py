@@ -37,11 +37,12 @@ class Generator(nn.Module):
         head, and the two finest skip branches) a stripe of rows at a time: the same values
         without the 32-channel full-resolution maps of the whole image."""
         x = torch.cat((image, trimap), dim=1)
-        rows = choose_stripe_rows(x.shape[3], self.stripe_rows, x.device)
-        if self.training or rows == WHOLE or rows >= x.shape[2]:
-            embedding, mid_fea = self.encoder(x)
-            return self.decoder(embedding, mid_fea)
-        return self.forward_striped(x, rows)
+        if not self.training:  # training never stripes: BatchNorm needs the whole batch's statistics
+            rows = choose_stripe_rows(x.shape[3], self.stripe_rows, x.device)
+            if rows != WHOLE and rows < x.shape[2]:
+                return self.forward_striped(x, rows)
+        embedding, mid_fea = self.encoder(x)
+        return self.decoder(embedding, mid_fea)
 
     def forward_striped(self, x: torch.Tensor, rows: int) -> Tuple[torch.Tensor, Optional[Dict]]:
         """forward with the tail computed `rows` full-resolution rows at a time, each stripe with

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from utils.preprocess import (alpha_to_uint8, alpha_to_uint8_rounded, classes_to_tensor, force_known_regions, image_to_tensor,
-                              inference_padding, reflect_pad, trimap_to_classes)
+from utils.preprocess import (alpha_to_uint8, alpha_to_uint8_rounded, classes_to_tensor, force_known_regions,
+                              image_to_tensor, inference_padding, reflect_pad, trimap_to_classes)
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
