@@ -109,8 +109,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    model = build_generator(config.model.arch.encoder, config.model.arch.decoder, config.model.trimap_channel)
-    set_gca_block(model, config.test.gca_block)
+    try:
+        model = build_generator(config.model.arch.encoder, config.model.arch.decoder, config.model.trimap_channel)
+        set_gca_block(model, config.test.gca_block)
+    except ValueError as e:
+        print(f"error: {args.config}: {e}", file=sys.stderr)
+        return 2
     try:
         load_weights(model, args.checkpoint)
     except CheckpointError as e:

@@ -149,7 +149,8 @@ def run_child(size: str, form: str, precision: str, args: argparse.Namespace, al
     done = subprocess.run(command, capture_output=True, text=True)
     process_seconds = time.perf_counter() - start
     if done.returncode != 0:
-        why = "killed (out of memory)" if done.returncode in (-9, 137) else done.stderr.strip().splitlines()[-1:]
+        last_line = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        why = "killed (out of memory)" if done.returncode in (-9, 137) else last_line
         print(f"{size:>10s} {label:>8s}   failed: {why}")
         return None
     result = json.loads(done.stdout.strip().splitlines()[-1])

@@ -198,3 +198,17 @@ def test_bf16_precision_on_the_cpu_and_fp16_refused(released_checkpoint, folders
     assert any("no native bf16" in str(w.message) for w in caught) == (not cpu_has_native_bf16())
     assert run_demo(released_checkpoint[0], images, trimaps, out, "--precision", "fp16") == 2
     assert "fp16 inference needs a CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("test_keys,expected", [("gca_block = -5", "test.gca_block must be -1, 0 or a positive"),
+                                                ("", "unknown model.arch.encoder")])
+def test_a_bad_model_setting_names_the_config(released_checkpoint, folders, tmp_path, capsys, test_keys, expected):
+    images, trimaps, out = folders
+    config = tmp_path / "bad.toml"
+    encoder = "resnet_gca_encoder_29" if test_keys else "resnet_gca_encoder_30"
+    config.write_text(f'version = "v"\n[model.arch]\nencoder = "{encoder}"\ndecoder = "res_gca_decoder_22"\n'
+                      f'[test]\n{test_keys}\n')
+    assert demo.main(["--config", str(config), "--checkpoint", released_checkpoint[0], "--image-dir", images,
+                      "--trimap-dir", trimaps, "--output", out, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert str(config) in err and expected in err
