@@ -1,4 +1,6 @@
-"""Training losses. All but the reconstruction L1 are off by default (weight 0)."""
+"""Training losses as published: w is the N x 1 x H x W unknown mask and each published loss
+is divided by sum(w) + 1e-8 of that single-channel w. All but the reconstruction L1 are off by
+default (weight 0); the Laplacian-pyramid loss is our addition, not a published one."""
 from typing import Dict
 
 import cv2
@@ -12,34 +14,47 @@ def unknown_weight(trimap: torch.Tensor) -> torch.Tensor:
     return trimap[:, 1:2] if trimap.shape[1] == 3 else trimap.eq(1).float()
 
 
+def _per_unknown_pixel(total: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """total / (sum(w) + 1e-8), w the single-channel unknown mask."""
+    return total / (weight.sum() + 1e-8)
+
+
 def regression_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """sum(|pred - target| w) / (sum(w) + 1e-8): L1 on the weighted region."""
-    return F.l1_loss(pred * weight, target * weight, reduction="sum") / (weight.sum() + 1e-8)
+    """sum(|pred - target| w) / (sum(w) + 1e-8), summed over all of pred's channels."""
+    return _per_unknown_pixel(((pred - target).abs() * weight).sum(), weight)
 
 
 def charbonnier_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    return torch.sqrt((pred * weight - target * weight) ** 2 + 1e-6).sum() / (weight.sum() + 1e-8)
+    """sum(sqrt((pred w - target w)^2 + 1e-6)) / (sum(w) + 1e-8)."""
+    return _per_unknown_pixel(torch.sqrt((pred * weight - target * weight) ** 2 + 1e-6).sum(), weight)
 
 
 def composition_loss(alpha: torch.Tensor, fg: torch.Tensor, bg: torch.Tensor, image: torch.Tensor,
                      weight: torch.Tensor) -> torch.Tensor:
-    """L1 between fg a + bg (1 - a) and the image (all in normalised space) on the region."""
-    return regression_loss(fg * alpha + bg * (1 - alpha), image, weight.expand_as(image))
+    """L1 between fg a + bg (1 - a) and the image (all in normalised space), summed over the
+    3 colour channels and divided by sum(w) + 1e-8 of the one-channel mask."""
+    return regression_loss(fg * alpha + bg * (1 - alpha), image, weight)
 
 
-_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]).view(1, 1, 3, 3)
+_SOBEL_Y = torch.tensor([[-1.0, -2.0, -1.0], [0.0, 0.0, 0.0], [1.0, 2.0, 1.0]]).view(1, 1, 3, 3)
+
+
+def _sobel_magnitude(image: torch.Tensor) -> torch.Tensor:
+    """sqrt(gy^2 + gx^2 + 1e-8) of a one-channel image, same size (padding 1)."""
+    kernels = torch.cat([_SOBEL_Y, _SOBEL_Y.transpose(2, 3)]).to(image)
+    gradients = F.conv2d(image, kernels, padding=1)
+    return torch.sqrt((gradients ** 2).sum(dim=1, keepdim=True) + 1e-8)
 
 
 def gradient_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """L1 between the Sobel gradients of prediction and target on the region."""
-    kernels = torch.cat([_SOBEL_X, _SOBEL_X.transpose(2, 3)]).to(pred)
-    grad_pred = F.conv2d(pred, kernels, padding=1)
-    grad_target = F.conv2d(target, kernels, padding=1)
-    return regression_loss(grad_pred, grad_target, weight.expand_as(grad_pred))
+    """sum(|m_pred w - m_gt w|) / (sum(w) + 1e-8), m the Sobel gradient magnitude."""
+    return regression_loss(_sobel_magnitude(pred), _sobel_magnitude(target), weight)
 
 
 def _gabor_bank() -> torch.Tensor:
-    kernels = [cv2.getGaborKernel((5, 5), 0.5, k * np.pi / 8, 5, 0.5, ktype=cv2.CV_32F) for k in range(16)]
+    """16 x 1 x 5 x 5 float32 Gabor kernels (sigma 0.5, theta k pi / 8, lambda 5, gamma 0.5)."""
+    # The published bank is built in float64 (getGaborKernel's default) and cast afterwards.
+    kernels = [cv2.getGaborKernel((5, 5), 0.5, k * np.pi / 8, 5, 0.5).astype(np.float32) for k in range(16)]
     return torch.from_numpy(np.stack(kernels))[:, None]
 
 
@@ -47,11 +62,11 @@ _GABOR = _gabor_bank()
 
 
 def gabor_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """L1 between 16 Gabor responses (5x5, sigma 0.5, theta k pi / 8, lambda 5, gamma 0.5)."""
+    """sum((g_pred w - g_gt w)^2) / (sum(w) + 1e-8), summed over the 16 Gabor responses (padding 2)."""
     bank = _GABOR.to(pred)
     response_pred = F.conv2d(pred, bank, padding=2)
     response_target = F.conv2d(target, bank, padding=2)
-    return regression_loss(response_pred, response_target, weight.expand_as(response_pred))
+    return _per_unknown_pixel(((response_pred * weight - response_target * weight) ** 2).sum(), weight)
 
 
 def laplacian_loss(pred: torch.Tensor, target: torch.Tensor, levels: int = 5) -> torch.Tensor:
