@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from utils.config import ConfigError, default_config, format_config, load_config
+from utils.config import ConfigError, check_values, default_config, format_config, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,7 +61,8 @@ def test_unknown_top_level_table(tmp_path):
     ("model = 3\n", "'model' must be a table"),
     ("[version]\nx = 1\n", "'version' must be a value, got a table"),
     ("[model]\narch = 'resnet'\n", "'model.arch' must be a table"),
-    ("[train]\ntotal_step = 'many'\n", "'train.total_step' must be int"),
+    ("[train]\ntotal_step = 'many'\n", "'train.total_step' must be an integer"),
+    ("[train]\ntotal_step = true\n", "'train.total_step' must be an integer"),
     ("[train]\nclip_grad = 1\n", "'train.clip_grad' must be bool"),
 ])
 def test_wrong_kinds_of_value_are_errors(tmp_path, text, match):
@@ -72,6 +73,97 @@ def test_wrong_kinds_of_value_are_errors(tmp_path, text, match):
 def test_int_and_float_are_interchangeable(tmp_path):
     config = load_config(write(tmp_path, "[train]\nrec_weight = 1.5\nG_lr = 1\n"))
     assert config.train.rec_weight == 1.5 and config.train.G_lr == 1
+
+
+@pytest.mark.parametrize("section,key,value,shown", [
+    ("train", "total_step", "20.5", "20.5"),
+    ("train", "total_step", "2e5", "200000.0"),
+    ("train", "warmup_step", "5000.0", "5000.0"),
+    ("model", "batch_size", "4.0", "4.0"),
+    ("model", "trimap_channel", "3.0", "3.0"),
+    ("data", "crop_size", "320.0", "320.0"),
+    ("test", "gca_block", "1.5", "1.5"),
+    ("log", "checkpoint_step", "1e4", "10000.0"),
+])
+def test_a_float_for_an_integer_key_is_refused(tmp_path, section, key, value, shown):
+    path = write(tmp_path, f"[{section}]\n{key} = {value}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == f"{path}: '{section}.{key}' must be an integer, got {shown}"
+
+
+def test_loss_weights_are_real_valued():
+    weights = {key: value for key, value in default_config().train.items() if key.endswith("_weight")}
+    assert len(weights) == 6 and all(isinstance(value, float) for value in weights.values())
+
+
+@pytest.mark.parametrize("version", ["../escape", "a/b", "/abs", "a\\b", "v..1", "", ".", ".."])
+def test_a_version_that_is_not_a_plain_name_is_refused(tmp_path, version):
+    path = write(tmp_path, f"version = '{version}'\n[test]\nalpha_path = 'prediction'\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}: version must be a plain name") and repr(version) in message
+
+
+@pytest.mark.parametrize("section,key,value", [
+    ("data", "workers", "-1"), ("model", "batch_size", "0"), ("model", "trimap_channel", "2"),
+    ("data", "crop_size", "100"), ("data", "crop_size", "0"), ("train", "total_step", "0"),
+    ("train", "warmup_step", "-1"), ("train", "val_step", "0"), ("train", "max_nonfinite_steps", "0"),
+    ("train", "G_lr", "0.0"), ("train", "G_lr", "-1e-4"), ("train", "beta1", "1.0"), ("train", "beta2", "-0.1"),
+    ("train", "rec_weight", "-1"), ("train", "lap_weight", "-0.5"), ("train", "comp_weight", "nan"),
+    ("test", "batch_size", "0"), ("test", "gca_block", "-2"), ("log", "logging_step", "0"),
+    ("log", "tensorboard_step", "0"), ("log", "tensorboard_image_step", "-5"), ("log", "checkpoint_step", "0"),
+])
+def test_a_value_out_of_range_is_refused(tmp_path, section, key, value):
+    path = write(tmp_path, f"[{section}]\n{key} = {value}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}: {section}.{key} must be ")
+
+
+def test_range_messages_say_what_is_allowed(tmp_path):
+    for text, expected in [("[data]\nworkers = -1\n", "data.workers must be >= 0, got -1"),
+                           ("[data]\ncrop_size = 100\n", "data.crop_size must be a positive multiple of 32, got 100"),
+                           ("[train]\nbeta2 = 1\n", "train.beta2 must be in [0, 1), got 1"),
+                           ("[test]\ngca_block = -5\n", "test.gca_block must be -1, 0 or a positive number of "
+                                                         "queries, got -5")]:
+        path = write(tmp_path, text)
+        with pytest.raises(ConfigError) as e:
+            load_config(path)
+        assert str(e.value) == f"{path}: {expected}"
+
+
+def test_the_edges_of_every_range_are_accepted(tmp_path):
+    config = load_config(write(tmp_path, """
+version = "v-1.2_b"
+[model]
+batch_size = 1
+trimap_channel = 1
+[data]
+workers = 0
+crop_size = 32
+[train]
+total_step = 1
+warmup_step = 0
+val_step = 1
+max_nonfinite_steps = 1
+G_lr = 1e-9
+beta1 = 0
+beta2 = 0.0
+rec_weight = 0.5
+comp_weight = 0
+[test]
+batch_size = 1
+gca_block = -1
+[log]
+logging_step = 1
+"""))
+    assert config.version == "v-1.2_b" and config.train.rec_weight == 0.5 and config.test.gca_block == -1
+
+
+def test_the_published_defaults_pass_the_rules():
+    check_values(default_config(), "defaults")
 
 
 def test_missing_and_invalid_files(tmp_path):

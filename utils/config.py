@@ -4,8 +4,9 @@ Entry points call `load_config(path)` and pass plain values down; nothing else r
 """
 import copy
 import difflib
+import fnmatch
 import os
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from easydict import EasyDict
 
@@ -49,12 +50,12 @@ _DEFAULTS: Dict[str, Any] = {
         "G_lr": 1e-3,
         "beta1": 0.5,
         "beta2": 0.999,
-        "rec_weight": 1,
-        "comp_weight": 0,
-        "gabor_weight": 0,
-        "grad_weight": 0,
-        "smooth_l1_weight": 0,
-        "lap_weight": 0,
+        "rec_weight": 1.0,
+        "comp_weight": 0.0,
+        "gabor_weight": 0.0,
+        "grad_weight": 0.0,
+        "smooth_l1_weight": 0.0,
+        "lap_weight": 0.0,
         "clip_grad": True,
         "resume_checkpoint": None,
         "reset_lr": False,
@@ -104,14 +105,46 @@ def _type_name(value: Any) -> str:
     return "a table" if isinstance(value, dict) else type(value).__name__
 
 
-def _compatible(default: Any, value: Any) -> bool:
+def _needed_kind(default: Any, value: Any) -> Optional[str]:
+    """What a key with this default needs when `value` will not do; None when it will."""
     if default is None:
-        return True
+        return None
+    if isinstance(default, int) and not isinstance(default, bool):
+        # A count is never rounded silently (TOML reads 2e5 as a float).
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
     if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(default, bool) and isinstance(value, bool)
-    if isinstance(default, (int, float)):
-        return isinstance(value, (int, float))
-    return isinstance(value, type(default))
+        return None if isinstance(default, bool) and isinstance(value, bool) else _type_name(default)
+    if isinstance(default, float):
+        return None if isinstance(value, (int, float)) else _type_name(default)
+    return None if isinstance(value, type(default)) else _type_name(default)
+
+
+def _plain_name(name: str) -> bool:
+    return name not in ("", ".") and ".." not in name and not any(c in name for c in "/\\\0")
+
+
+def _at_least(low: int) -> Tuple[Callable[[Any], bool], str]:
+    return (lambda value: value >= low), f">= {low}"
+
+
+# Dotted key (fnmatch pattern) -> (test, what is allowed), checked once the file is merged.
+_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
+    "version": (_plain_name, "a plain name (no '/', '\\' or '..')"),
+    "model.batch_size": _at_least(1),
+    "model.trimap_channel": ((lambda value: value in (1, 3)), "1 or 3"),
+    "data.workers": _at_least(0),
+    "data.crop_size": ((lambda value: value > 0 and value % 32 == 0), "a positive multiple of 32"),
+    "train.total_step": _at_least(1),
+    "train.warmup_step": _at_least(0),
+    "train.val_step": _at_least(1),
+    "train.max_nonfinite_steps": _at_least(1),
+    "train.G_lr": ((lambda value: value > 0), "> 0"),
+    "train.beta[12]": ((lambda value: 0 <= value < 1), "in [0, 1)"),
+    "train.*_weight": _at_least(0),
+    "test.batch_size": _at_least(1),
+    "test.gca_block": ((lambda value: value >= -1), "-1, 0 or a positive number of queries"),
+    "log.*_step": _at_least(1),
+}
 
 
 def merge_config(config: Dict, overrides: Dict, source: str, prefix: str = "") -> None:
@@ -129,8 +162,8 @@ def merge_config(config: Dict, overrides: Dict, source: str, prefix: str = "") -
                               f", got {_type_name(value)}")
         if isinstance(default, dict):
             merge_config(default, value, source, full_key + ".")
-        elif not _compatible(default, value):
-            raise ConfigError(f"{source}: {full_key!r} must be {_type_name(default)}, got {value!r}")
+        elif (needed := _needed_kind(default, value)) is not None:
+            raise ConfigError(f"{source}: {full_key!r} must be {needed}, got {value!r}")
         else:
             config[key] = value
 
@@ -144,6 +177,15 @@ def iter_items(config: Dict, prefix: str = "") -> Iterator[Tuple[str, Any]]:
             yield prefix + key, value
 
 
+def check_values(config: Dict, source: str) -> None:
+    """Refuses the first value that `_RULES` does not allow."""
+    for key, value in iter_items(config):
+        for pattern, (allowed, what) in _RULES.items():
+            if fnmatch.fnmatchcase(key, pattern) and not allowed(value):
+                # The key unquoted, as where the value is used (networks, dataloader): one wording.
+                raise ConfigError(f"{source}: {key} must be {what}, got {value!r}")
+
+
 def load_config(path: str) -> EasyDict:
     """Defaults overridden by the TOML file at `path`; run paths get `/<version>` appended."""
     try:
@@ -155,6 +197,7 @@ def load_config(path: str) -> EasyDict:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     config = default_config()
     merge_config(config, overrides, path)
+    check_values(config, path)
     for section, key in VERSIONED_PATHS:
         if config[section][key] is not None:
             config[section][key] = os.path.join(config[section][key], config.version)
