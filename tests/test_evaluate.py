@@ -1,5 +1,7 @@
 import csv
+import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -7,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.evaluate import evaluate_one, main
+from utils import evaluate
+from utils.evaluate import evaluate_one, main, mean_metrics
 from utils.metrics import all_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -136,8 +139,8 @@ def test_16_bit_pair_gives_the_8_bit_figures(tmp_path, rng):
     for path8, path16, image in zip(paths8, paths16, (pred, alpha, trimap)):
         cv2.imwrite(path8, image)
         cv2.imwrite(path16, image.astype(np.uint16) * 257)
-    _, m8, _ = evaluate_one(("x", *paths8))
-    _, m16, _ = evaluate_one(("x", *paths16))
+    _, m8, _, _ = evaluate_one(("x", *paths8))
+    _, m16, _, _ = evaluate_one(("x", *paths16))
     assert m8 == m16
 
 
@@ -148,7 +151,7 @@ def test_colour_ground_truth_uses_its_first_channel(tmp_path, rng):
     cv2.imwrite(str(tmp_path / "gt.png"), np.dstack([noise, noise, alpha]))  # BGR: red = alpha
     cv2.imwrite(str(tmp_path / "p.png"), pred)
     cv2.imwrite(str(tmp_path / "t.png"), trimap)
-    _, metrics, _ = evaluate_one(("x", str(tmp_path / "p.png"), str(tmp_path / "gt.png"), str(tmp_path / "t.png")))
+    _, metrics, _, _ = evaluate_one(("x", str(tmp_path / "p.png"), str(tmp_path / "gt.png"), str(tmp_path / "t.png")))
     assert metrics == all_metrics(pred, alpha, trimap)
 
 
@@ -161,3 +164,95 @@ def test_module_runs_from_the_command_line(dirs, rng):
                              "--trimap-dir", trimap_dir], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "mean of 1 images: SAD 0.00  MSE 0.0000  Grad 0.00  Conn 0.00" in result.stdout
+
+
+def run_cli(dirs, *extra):
+    pred_dir, alpha_dir, trimap_dir = dirs
+    return main(["--pred-dir", pred_dir, "--alpha-dir", alpha_dir, "--trimap-dir", trimap_dir, *extra])
+
+
+def write_good_pair(dirs, name, alpha):
+    for folder, image in zip(dirs, (alpha, alpha, trimap_for(alpha))):
+        write(folder, name, image)
+
+
+@pytest.mark.parametrize("unknown, known", [(127, (0, 255)), (1, (0, 2))], ids=["127_unknown", "labels_0_1_2"])
+def test_trimap_without_128_leaves_mse_and_mad_undefined_named_and_fails(dirs, tmp_path, rng, capsys, unknown, known):
+    pred_dir, alpha_dir, trimap_dir = dirs
+    alpha = soft_alpha(rng)
+    write_good_pair(dirs, "good.png", alpha)
+    trimap = np.full(alpha.shape, unknown, np.uint8)
+    trimap[:4], trimap[-4:] = known
+    write(pred_dir, "odd.png", soft_alpha(rng))
+    write(alpha_dir, "odd.png", alpha)
+    write(trimap_dir, "odd.png", trimap)
+    csv_path = str(tmp_path / "out.csv")
+    code = run_cli(dirs, "--workers", "1", "--csv", csv_path)
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "nan" not in captured.out.lower()
+    assert "odd.png: SAD" in captured.out and "MSE -  Grad" in captured.out and captured.out.count("MAD -") == 1
+    assert "mean of 2 images (MSE and MAD over 1: 1 image has no unknown pixel): SAD 0.00  MSE 0.0000" in captured.out
+    assert (f"odd.png: MSE and MAD undefined, left out of their means: no pixel of the trimap "
+            f"{os.path.join(trimap_dir, 'odd.png')} equals 128") in captured.err
+    assert captured.err.count("warning:") == 1 and "counts only pixels equal to 128" in captured.err
+    with open(csv_path) as f:
+        odd_row = next(row for row in csv.reader(f) if row[0] == "odd.png")
+    assert odd_row == ["odd.png", "0.0", "", "0.0", "0.0", ""]  # sums over no pixel are 0, means undefined
+
+
+def test_mean_metrics_leaves_out_undefined_and_missing_figures():
+    rows = [{"sad": 1.0, "mse": math.nan}, {"sad": 3.0, "mse": 0.5, "grad": 2.0}, {"sad": 2.0, "mse": math.nan}]
+    means, counts = mean_metrics(rows)
+    assert means == {"sad": 2.0, "mse": 0.5, "grad": 2.0} and counts == {"sad": 3, "mse": 1, "grad": 1}
+    means, counts = mean_metrics([{"mse": math.nan}])
+    assert math.isnan(means["mse"]) and counts == {"mse": 0}
+
+
+def test_trimap_with_other_values_warns_once_per_file_from_the_workers(dirs, rng, capsys):
+    pred_dir, alpha_dir, trimap_dir = dirs
+    alpha = soft_alpha(rng)
+    trimap = trimap_for(alpha)
+    trimap[10:12] = 127
+    write(alpha_dir, "x.png", alpha)
+    write(trimap_dir, "x.png", trimap)
+    for k in range(3):  # Composition-1K naming: all three predictions use the trimap x.png
+        write(pred_dir, f"x_{k}.png", soft_alpha(rng))
+    code = run_cli(dirs, "--workers", "2")
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.err.count("warning:") == 1
+    assert (f"warning: {os.path.join(trimap_dir, 'x.png')}: trimap has values other than 0, 128 and 255 "
+            "(e.g. 127 on 64 pixels); the Composition-1K protocol counts only pixels equal to 128 as unknown"
+            ) in captured.err
+    assert "mean of 3 images: SAD" in captured.out
+
+
+@pytest.mark.parametrize("case", ["missing_folder", "folder"])
+def test_bad_csv_path_is_exit_2_before_any_metric(dirs, tmp_path, rng, capsys, case):
+    write_good_pair(dirs, "x.png", soft_alpha(rng))
+    csv_path = str(tmp_path / "nowhere" / "out.csv") if case == "missing_folder" else str(tmp_path)
+    reason = f"folder {tmp_path / 'nowhere'} does not exist" if case == "missing_folder" else "is a folder"
+    code = run_cli(dirs, "--workers", "1", "--csv", csv_path)
+    captured = capsys.readouterr()
+    assert code == 2
+    assert f"error: --csv {csv_path}: {reason}" in captured.err
+    assert captured.out == ""
+
+
+def test_csv_write_failure_is_exit_1_after_the_figures(dirs, tmp_path, rng, capsys, monkeypatch):
+    write_good_pair(dirs, "x.png", soft_alpha(rng))
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    pair_files = evaluate.pair_files
+
+    def pair_then_remove_folder(*args):  # the folder goes while the run is under way
+        shutil.rmtree(folder)
+        return pair_files(*args)
+
+    monkeypatch.setattr(evaluate, "pair_files", pair_then_remove_folder)
+    code = run_cli(dirs, "--workers", "1", "--csv", str(folder / "out.csv"))
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"error: {folder / 'out.csv'}: could not be written" in captured.err
+    assert "x.png: SAD 0.00" in captured.out and "mean of 1 images: SAD 0.00" in captured.out

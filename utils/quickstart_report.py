@@ -50,7 +50,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if problems:
             print("error: " + "; ".join(problems), file=sys.stderr)
             return 1
-        figures[label] = mean_metrics([m for _, m, _ in evaluate_all(triples, workers=1)])
+        figures[label] = mean_metrics([m for _, m, _ in evaluate_all(triples, workers=1)])[0]
     print(f"{'':26s} {'SAD':>8s} {'MSE':>8s} {'Grad':>8s} {'Conn':>8s}")
     for label, m in figures.items():
         print(f"{label:26s} {m['sad']:8.3f} {m['mse']:8.4f} {m['grad']:8.3f} {m['conn']:8.3f}")
