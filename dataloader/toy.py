@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from dataloader.composite_testset import composite
+from utils.image_io import write_image
 
 # Public domain or CC0, per scikit-image's data documentation.
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg",
@@ -112,21 +113,21 @@ def make_toy_dataset(out: str, num_fg: int = 12, num_bg: int = 40, num_test: int
         h, w = random_size(rng, fg_size)
         fg = random_view(rng, photos[int(rng.integers(len(photos)))], h, w)
         ext = ".jpg" if i % 3 == 0 else ".png"  # Adobe's folders mix extensions too
-        cv2.imwrite(os.path.join(folders["train/fg"], f"fg{i:03d}{ext}"), fg)
-        cv2.imwrite(os.path.join(folders["train/alpha"], f"fg{i:03d}.png"), procedural_alpha(rng, h, w))
+        write_image(os.path.join(folders["train/fg"], f"fg{i:03d}{ext}"), fg)
+        write_image(os.path.join(folders["train/alpha"], f"fg{i:03d}.png"), procedural_alpha(rng, h, w))
     for i in range(num_bg):
         h, w = random_size(rng, bg_size)
         bg = random_view(rng, photos[int(rng.integers(len(photos)))], h, w)
-        cv2.imwrite(os.path.join(folders["train/bg"], f"bg{i:04d}.jpg"), bg)
+        write_image(os.path.join(folders["train/bg"], f"bg{i:04d}.jpg"), bg)
     for i in range(num_test):
         h, w = random_size(rng, fg_size)
         fg = random_view(rng, photos[int(rng.integers(len(photos)))], h, w)
         alpha = procedural_alpha(rng, h, w)
-        cv2.imwrite(os.path.join(folders["test/alpha"], f"test{i:02d}.png"), alpha)
+        write_image(os.path.join(folders["test/alpha"], f"test{i:02d}.png"), alpha)
         for k in range(TEST_BACKGROUNDS_PER_FG):
             bg = random_view(rng, photos[int(rng.integers(len(photos)))], h, w)
-            cv2.imwrite(os.path.join(folders["test/merged"], f"test{i:02d}_{k}.png"), composite(fg, bg, alpha))
-            cv2.imwrite(os.path.join(folders["test/trimaps"], f"test{i:02d}_{k}.png"), toy_trimap(alpha))
+            write_image(os.path.join(folders["test/merged"], f"test{i:02d}_{k}.png"), composite(fg, bg, alpha))
+            write_image(os.path.join(folders["test/trimaps"], f"test{i:02d}_{k}.png"), toy_trimap(alpha))
 
 
 def main(argv: Optional[List[str]] = None) -> int:

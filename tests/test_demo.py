@@ -1,4 +1,5 @@
 import os
+import resource
 import subprocess
 import sys
 
@@ -212,3 +213,102 @@ def test_a_bad_model_setting_names_the_config(released_checkpoint, folders, tmp_
                       "--trimap-dir", trimaps, "--output", out, "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert str(config) in err and expected in err
+
+
+SAVE_FOLDER = "gca-dist-all-data_gca-dist-all-data.pth"
+
+
+def test_a_failed_write_is_named_leaves_nothing_of_that_image_and_the_rest_goes_on(released_checkpoint, folders, rng):
+    images, trimaps, out = folders
+    make_pair(images, trimaps, "a", (32, 32), rng)
+    make_pair(images, trimaps, "b", (32, 32), rng)
+    # A 32 x 32 alpha PNG is under 1.5 kB, a 512 x 512 offset picture is tens of kB: each image's
+    # alpha is written, then its first offset picture fails with EFBIG as on a full disk, and
+    # the alpha already written must go too. (Python ignores SIGXFSZ.)
+    limit = 4096
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess.run([sys.executable, "demo.py", "--config", CONFIG, "--checkpoint", released_checkpoint[0],
+                             "--image-dir", images, "--trimap-dir", trimaps, "--output", out, "--device", "cpu"],
+                            cwd=ROOT, capture_output=True, text=True, preexec_fn=small_files)
+    save_dir = os.path.join(out, SAVE_FOLDER)
+    assert result.returncode == 1, result.stderr
+    for name in ("a", "b"):
+        assert f"{os.path.join(save_dir, name)}_offset1.png: could not be written (File too large)" in result.stderr
+    assert "0 of 2 images written" in result.stdout and "Traceback" not in result.stderr
+    assert os.listdir(save_dir) == []
+
+
+@pytest.mark.parametrize("output", ["afile", os.path.join("afile", "out")])
+def test_output_that_is_or_lies_under_a_file_is_an_error(released_checkpoint, folders, tmp_path, rng, capsys, output):
+    images, trimaps, _ = folders
+    make_pair(images, trimaps, "a", (32, 32), rng)
+    (tmp_path / "afile").write_text("not a folder")
+    assert run_demo(released_checkpoint[0], images, trimaps, str(tmp_path / output)) == 2
+    err = capsys.readouterr().err
+    assert f"error: --output {tmp_path / output}: {tmp_path / 'afile'} is a file, not a folder" in err
+    assert (tmp_path / "afile").read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
+def test_output_in_a_read_only_folder_is_an_error(released_checkpoint, folders, tmp_path, rng, capsys):
+    images, trimaps, _ = folders
+    make_pair(images, trimaps, "a", (32, 32), rng)
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    try:
+        assert run_demo(released_checkpoint[0], images, trimaps, str(locked / "out")) == 2
+    finally:
+        locked.chmod(0o755)
+    assert f"cannot write in {locked} (permission denied)" in capsys.readouterr().err
+
+
+def test_checkpoint_naming_a_folder_lists_its_pth_files(released_checkpoint, folders, tmp_path, rng, capsys):
+    images, trimaps, out = folders
+    make_pair(images, trimaps, "a", (32, 32), rng)
+    folder = os.path.dirname(released_checkpoint[0])
+    assert run_demo(folder, images, trimaps, out) == 2
+    assert (f"error: checkpoint {folder} is a folder; give the checkpoint's .pth file "
+            f"(the .pth files in it: {released_checkpoint[0]})") in capsys.readouterr().err
+    assert run_demo(str(tmp_path), images, trimaps, out) == 2
+    assert "it holds no .pth file" in capsys.readouterr().err
+
+
+def test_images_whose_outputs_would_clash_are_named_and_skipped(released_checkpoint, folders, rng, capsys):
+    images, trimaps, out = folders
+    for name, ext in (("a", ".jpg"), ("a", ".png"), ("x", ".png"), ("x_offset1", ".png"), ("ok", ".png")):
+        make_pair(images, trimaps, name, (32, 32), rng, image_ext=ext)
+    code = run_demo(released_checkpoint[0], images, trimaps, out)
+    captured = capsys.readouterr()
+    assert code == 1
+    a, x = os.path.join(images, "a"), os.path.join(images, "x")
+    assert f"{a}.jpg and {a}.png would both write a.png; rename one" in captured.err
+    assert f"{x}.png and {x}_offset1.png would both write x_offset1.png; rename one" in captured.err
+    assert "1 of 5 images written" in captured.out and "4 failed" in captured.err
+    assert sorted(os.listdir(os.path.join(out, SAVE_FOLDER))) == ["ok.png", "ok_offset1.png", "ok_offset2.png"]
+
+
+def test_a_label_trimap_is_read_as_grey_with_a_note(released_checkpoint, folders, rng, capsys):
+    checkpoint, model = released_checkpoint
+    images, trimaps, out = folders
+    image, grey = make_pair(images, trimaps, "t", (40, 40), rng)
+    labels = np.select([grey == 0, grey == 255], [0, 2], 1).astype(np.uint8)
+    cv2.imwrite(os.path.join(trimaps, "t.png"), labels)
+    assert run_demo(checkpoint, images, trimaps, out, "--no-offset") == 0
+    err = capsys.readouterr().err
+    assert err.count(f"note: {os.path.join(trimaps, 't.png')}: read as a 0/1/2 label trimap") == 1
+    expected, _ = predict_alpha(model, image, grey, 3, torch.device("cpu"))
+    assert np.array_equal(cv2.imread(os.path.join(out, SAVE_FOLDER, "t.png"), cv2.IMREAD_UNCHANGED), expected)
+
+
+def test_a_trimap_without_unknown_pixels_gets_a_warning(released_checkpoint, folders, rng, capsys):
+    images, trimaps, out = folders
+    _, trimap = make_pair(images, trimaps, "k", (40, 40), rng)
+    trimap[trimap == 128] = 0
+    cv2.imwrite(os.path.join(trimaps, "k.png"), trimap)
+    assert run_demo(released_checkpoint[0], images, trimaps, out, "--no-offset") == 0
+    assert (f"warning: {os.path.join(trimaps, 'k.png')}: the trimap has no unknown pixel, so the alpha is just "
+            "its known regions") in capsys.readouterr().err
+    assert np.array_equal(cv2.imread(os.path.join(out, SAVE_FOLDER, "k.png"), cv2.IMREAD_UNCHANGED), trimap)

@@ -1,11 +1,12 @@
 """Reading checkpoints safely: the released GCA files, training checkpoints and bare state dicts."""
 import os
 import pickle
-import tempfile
 from typing import Dict, List
 
 import torch
 import torch.nn as nn
+
+from utils.atomic import atomic_file
 
 MODULE_PREFIX = "module."
 
@@ -16,6 +17,10 @@ class CheckpointError(RuntimeError):
 
 def read_checkpoint(path: str) -> Dict:
     """torch.load on the CPU with weights_only=True: a file whose pickle would run code is refused."""
+    if os.path.isdir(path):
+        found = sorted(os.path.join(path, name) for name in os.listdir(path) if name.endswith(".pth"))
+        inside = f"the .pth files in it: {_few(found)}" if found else "it holds no .pth file"
+        raise CheckpointError(f"checkpoint {path} is a folder; give the checkpoint's .pth file ({inside})")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -88,21 +93,10 @@ def load_weights(model: nn.Module, path: str) -> Dict:
 
 
 def save_checkpoint(obj: Dict, path: str) -> None:
-    """torch.save through a temporary file in the same folder, flushed and renamed over `path`:
-    a crash mid-save leaves the previous file intact."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pth")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """torch.save written atomically (utils.atomic): a crash mid-save leaves the previous file intact."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with atomic_file(path) as f:
+        torch.save(obj, f)
 
 
 def load_imagenet_backbone(encoder: nn.Module, path: str, trimap_channel: int) -> List[str]:

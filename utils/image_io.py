@@ -1,5 +1,5 @@
 """Reading images and trimaps the way the published code does (OpenCV, BGR), but also
-accepting grey, RGBA and 16-bit files, and unicode paths."""
+accepting grey, RGBA and 16-bit files, and unicode paths; writing them atomically."""
 import os
 import re
 from typing import Iterable, List
@@ -7,7 +7,13 @@ from typing import Iterable, List
 import cv2
 import numpy as np
 
+from utils.atomic import WriteError, write_bytes
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+# A file that cannot be decoded gets an ImageReadError naming it; OpenCV's own "[ WARN ]"
+# lines about it would only repeat that without the file name.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 class ImageReadError(IOError):
@@ -73,11 +79,13 @@ def read_first_channel(path: str) -> np.ndarray:
 
 
 def write_image(path: str, image: np.ndarray) -> None:
-    """cv2.imwrite that raises instead of returning False, and accepts unicode paths."""
+    """cv2.imwrite that accepts unicode paths, encodes in memory and writes atomically
+    (utils.atomic): a failed write (a full disk) leaves no partial file and raises WriteError
+    naming the path and the reason."""
     ok, encoded = cv2.imencode(os.path.splitext(path)[1] or ".png", image)
     if not ok:
-        raise IOError(f"{path}: could not encode the image")
-    encoded.tofile(path)
+        raise WriteError(f"{path}: could not encode the image")
+    write_bytes(path, encoded.tobytes())
 
 
 def list_images(folder: str) -> List[str]:

@@ -1,5 +1,5 @@
 """Network input and output conversions shared by the demo, the test phase and the datasets."""
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -18,6 +18,17 @@ def trimap_to_classes(trimap: np.ndarray) -> np.ndarray:
     classes[trimap < 85] = BACKGROUND
     classes[trimap >= 170] = FOREGROUND
     return classes
+
+
+LABEL_TRIMAP_GREYS = np.array([0, 128, 255], dtype=np.uint8)
+
+
+def label_trimap_to_grey(trimap: np.ndarray) -> Optional[np.ndarray]:
+    """A trimap saved as labels 0/1/2 (8-bit, max 1 or 2) as the grey 0/128/255 trimap_to_classes
+    expects, or None for any other trimap: read as grey, those labels would all be background."""
+    if trimap.dtype != np.uint8 or not 1 <= trimap.max() <= 2:
+        return None
+    return LABEL_TRIMAP_GREYS[trimap]
 
 
 def image_to_tensor(image_bgr: np.ndarray) -> torch.Tensor:

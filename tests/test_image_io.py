@@ -1,0 +1,38 @@
+import os
+import resource
+
+import numpy as np
+import pytest
+
+from utils.atomic import WriteError
+from utils.image_io import read_uint8, write_image
+
+
+def test_written_image_reads_back_with_the_usual_file_mode(tmp_path, rng):
+    image = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    path = str(tmp_path / "ü.png")
+    write_image(path, image)
+    assert np.array_equal(read_uint8(path), image)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+    assert os.listdir(tmp_path) == ["ü.png"]
+
+
+def test_a_failed_write_leaves_no_file_and_names_path_and_reason(tmp_path, rng):
+    image = rng.integers(0, 256, (200, 200, 3), dtype=np.uint8)  # noise: ~120 kB as PNG
+    old = tmp_path / "old.png"
+    write_image(str(old), image[:4, :4])
+    before = old.read_bytes()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # Python ignores SIGXFSZ, so a write over the limit fails with EFBIG as on a full disk.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+    try:
+        for path in (tmp_path / "new.png", old):
+            with pytest.raises(WriteError) as caught:
+                write_image(str(path), image)
+            assert str(path) in str(caught.value) and "File too large" in str(caught.value)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert os.listdir(tmp_path) == ["old.png"] and old.read_bytes() == before
+
