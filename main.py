@@ -8,15 +8,15 @@ python main.py --config config/gca-dist.toml --phase test
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
-import numpy as np
 import torch
 
-from dataloader.datasets import EvalDataset, TrainDataset
-from dataloader.file_lists import DataListError, eval_list, training_list
+from dataloader.datasets import EvalDataset, TrainDataset, usable_eval_files
+from dataloader.file_lists import DataListError, EvalList, eval_list, training_list
 from dataloader.loader import eval_loader, train_loader
 from networks import build_generator, set_gca_block
 from trainer import Trainer, TrainingError, checkpoint_file
@@ -24,10 +24,12 @@ from utils import distributed as du
 from utils.allocator import reuse_freed_memory
 from utils.checkpoint import CheckpointError, load_imagenet_backbone, load_weights
 from utils.config import ConfigError, format_config, load_config
+from utils.evaluate import coverage_note, mean_metrics
 from utils.image_io import ImageReadError, write_image
 from utils.inference import check_precision, predict_eval_batch
 from utils.metrics import all_metrics
 from utils.progress import progress
+from utils.signals import StopRequest, exit_code
 
 logger = logging.getLogger("gca")
 
@@ -63,7 +65,21 @@ def build_model(config):
     return build_generator(config.model.arch.encoder, config.model.arch.decoder, config.model.trimap_channel)
 
 
-def run_training(config, dist_info: du.DistInfo) -> int:
+def checked_eval_list(merged: str, alpha: str, trimap: str, keys) -> Tuple[EvalList, int]:
+    """The test set's files, checked at start-up as the training files are: images whose files
+    cannot be read or differ in size are named in the log and left out; and how many were."""
+    files, problems = usable_eval_files(eval_list(merged, alpha, trimap, keys))
+    for problem in problems:
+        logger.warning("test image left out: %s", problem)
+    if problems:
+        logger.warning("%d of %d test images left out (named above); the means are over the other %d",
+                       len(problems), len(problems) + len(files.merged), len(files.merged))
+    return files, len(problems)
+
+
+def run_training(config, dist_info: du.DistInfo, stop: StopRequest) -> int:
+    """Trains; returns 0 when the run is finished, 128 + the signal number when a signal
+    stopped it (latest_model.pth saved)."""
     torch.manual_seed(config.train.seed)
     model = build_model(config)
     if config.model.imagenet_pretrain and not config.train.resume_checkpoint:
@@ -79,7 +95,8 @@ def run_training(config, dist_info: du.DistInfo) -> int:
                           dist_info.world_size, pin_memory=dist_info.device.type == "cuda")
     validation = None
     if data.test_merged:
-        eval_files = eval_list(data.test_merged, data.test_alpha, data.test_trimap)
+        eval_files, _ = checked_eval_list(data.test_merged, data.test_alpha, data.test_trimap,
+                                       ("data.test_merged", "data.test_alpha", "data.test_trimap"))
         validation = eval_loader(EvalDataset(eval_files, config.model.trimap_channel), dist_info.rank,
                                  dist_info.world_size)
     else:
@@ -91,11 +108,12 @@ def run_training(config, dist_info: du.DistInfo) -> int:
     logger.info("%d foregrounds, %d backgrounds, %d validation images, %d process(es) on %s",
                 len(files.fg), len(files.bg), len(validation.dataset) if validation else 0,
                 dist_info.world_size, dist_info.device)
-    trainer = Trainer(config, model, loader, validation, dist_info, writer)
+    trainer = Trainer(config, model, loader, validation, dist_info, writer, stop)
+    trainer.remove_interrupted_saves()
     if config.train.resume_checkpoint:
         trainer.restore(config.train.resume_checkpoint)
     try:
-        trainer.train()
+        signum = trainer.train()
         # Rank 0 may still be writing the last checkpoint: a rank that tears its process group
         # down while a peer is busy can abort at exit (gloo: "terminate called without an
         # active exception"), failing the whole job after a finished run.
@@ -103,39 +121,51 @@ def run_training(config, dist_info: du.DistInfo) -> int:
     finally:
         if writer is not None:
             writer.close()
-    return 0
+    return exit_code(signum) if signum else 0
 
 
 def run_test(config, dist_info: du.DistInfo) -> int:
+    """Predicts and scores the test set; 1 when an image could not be read or written (named
+    in the log, left out of the means or kept in them), else 0."""
     model = build_model(config)
     path = checkpoint_file(config.log.checkpoint_path, config.test.checkpoint)
     load_weights(model, path)
     check_precision(config.test.precision, dist_info.device)
     set_gca_block(model, config.test.gca_block)
     model.to(dist_info.device).eval()
-    files = eval_list(config.test.merged, config.test.alpha, config.test.trimap,
-                      keys=("test.merged", "test.alpha", "test.trimap"))
+    files, problems = checked_eval_list(config.test.merged, config.test.alpha, config.test.trimap,
+                                        ("test.merged", "test.alpha", "test.trimap"))
     dataset = EvalDataset(files, config.model.trimap_channel)
     out_dir = config.test.alpha_path
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
     rows = []
     with torch.no_grad():
-        for batch in progress(eval_loader(dataset), desc="test"):
-            _, pred, target = predict_eval_batch(model, batch, dist_info.device, config.test.precision)
+        for batch in progress(eval_loader(dataset), len(dataset), desc="test"):
             name = batch["image_name"][0]
+            if "error" in batch:
+                problems += 1
+                logger.warning("left out of the means: %s", batch["error"][0])
+                continue
+            _, pred, target = predict_eval_batch(model, batch, dist_info.device, config.test.precision)
             if out_dir:
-                write_image(os.path.join(out_dir, os.path.splitext(name)[0] + ".png"), pred)
+                try:
+                    write_image(os.path.join(out_dir, os.path.splitext(name)[0] + ".png"), pred)
+                except OSError as e:
+                    problems += 1
+                    logger.warning("prediction not saved (its figures still count): %s", e)
             metrics = all_metrics(pred, target, batch["trimap_grey"][0].numpy(), fast=config.test.fast_eval)
             rows.append(metrics)
             logger.info("%s: %s", name, "  ".join(f"{k.upper()} {v:.4f}" for k, v in metrics.items()))
     names = ("sad", "mse") if config.test.fast_eval else ("sad", "mse", "grad", "conn")
-    means = {k: float(np.mean([r[k] for r in rows])) for k in names}
-    print(f"{config.version} on {len(rows)} images: " +
-          "  ".join(f"{k.upper() if k != 'grad' and k != 'conn' else k.capitalize()} {v:.4f}" for k, v in means.items()))
+    means, counts = mean_metrics([{k: r[k] for k in names} for r in rows])
+    print(f"{config.version} on {len(rows)} images{coverage_note(counts, len(rows))}: " +
+          "  ".join(f"{k.upper() if k in ('sad', 'mse') else k.capitalize()} {means[k]:.4f}" for k in names))
     if out_dir:
         print(f"predictions written to {out_dir}")
-    return 0
+    if problems:
+        print(f"{problems} test image(s) left out or not saved: named in the log", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -147,19 +177,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     config.phase = args.phase
     dist_info = du.init_distributed(args.local_rank)
+    # From here on a SIGINT / SIGTERM is a request to save and stop (before: the default
+    # behaviour, so that a stuck rendezvous can still be interrupted).
+    stop = StopRequest().install() if args.phase == "train" else None
     setup_logging(config, du.is_main_process())
     if du.is_main_process():
         logger.info("resolved config:\n%s", format_config(config))
     try:
         if args.phase == "train":
-            return run_training(config, dist_info)
+            return run_training(config, dist_info, stop)
         if dist_info.rank != 0:
             return 0
         return run_test(config, dist_info)
     except (ConfigError, DataListError, CheckpointError, TrainingError, ImageReadError, ValueError) as e:
         logger.error("%s", e)
         return 2
+    except KeyboardInterrupt:
+        logger.error("interrupted")
+        return exit_code(signal.SIGINT)
     finally:
+        if stop is not None:
+            stop.uninstall()
         du.cleanup()
 
 

@@ -3,16 +3,18 @@
 Adam, linear warm-up then per-step cosine, adaptive gradient clipping, L1 on the unknown
 region (plus optional weighted losses), validation every `train.val_step`, `latest_model.pth`
 every `log.checkpoint_step` and `best_model.pth` by validation MSE, written atomically. A
-SIGINT / SIGTERM saves `latest_model.pth` and stops; non-finite steps are skipped and
-counted; a run of them stops training.
+SIGINT / SIGTERM (utils.signals) saves `latest_model.pth` and stops, whatever the moment;
+non-finite steps are skipped and counted; a run of them stops training.
+
+Step numbers in messages count steps done (1-based, as the progress lines); a checkpoint's
+`iter` is the 0-based index of its last step, as in the released files.
 """
 import json
 import logging
 import math
 import os
-import signal
 import time
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional
 
 import numpy as np
 import torch
@@ -21,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from dataloader.loader import Prefetcher
 from utils import distributed as du
+from utils.atomic import remove_temporary_files
 from utils.checkpoint import load_weights, save_checkpoint
 from utils.flow_vis import flow_to_image
 from utils.inference import autocast_for, predict_eval_batch
@@ -28,11 +31,15 @@ from utils.losses import matting_losses, regression_loss, unknown_weight
 from utils.metrics import mse, sad
 from utils.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from utils.schedule import AdaptiveGradClip, learning_rate
+from utils.signals import StopRequest, signal_name
 
 logger = logging.getLogger("gca")
 LOSS_WEIGHTS = ("rec_weight", "comp_weight", "smooth_l1_weight", "grad_weight", "gabor_weight", "lap_weight")
 # train.amp -> the precision autocast runs in
 AMP_PRECISIONS = {"off": "fp32", "bf16": "bf16", "fp16": "fp16"}
+# Keys whose change reshapes the learning-rate schedule of a resumed run.
+SCHEDULE_KEYS = ("total_step", "warmup_step", "G_lr")
+STOPPED = object()  # _next_batch: data loading broke while stopping
 
 
 class TrainingError(RuntimeError):
@@ -48,7 +55,7 @@ def checkpoint_file(checkpoint_dir: str, name: str) -> str:
 
 class Trainer:
     def __init__(self, config, model: nn.Module, train_loader, eval_loader, dist_info: du.DistInfo,
-                 writer=None):
+                 writer=None, stop: Optional[StopRequest] = None):
         self.config, self.train_config = config, config.train
         self.dist, self.device = dist_info, dist_info.device
         if config.train.amp not in AMP_PRECISIONS:
@@ -70,8 +77,11 @@ class Trainer:
         self.writer = writer
         self.start_step, self.restart_step = 0, None
         self.best_mse, self.last_mse = math.inf, None
-        self.skipped_steps = self.replaced_samples = 0
-        self.stop_signal: Optional[str] = None
+        self.skipped_steps = self.replaced_samples = self.nonfinite_run = 0
+        self.saved_latest_step: Optional[int] = None
+        self.reported = set()
+        self.stop = stop or StopRequest()
+        self.tick = time.monotonic(), 0
 
     # ---- checkpoints -------------------------------------------------------------------
     def checkpoint_state(self, step: int) -> Dict:
@@ -87,12 +97,45 @@ class Trainer:
     def save(self, name: str, step: int) -> None:
         path = os.path.join(self.config.log.checkpoint_path, f"{name}.pth")
         du.save_on_master(save_checkpoint, self.checkpoint_state(step), path)
+        if name == "latest_model":
+            self.saved_latest_step = step
         if du.is_main_process():
-            logger.info("saved %s (step %d)", path, step)
+            logger.info("saved %s after step %d", path, step + 1)
+
+    def save_latest(self, step: int) -> None:
+        """latest_model.pth after step `step` (0-based), unless it holds that step already or no
+        step was done."""
+        if step >= 0 and step != self.saved_latest_step:
+            self.save("latest_model", step)
+
+    def remove_interrupted_saves(self) -> None:
+        """Temporary files of saves that a crash (or SIGKILL) cut short; whole checkpoints are
+        never touched."""
+        if du.is_main_process():
+            for path in remove_temporary_files(self.config.log.checkpoint_path):
+                logger.info("removed %s, left by a save that was cut short", path)
+
+    def check_schedule(self, checkpoint: Dict, path: str) -> None:
+        """Refuses a resume whose config would reshape the learning-rate schedule it was trained on."""
+        saved = (checkpoint.get("config") or {}).get("train", {})
+        changed = [k for k in SCHEDULE_KEYS if k in saved and saved[k] != self.train_config[k]]
+        if not changed or self.train_config.reset_lr:
+            return
+        step, t = int(checkpoint["iter"]) + 1, self.train_config
+        restart = checkpoint["lr_state_dict"]["restart_step"]
+        before = learning_rate(step, saved.get("G_lr", t.G_lr), saved.get("warmup_step", t.warmup_step),
+                               saved.get("total_step", t.total_step), restart)
+        after = learning_rate(step, t.G_lr, t.warmup_step, t.total_step, restart)
+        settings = ", ".join(f"train.{k} = {saved[k]!r} (this config: {t[k]!r})" for k in changed)
+        raise TrainingError(
+            f"{path} was trained with {settings}. Resuming with the new value would reshape the learning-rate "
+            f"schedule (at step {step + 1} the rate would be {after:.3e} instead of {before:.3e}). Set it back "
+            "to continue the run as it was, or set train.reset_lr = true to restart the cosine over the steps left.")
 
     def restore(self, name: str) -> None:
         path = checkpoint_file(self.config.log.checkpoint_path, name)
         checkpoint = load_weights(self.model, path)
+        self.check_schedule(checkpoint, path)
         self.start_step = int(checkpoint["iter"]) + 1
         self.best_mse = checkpoint.get("best_mse", math.inf)
         self.skipped_steps = checkpoint.get("skipped_steps", 0)
@@ -104,7 +147,9 @@ class Trainer:
             self.clipper.moving_max = checkpoint.get("moving_max_grad")
             if "scaler" in checkpoint:
                 self.scaler.load_state_dict(checkpoint["scaler"])
-        logger.info("resumed from %s at step %d%s", path, self.start_step,
+        if os.path.abspath(path) == os.path.abspath(os.path.join(self.config.log.checkpoint_path, "latest_model.pth")):
+            self.saved_latest_step = int(checkpoint["iter"])
+        logger.info("resumed from %s after step %d%s", path, self.start_step,
                     " with the learning rate schedule restarted" if self.train_config.reset_lr else "")
 
     # ---- one step ----------------------------------------------------------------------
@@ -157,25 +202,49 @@ class Trainer:
 
     # ---- validation --------------------------------------------------------------------
     def validate(self, step: int) -> Optional[float]:
+        """SAD / MSE on the test set, all ranks' shares together. Returns the mean MSE, or None
+        without a result: no test set, no readable image, or a stop signal cut it short.
+        Unreadable images are named in the log and left out of the means."""
         if self.eval_loader is None:
             return None
         self.model.eval()
-        totals = torch.zeros(4, dtype=torch.float64)  # sad, mse, rec loss, images
+        # sums of SAD, MSE, REC; images with an MSE, images, unreadable images, interrupted
+        totals = torch.zeros(7, dtype=torch.float64)
         with torch.no_grad():
             for batch in self.eval_loader:
+                if self.stop.signum is not None:
+                    totals[6] = 1
+                    break
+                if "error" in batch:
+                    totals[5] += 1
+                    self._report_once(batch["error"][0], "unreadable validation image, left out of the means: %s")
+                    continue
                 alpha, pred8, target8 = predict_eval_batch(self.model, batch, self.device)
                 h, w = alpha.shape[2:]
                 rec = regression_loss(alpha, batch["alpha"], unknown_weight(batch["trimap"][..., :h, :w]))
                 trimap = batch["trimap_grey"][0].numpy()
-                totals += torch.tensor([sad(pred8, target8, trimap), np.nan_to_num(mse(pred8, target8, trimap)),
-                                        float(rec), 1.0], dtype=torch.float64)
-        totals = du.all_reduce_sum(totals.to(self.device)).cpu()
-        count = max(totals[3].item(), 1)
-        mean_sad, mean_mse, mean_rec = (totals[:3] / count).tolist()
+                image_mse = mse(pred8, target8, trimap)  # NaN without unknown pixels
+                defined = not math.isnan(image_mse)
+                totals[:5] += torch.tensor([sad(pred8, target8, trimap), image_mse if defined else 0.0, float(rec),
+                                            float(defined), 1.0], dtype=torch.float64)
+        sad_sum, mse_sum, rec_sum, with_mse, images, unreadable, interrupted = \
+            du.all_reduce_sum(totals.to(self.device)).cpu().tolist()
+        if interrupted:
+            if du.is_main_process():
+                logger.info("validation at step %d cut short by the stop signal: no result", step)
+            return None
+        left_out = f", {int(unreadable)} unreadable left out" if unreadable else ""
+        if not with_mse:
+            if du.is_main_process():
+                logger.warning("validation at step %d: no readable image with unknown pixels (%d images%s)",
+                               step, int(images), left_out)
+            return None
+        mean_sad, mean_mse, mean_rec = sad_sum / images, mse_sum / with_mse, rec_sum / images
         self.last_mse = mean_mse
         if du.is_main_process():
-            logger.info("validation at step %d: SAD %.2f  MSE %.4f  REC %.4f  (%d images)",
-                        step, mean_sad, mean_mse, mean_rec, int(count))
+            mse_note = f", MSE over the {int(with_mse)} with unknown pixels" if with_mse < images else ""
+            logger.info("validation at step %d: SAD %.2f  MSE %.4f  REC %.4f  (%d images%s%s)",
+                        step, mean_sad, mean_mse, mean_rec, int(images), mse_note, left_out)
             if self.writer is not None:
                 for tag, value in (("Test/Loss", mean_rec), ("Test/Loss_MSE", mean_mse),
                                    ("Test/Loss_SAD", mean_sad), ("Test/Loss_REC", mean_rec)):
@@ -183,72 +252,117 @@ class Trainer:
         return mean_mse
 
     # ---- the loop ----------------------------------------------------------------------
-    def _on_signal(self, signum, _frame) -> None:
-        self.stop_signal = signal.Signals(signum).name
+    def _report_once(self, message: str, template: str) -> None:
+        """Logs a problem the first time it is met (a bad file comes back every epoch)."""
+        if message not in self.reported:
+            self.reported.add(message)
+            logger.warning(template, message)
 
-    def _stop_requested(self) -> bool:
-        flag = torch.tensor([1.0 if self.stop_signal else 0.0], device=self.device)
-        return bool(du.all_reduce_max(flag).item())
+    def _stop_signal_on_any_rank(self) -> int:
+        """The stop signal received by any rank (the highest number), 0 for none; every rank
+        calls it at the same point of each step."""
+        flag = torch.tensor([float(self.stop.signum or 0)], device=self.device)
+        return int(du.all_reduce_max(flag).item())
 
-    def train(self) -> int:
-        """Runs to train.total_step (or a stop signal); returns the number of the last step done."""
+    def _next_batch(self, batches: Iterator, step: int):
+        """The next batch, None at the end of the epoch, or STOPPED when data loading broke
+        while a stop signal was being handled (a loader worker may have been killed by it)."""
+        try:
+            return next(batches)
+        except StopIteration:
+            return None
+        except Exception as e:
+            if self.stop.signum is not None:
+                logger.info("data loading ended while stopping on %s: %s", signal_name(self.stop.signum), e)
+                return STOPPED
+            self.save_latest(step - 1)
+            raise TrainingError(f"data loading failed before step {step + 1}: {e}") from e
+
+    def _train_one(self, batch: Dict, step: int) -> None:
+        """Step number `step` (0-based) with its logging, validation and periodic saves."""
         t, log = self.train_config, self.config.log
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._on_signal)
+        self.replaced_samples += int(batch["replaced"].sum())
+        for message in batch["bad_files"]:
+            for line in filter(None, message.split("\n")):
+                self._report_once(line, "unreadable training file, its samples are replaced by the next ones: %s")
+        losses, norm, finite, alpha, info = self.train_step(batch, step)
+        done = step + 1
+        if finite:
+            self.nonfinite_run = 0
+        else:
+            self.skipped_steps += 1
+            self.nonfinite_run += 1
+            logger.warning("step %d: gradient norm %s, step skipped (%d in a row, %d in all)",
+                           done, norm, self.nonfinite_run, self.skipped_steps)
+            if self.nonfinite_run >= t.max_nonfinite_steps:
+                self.save_latest(step)
+                raise TrainingError(
+                    f"{self.nonfinite_run} steps in a row had non-finite gradients (last: step {done}); "
+                    "training stopped. Lower train.G_lr, or set train.amp = \"off\", and resume "
+                    "from latest_model (train.resume_checkpoint = \"latest_model\").")
+        if du.is_main_process():
+            if done % log.logging_step == 0 or done == t.total_step:
+                tick, tick_step = self.tick
+                rate = (done - tick_step) / max(time.monotonic() - tick, 1e-9)
+                self.tick = time.monotonic(), done
+                parts = "  ".join(f"{k} {v.item():.4f}" for k, v in losses.items() if k != "total")
+                logger.info("[%d/%d] loss %.4f  %s  lr %.2e  grad %.3f  %.2f steps/s  skipped %d  replaced %d",
+                            done, t.total_step, losses["total"].item(), parts,
+                            self.optimizer.param_groups[0]["lr"], norm, rate,
+                            self.skipped_steps, self.replaced_samples)
+            if done % log.tensorboard_step == 0:
+                self.log_scalars(done, losses, norm)
+            if done % log.tensorboard_image_step == 0:
+                self.log_images(done, batch, alpha, info)
+        if done % t.val_step == 0 or done == t.total_step:
+            if du.is_main_process():
+                logger.info("validating at step %d", done)
+            current = self.validate(done)
+            if current is not None and current < self.best_mse:
+                self.best_mse = current
+                self.save("best_model", step)
+        if done % log.checkpoint_step == 0:
+            self.save_latest(step)
+
+    def _stop(self, last: int, signum: int) -> int:
+        self.save_latest(last)
+        if du.is_main_process():
+            if last >= 0:
+                logger.info("stopped by %s after step %d; latest_model.pth holds it: resume with "
+                            "train.resume_checkpoint = \"latest_model\"", signal_name(signum), last + 1)
+            else:
+                logger.info("stopped by %s before the first step; nothing to save", signal_name(signum))
+        return signum
+
+    def train(self) -> Optional[int]:
+        """Trains from start_step to train.total_step. Returns None when the run is finished, or
+        the number of the stop signal that ended it early, after saving latest_model.pth."""
+        t = self.train_config
+        if self.start_step >= t.total_step:
+            if du.is_main_process():
+                logger.info("nothing to train: the checkpoint is at step %d of train.total_step = %d, so the run "
+                            "is finished. To train further, raise train.total_step and set train.reset_lr = true.",
+                            self.start_step, t.total_step)
+            return None
         batches_per_epoch = len(self.train_loader)
         if batches_per_epoch == 0:
             raise TrainingError("the training set has fewer samples than one batch on every rank; "
                                 "lower model.batch_size or add backgrounds")
-        step, nonfinite_run, last = self.start_step, 0, self.start_step - 1
-        tick, tick_step = time.monotonic(), step
+        step, batches = self.start_step, None
+        self.tick = time.monotonic(), step
         while step < t.total_step:
-            epoch, batch_index = divmod(step, batches_per_epoch)
-            self.train_loader.sampler.set_position(epoch, batch_index * self.train_loader.batch_size)
-            for batch in Prefetcher(self.train_loader, self.device):
-                self.replaced_samples += int(batch["replaced"].sum())
-                losses, norm, finite, alpha, info = self.train_step(batch, step)
-                if finite:
-                    nonfinite_run = 0
-                else:
-                    self.skipped_steps += 1
-                    nonfinite_run += 1
-                    logger.warning("step %d: gradient norm %s, step skipped (%d in a row, %d in all)",
-                                   step, norm, nonfinite_run, self.skipped_steps)
-                    if nonfinite_run >= t.max_nonfinite_steps:
-                        self.save("latest_model", step)
-                        raise TrainingError(
-                            f"{nonfinite_run} steps in a row had non-finite gradients (last at step {step}); "
-                            "training stopped. Lower train.G_lr, or set train.amp = \"off\", and resume "
-                            "from latest_model (train.resume_checkpoint = \"latest_model\").")
-                last, done = step, step + 1
-                if du.is_main_process():
-                    if done % log.logging_step == 0 or done == t.total_step:
-                        rate = (done - tick_step) / max(time.monotonic() - tick, 1e-9)
-                        tick, tick_step = time.monotonic(), done
-                        parts = "  ".join(f"{k} {v.item():.4f}" for k, v in losses.items() if k != "total")
-                        logger.info("[%d/%d] loss %.4f  %s  lr %.2e  grad %.3f  %.2f steps/s  skipped %d  replaced %d",
-                                    done, t.total_step, losses["total"].item(), parts,
-                                    self.optimizer.param_groups[0]["lr"], norm, rate,
-                                    self.skipped_steps, self.replaced_samples)
-                    if done % log.tensorboard_step == 0:
-                        self.log_scalars(done, losses, norm)
-                    if done % log.tensorboard_image_step == 0:
-                        self.log_images(done, batch, alpha, info)
-                if done % t.val_step == 0 or done == t.total_step:
-                    current = self.validate(done)
-                    if current is not None and current < self.best_mse:
-                        self.best_mse = current
-                        self.save("best_model", step)
-                if done % log.checkpoint_step == 0:
-                    self.save("latest_model", step)
-                step = done
-                if self._stop_requested():
-                    self.save("latest_model", last)
-                    logger.info("stopped by %s after step %d; resume with train.resume_checkpoint = \"latest_model\"",
-                                self.stop_signal or "a signal on another rank", last)
-                    return last
-                if step >= t.total_step:
-                    break
-        if last % self.config.log.checkpoint_step != self.config.log.checkpoint_step - 1:
-            self.save("latest_model", last)  # not saved by the periodic save just before
-        return last
+            if batches is None:
+                epoch, batch_index = divmod(step, batches_per_epoch)
+                self.train_loader.sampler.set_position(epoch, batch_index * self.train_loader.batch_size)
+                batches = iter(Prefetcher(self.train_loader, self.device))
+            batch = self._next_batch(batches, step)
+            if batch is None:
+                batches = None
+                continue
+            signum = self._stop_signal_on_any_rank()
+            if signum:
+                return self._stop(step - 1, signum)
+            self._train_one(batch, step)
+            step += 1
+        self.save_latest(step - 1)
+        return None

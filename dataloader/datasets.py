@@ -1,7 +1,7 @@
 """Training and test datasets."""
 import logging
 import os
-from typing import Dict, Iterator, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -22,18 +22,49 @@ MAX_REPLACEMENTS = 10
 SampleKey = Union[int, Tuple[int, int]]
 
 
+def image_size(path: str) -> Tuple[int, int]:
+    """(width, height) from the file's header; raises ImageReadError naming the file."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except OSError as e:
+        raise ImageReadError(f"{path}: not a readable image ({e})") from None
+
+
 def check_sizes(files: TrainList) -> None:
-    """Every fg and its alpha have the same size (read from the file headers)."""
+    """Every fg and its alpha have the same size (read from the file headers). Unreadable files
+    are logged here and replaced when a sample needs them."""
     mismatched = []
     for fg, alpha in zip(files.fg, files.alpha):
         try:
-            with Image.open(fg) as a, Image.open(alpha) as b:
-                if a.size != b.size:
-                    mismatched.append(f"{fg} is {a.size[0]}x{a.size[1]} but {alpha} is {b.size[0]}x{b.size[1]}")
-        except OSError:
-            continue  # unreadable: reported, and replaced, when a sample needs it
+            a, b = image_size(fg), image_size(alpha)
+        except ImageReadError as e:
+            logger.warning("unreadable training file, its samples will be replaced by the next ones: %s", e)
+            continue
+        if a != b:
+            mismatched.append(f"{fg} is {a[0]}x{a[1]} but {alpha} is {b[0]}x{b[1]}")
     if mismatched:
         raise DataListError(f"{len(mismatched)} foreground / alpha pairs differ in size: " + "; ".join(mismatched[:5]))
+
+
+def usable_eval_files(files: EvalList) -> Tuple[EvalList, List[str]]:
+    """The test images whose image, alpha and trimap headers read and agree in size, and a
+    problem line for each of the others."""
+    usable, problems = EvalList([], [], []), []
+    for merged, alpha, trimap in zip(files.merged, files.alpha, files.trimap):
+        try:
+            sizes = [image_size(p) for p in (merged, alpha, trimap)]
+        except ImageReadError as e:
+            problems.append(str(e))
+            continue
+        if len(set(sizes)) > 1:
+            problems.append(f"{merged}: image {sizes[0][0]}x{sizes[0][1]}, alpha {alpha} {sizes[1][0]}x{sizes[1][1]} "
+                            f"and trimap {trimap} {sizes[2][0]}x{sizes[2][1]} differ in size")
+            continue
+        usable.merged.append(merged)
+        usable.alpha.append(alpha)
+        usable.trimap.append(trimap)
+    return usable, problems
 
 
 def train_sample_to_tensors(sample: Dict[str, np.ndarray], trimap_channel: int) -> Dict[str, torch.Tensor]:
@@ -101,21 +132,24 @@ class TrainDataset(Dataset):
         return run(np.asarray(fg), alpha, bg, draws, self.crop_size, self.augmentation, fg2, alpha2)
 
     def __getitem__(self, key: SampleKey) -> Dict:
+        """The sample's tensors, plus `replaced` (how many unreadable samples were skipped to
+        make it) and `bad_files` (their errors, one a line: workers have no log file, the
+        training process logs them)."""
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        replaced = 0
+        errors = []
         while True:
             try:
                 sample = self.make_sample(epoch, index)
                 break
             except ImageReadError as e:
-                replaced += 1
-                if replaced > MAX_REPLACEMENTS:
+                errors.append(str(e))
+                if len(errors) > MAX_REPLACEMENTS:
                     raise ImageReadError(f"{MAX_REPLACEMENTS} unreadable samples in a row; last: {e}") from None
-                logger.warning("bad training file, sample %d replaced by %d: %s", index, (index + 1) % len(self), e)
                 index = (index + 1) % len(self)
         tensors = train_sample_to_tensors(sample, self.trimap_channel)
         tensors["image_name"] = os.path.basename(self.files.fg[index % len(self.files.fg)])
-        tensors["replaced"] = replaced
+        tensors["replaced"] = len(errors)
+        tensors["bad_files"] = "\n".join(errors)
         return tensors
 
 
@@ -150,6 +184,14 @@ class EvalDataset(Dataset):
         return len(self.files.merged)
 
     def __getitem__(self, index: int) -> Dict:
+        """The padded sample, or {"image_name", "error"} when a file cannot be read, so that one
+        bad image is reported and left out instead of ending the run."""
+        try:
+            return self._sample(index)
+        except ImageReadError as e:
+            return {"image_name": os.path.basename(self.files.merged[index]), "error": str(e)}
+
+    def _sample(self, index: int) -> Dict:
         image = read_image(self.files.merged[index])
         alpha = read_grey(self.files.alpha[index])
         trimap = read_grey(self.files.trimap[index])

@@ -1,6 +1,7 @@
 """DataLoaders for training and testing, and a CUDA prefetcher."""
 import multiprocessing
-import signal
+import multiprocessing.forkserver
+import multiprocessing.resource_tracker
 import sys
 from typing import Iterator
 
@@ -9,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from dataloader.datasets import EpochSampler, EvalDataset, TrainDataset
+from utils.signals import ignore_stop_signals, stop_signals_blocked
 
 
 def _worker_init(_: int) -> None:
@@ -17,14 +19,23 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
     # Ctrl-C and SIGTERM are for the training process, which saves and stops; a worker that
     # died of them first would make that last step fail.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ignore_stop_signals()
 
 
 def worker_context():
     """Workers start from a clean process: a fork of a parent whose OpenCV thread pool is
-    running deadlocks in the child's first parallel OpenCV call."""
-    return multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
+    running deadlocks in the child's first parallel OpenCV call. On Linux they are forked by a
+    forkserver started here with the stop signals blocked, so that every worker is born with
+    them blocked (until _worker_init ignores them) and a group signal kills neither the
+    forkserver nor a starting worker. Elsewhere (spawn) workers inherit the mask of the
+    thread that starts them: start them inside `stop_signals_blocked()`."""
+    # Started first: starting it unblocks SIGINT and SIGTERM in the calling thread.
+    multiprocessing.resource_tracker.ensure_running()
+    if not sys.platform.startswith("linux"):
+        return multiprocessing.get_context("spawn")
+    with stop_signals_blocked():
+        multiprocessing.forkserver.ensure_running()
+    return multiprocessing.get_context("forkserver")
 
 
 def train_loader(dataset: TrainDataset, batch_size: int, workers: int, seed: int,
@@ -59,11 +70,12 @@ class Prefetcher:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def __iter__(self) -> Iterator:
+        with stop_signals_blocked():  # the loader's workers start here
+            iterator = iter(self.loader)
         if self.device.type != "cuda":
-            yield from self.loader
+            yield from iterator
             return
         stream = torch.cuda.Stream(self.device)
-        iterator = iter(self.loader)
         pending = None
         for batch in iterator:
             with torch.cuda.stream(stream):

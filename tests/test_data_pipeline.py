@@ -96,17 +96,28 @@ def test_size_mismatch_names_both_files(tmp_path):
         TrainDataset(training_list(*folders), crop_size=32)
 
 
-def test_unreadable_image_is_logged_replaced_and_counted(toy, tmp_path, caplog):
+def test_unreadable_image_is_named_in_the_sample_replaced_and_counted(toy, tmp_path):
+    # Workers have no log file: the error travels with the sample and the training process logs it.
     files = train_files(toy)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really")
     files.bg[3] = str(broken)
     dataset = TrainDataset(files, crop_size=64)
-    with caplog.at_level(logging.WARNING):
-        sample = dataset[(0, 3)]
-    assert sample["replaced"] == 1 and "broken.jpg" in caplog.text
+    sample = dataset[(0, 3)]
+    assert sample["replaced"] == 1 and sample["bad_files"] == f"{broken}: not a readable image " \
+        "(empty, truncated or an unknown format)"
     assert sample["image"].shape == (3, 64, 64)
-    assert dataset[(0, 4)]["replaced"] == 0
+    assert dataset[(0, 4)]["replaced"] == 0 and dataset[(0, 4)]["bad_files"] == ""
+
+
+def test_unreadable_training_files_are_named_at_start_up(toy, tmp_path, caplog):
+    files = train_files(toy)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    files.fg[1] = str(broken)
+    with caplog.at_level(logging.WARNING):
+        TrainDataset(files, crop_size=64)
+    assert f"unreadable training file, its samples will be replaced by the next ones: {broken}" in caplog.text
 
 
 def test_sample_keys_and_shapes(toy):

@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,9 +34,10 @@ def toy(tmp_path_factory):
     return root
 
 
-def write_config(folder, toy, name="run", workers=0, **train):
-    """A tiny training config over the toy set; `train` overrides [train] keys, and
-    checkpoint_step (default 2) goes to [log]."""
+def write_config(folder, toy, name="run", workers=0, test_dir=None, **train):
+    """A tiny training config over the toy set (test set: `test_dir`, default the toy's);
+    `train` overrides [train] keys, and checkpoint_step (default 2) goes to [log]."""
+    test_dir = test_dir or f"{toy}/test"
     settings = {"total_step": 4, "warmup_step": 2, "val_step": 2, **train}
     checkpoint_step = settings.pop("checkpoint_step", 2)
     train_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
@@ -51,9 +53,9 @@ imagenet_pretrain = false
 train_fg = "{toy}/train/fg"
 train_alpha = "{toy}/train/alpha"
 train_bg = "{toy}/train/bg"
-test_merged = "{toy}/test/merged"
-test_alpha = "{toy}/test/alpha"
-test_trimap = "{toy}/test/trimaps"
+test_merged = "{test_dir}/merged"
+test_alpha = "{test_dir}/alpha"
+test_trimap = "{test_dir}/trimaps"
 crop_size = 64
 workers = {workers}
 [train]
@@ -67,9 +69,9 @@ tensorboard_step = 1
 tensorboard_image_step = 2
 checkpoint_step = {checkpoint_step}
 [test]
-merged = "{toy}/test/merged"
-alpha = "{toy}/test/alpha"
-trimap = "{toy}/test/trimaps"
+merged = "{test_dir}/merged"
+alpha = "{test_dir}/alpha"
+trimap = "{test_dir}/trimaps"
 checkpoint = "best_model"
 fast_eval = false
 alpha_path = "{folder}/pred"
@@ -157,12 +159,13 @@ def test_resume_equals_an_uninterrupted_run(toy, tmp_path, monkeypatch):
     assert run_main(write_config(str(tmp_path), toy, "whole", total_step=6, val_step=100)) == 0
 
     def stop_after_three(self):
-        return bool(self.optimizer.state) and int(next(iter(self.optimizer.state.values()))["step"]) == 3
+        steps = int(next(iter(self.optimizer.state.values()))["step"]) if self.optimizer.state else 0
+        return signal.SIGINT if steps == 3 else 0
 
-    monkeypatch.setattr(trainer_module.Trainer, "_stop_requested", stop_after_three)
-    assert run_main(write_config(str(tmp_path), toy, "parts", total_step=6, val_step=100)) == 0
+    monkeypatch.setattr(trainer_module.Trainer, "_stop_signal_on_any_rank", stop_after_three)
+    assert run_main(write_config(str(tmp_path), toy, "parts", total_step=6, val_step=100)) == 130
     assert read_checkpoint(str(tmp_path / "ckpt" / "parts" / "latest_model.pth"))["iter"] == 2
-    monkeypatch.setattr(trainer_module.Trainer, "_stop_requested", lambda self: False)
+    monkeypatch.setattr(trainer_module.Trainer, "_stop_signal_on_any_rank", lambda self: 0)
     resumed = write_config(str(tmp_path), toy, "parts", total_step=6, val_step=100, resume_checkpoint="latest_model")
     assert run_main(resumed) == 0
     whole = read_checkpoint(str(tmp_path / "ckpt" / "whole" / "latest_model.pth"))
@@ -190,41 +193,95 @@ def test_an_interrupted_save_leaves_the_previous_file(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["latest_model.pth"]
 
 
-def wait_for(predicate, timeout):
+def wait_for(predicate, timeout, poll=0.3):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():
             return True
-        time.sleep(0.3)
+        time.sleep(poll)
     return False
 
 
-def log_text(folder):
-    logs = os.path.join(folder, "logs", "run")
+def log_text(folder, name="run"):
+    logs = os.path.join(folder, "logs", name)
     if not os.path.isdir(logs):
         return ""
     return "".join(open(os.path.join(logs, f)).read() for f in os.listdir(logs))
 
 
-def test_sigterm_saves_a_resumable_checkpoint(toy, tmp_path):
-    # with loader workers: they ignore SIGTERM, and must still not keep the process from exiting
-    config = write_config(str(tmp_path), toy, workers=2, total_step=10000, val_step=10000, checkpoint_step=10000)
-    process = subprocess.Popen([sys.executable, "main.py", "--config", config], cwd=ROOT,
+def copy_test_set(toy, folder, copies):
+    """The toy's first test image `copies` times (Composition-1K names), for a longer validation."""
+    for sub in ("merged", "trimaps", "alpha"):
+        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+    shutil.copy(os.path.join(toy, "test", "alpha", "test00.png"), os.path.join(folder, "alpha"))
+    for k in range(copies):
+        for sub in ("merged", "trimaps"):
+            shutil.copy(os.path.join(toy, "test", sub, "test00_0.png"), os.path.join(folder, sub, f"test00_{k}.png"))
+    return folder
+
+
+def resume_for_one_step(config):
+    """Runs main.py's training in this process from latest_model, stopped after one step by a
+    SIGINT request; returns [(step, learning rate used)] and the exit code."""
+    used = []
+    original = trainer_module.Trainer.train_step
+
+    def one_step(self, batch, step):
+        result = original(self, batch, step)
+        used.append((step, self.optimizer.param_groups[0]["lr"]))
+        self.stop.signum = signal.SIGINT
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer_module.Trainer, "train_step", one_step)
+        code = run_main(config)
+    return used, code
+
+
+# Where the signal lands: the log line to wait for, and how long after it to send the signal.
+# 12 backgrounds in batches of 2: an epoch is 6 steps, so after step 6 the next epoch's loader
+# workers start (0.1 to 1 s, measured); validation at step 4 runs over 40 images.
+SIGNAL_MOMENTS = {
+    "during a step": ("[3/10000]", 0.05),
+    "while the next epoch's workers start": ("[6/10000]", 0.3),
+    "during validation": ("validating at step 4", 0.2),
+}
+
+
+@pytest.mark.parametrize("moment", list(SIGNAL_MOMENTS))
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_process_group_saves_a_resumable_checkpoint(toy, tmp_path, signum, moment):
+    marker, delay = SIGNAL_MOMENTS[moment]
+    validation = "validation" in moment
+    test_dir = copy_test_set(toy, str(tmp_path / "test"), 40) if validation else None
+    config = write_config(str(tmp_path), toy, workers=2, test_dir=test_dir, total_step=10000,
+                          val_step=4 if validation else 10000, checkpoint_step=10000)
+    # A session of its own: the signal goes to its whole process group (loader workers and the
+    # forkserver included), as a terminal's Ctrl-C or `timeout` sends it.
+    process = subprocess.Popen([sys.executable, "main.py", "--config", config], cwd=ROOT, start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert wait_for(lambda: "[3/10000]" in log_text(str(tmp_path)), 120), "training did not start"
-        process.send_signal(signal.SIGTERM)
+        assert wait_for(lambda: marker in log_text(str(tmp_path)), 180, poll=0.01), "training did not get there"
+        time.sleep(delay)
+        os.killpg(process.pid, signum)
         out, _ = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert process.returncode == 0, out
-    assert "stopped by SIGTERM" in out
+    assert process.returncode == 128 + signum, out
     checkpoint = read_checkpoint(str(tmp_path / "ckpt" / "run" / "latest_model.pth"))
-    assert checkpoint["iter"] >= 2 and "opt_state_dict" in checkpoint
-    resumed = write_config(str(tmp_path), toy, total_step=checkpoint["iter"] + 2, val_step=10000,
-                           resume_checkpoint="latest_model")
-    assert run_main(resumed) == 0
-    assert read_checkpoint(str(tmp_path / "ckpt" / "run" / "latest_model.pth"))["iter"] == checkpoint["iter"] + 1
+    done = checkpoint["iter"] + 1
+    assert f"stopped by {signal.Signals(signum).name} after step {done};" in out
+    if validation:
+        assert done == 4 and "validation at step 4 cut short by the stop signal" in out
+    else:
+        assert done >= int(marker[1:].split("/")[0])
+    assert "exited unexpectedly" not in out and "Traceback" not in out
+    resumed = write_config(str(tmp_path), toy, workers=2, test_dir=test_dir, total_step=10000, val_step=10000,
+                           checkpoint_step=10000, resume_checkpoint="latest_model")
+    used, code = resume_for_one_step(resumed)
+    assert code == 130
+    assert used == [(done, pytest.approx(learning_rate(done, 1e-3, 2, 10000)))]
+    assert read_checkpoint(str(tmp_path / "ckpt" / "run" / "latest_model.pth"))["iter"] == done
 
 
 def torchrun(*args):
