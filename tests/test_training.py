@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -388,3 +389,120 @@ def test_bad_config_key_exits_with_a_message(tmp_path, capsys):
     path.write_text("[train]\ntotal_steps = 3\n")
     assert run_main(str(path)) == 2
     assert "did you mean 'train.total_step'" in capsys.readouterr().err
+
+
+def test_a_signal_during_a_save_still_leaves_a_loadable_latest_model(toy, tmp_path, monkeypatch):
+    real_save = trainer_module.save_checkpoint
+
+    def save_hit_by_a_signal(obj, path):
+        os.kill(os.getpid(), signal.SIGTERM)  # its handler runs while this save is under way
+        real_save(obj, path)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save_hit_by_a_signal)
+    config = write_config(str(tmp_path), toy, total_step=8, val_step=100, checkpoint_step=2)
+    assert run_main(config) == 143
+    assert read_checkpoint(str(tmp_path / "ckpt" / "run" / "latest_model.pth"))["iter"] == 1
+    assert "stopped by SIGTERM after step 2;" in log_text(str(tmp_path))
+
+
+def test_data_loading_that_breaks_while_stopping_ends_the_run_cleanly(toy, tmp_path):
+    trainer, _ = toy_trainer(toy, write_config(str(tmp_path), toy))
+
+    def dead_workers():
+        raise RuntimeError("DataLoader worker (pid(s) 1234) exited unexpectedly")
+        yield
+
+    trainer.stop.signum = signal.SIGTERM
+    assert trainer._next_batch(dead_workers(), 3) is trainer_module.STOPPED
+    trainer.stop.signum = None
+    with pytest.raises(trainer_module.TrainingError, match="data loading failed before step 4: DataLoader worker"):
+        trainer._next_batch(dead_workers(), 3)
+    # the steps done are not lost
+    assert read_checkpoint(str(tmp_path / "ckpt" / "run" / "latest_model.pth"))["iter"] == 2
+
+
+def corrupt_test_set(toy, folder):
+    """The toy test set with test00_0 truncated (its header reads, its pixels do not) and a
+    test00_5 that is no image at all."""
+    test_dir = copy_test_set(toy, folder, 5)
+    merged = os.path.join(test_dir, "merged")
+    data = open(os.path.join(merged, "test00_0.png"), "rb").read()
+    open(os.path.join(merged, "test00_0.png"), "wb").write(data[:len(data) // 2])
+    open(os.path.join(merged, "test00_5.png"), "wb").write(b"not a png")
+    shutil.copy(os.path.join(test_dir, "trimaps", "test00_1.png"), os.path.join(test_dir, "trimaps", "test00_5.png"))
+    return test_dir
+
+
+def test_an_unreadable_validation_image_is_named_and_left_out(toy, tmp_path, capsys):
+    test_dir = corrupt_test_set(toy, str(tmp_path / "test"))
+    config = write_config(str(tmp_path), toy, test_dir=test_dir, total_step=4, val_step=2)
+    assert run_main(config) == 0
+    text = log_text(str(tmp_path))
+    assert "test image left out: " in text and "test00_5.png: not a readable image" in text
+    assert "1 of 6 test images left out (named above); the means are over the other 5" in text
+    assert "unreadable validation image, left out of the means: " in text and "test00_0.png" in text
+    assert text.count("unreadable validation image") == 1  # named once, not at every validation
+    assert "validation at step 2:" in text and "(4 images, 1 unreadable left out)" in text
+    assert "validation at step 4:" in text
+    assert os.path.isfile(tmp_path / "ckpt" / "run" / "best_model.pth")
+    # the test phase: the same images named and left out, the means over the rest, exit 1
+    capsys.readouterr()
+    assert run_main(config, "--phase", "test") == 1
+    captured = capsys.readouterr()
+    assert "run on 4 images" in captured.out and "2 test image(s) left out or not saved" in captured.err
+    assert sorted(os.listdir(tmp_path / "pred" / "run")) == [f"test00_{k}.png" for k in range(1, 5)]
+
+
+def test_a_bad_training_file_is_named_once_in_the_log_file(toy, tmp_path):
+    data = str(tmp_path / "data")
+    shutil.copytree(os.path.join(toy, "train"), os.path.join(data, "train"))
+    shutil.copytree(os.path.join(toy, "test"), os.path.join(data, "test"))
+    bad = os.path.join(data, "train", "bg", sorted(os.listdir(os.path.join(data, "train", "bg")))[2])
+    with open(bad, "r+b") as f:
+        f.truncate(200)
+    # 3 epochs through a loader worker, which has no log file of its own
+    config = write_config(str(tmp_path), data, workers=1, total_step=18, val_step=100, checkpoint_step=100)
+    result = subprocess.run([sys.executable, "main.py", "--config", config], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = log_text(str(tmp_path))
+    message = f"unreadable training file, its samples are replaced by the next ones: {bad}: not a readable image"
+    assert text.count(message) == 1
+    assert re.search(r"^.*\[18/18\] .* replaced 3$", text, re.M)  # replaced once an epoch, and counted
+    assert "[ WARN" not in result.stdout + result.stderr
+
+
+def test_resume_refuses_a_changed_schedule_unless_reset_lr(toy, tmp_path, capsys):
+    assert run_main(write_config(str(tmp_path), toy, total_step=3, val_step=100)) == 0
+    changed = write_config(str(tmp_path), toy, total_step=6, val_step=100, resume_checkpoint="latest_model")
+    assert run_main(changed) == 2
+    assert "was trained with train.total_step = 3 (this config: 6)" in capsys.readouterr().out
+    assert read_checkpoint(str(tmp_path / "ckpt" / "run" / "latest_model.pth"))["iter"] == 2
+    restarted = write_config(str(tmp_path), toy, total_step=6, val_step=100, resume_checkpoint="latest_model",
+                             reset_lr=True)
+    assert run_main(restarted) == 0
+    assert read_checkpoint(str(tmp_path / "ckpt" / "run" / "latest_model.pth"))["iter"] == 5
+
+
+def test_resuming_a_finished_run_says_so(toy, tmp_path, capsys):
+    assert run_main(write_config(str(tmp_path), toy, total_step=3, val_step=100)) == 0
+    before = os.path.getmtime(tmp_path / "ckpt" / "run" / "latest_model.pth")
+    again = write_config(str(tmp_path), toy, total_step=3, val_step=100, resume_checkpoint="latest_model")
+    assert run_main(again) == 0
+    assert "the checkpoint is at step 3 of train.total_step = 3, so the run is finished" in capsys.readouterr().out
+    assert os.path.getmtime(tmp_path / "ckpt" / "run" / "latest_model.pth") == before
+
+
+def test_saves_cut_short_are_cleaned_and_step_numbers_match_the_progress_lines(toy, tmp_path):
+    folder = tmp_path / "ckpt" / "run"
+    folder.mkdir(parents=True)
+    (folder / ".tmp-abc123.pth").write_bytes(b"half a checkpoint")
+    (folder / "mine.pth").write_bytes(b"a file of the user's")
+    assert run_main(write_config(str(tmp_path), toy, total_step=4, val_step=4, checkpoint_step=2)) == 0
+    assert sorted(os.listdir(folder)) == ["best_model.pth", "latest_model.pth", "mine.pth"]
+    text = log_text(str(tmp_path))
+    assert f"removed {folder / '.tmp-abc123.pth'}, left by a save that was cut short" in text
+    assert "[2/4]" in text and f"saved {folder / 'latest_model.pth'} after step 2" in text
+    assert f"saved {folder / 'latest_model.pth'} after step 4" in text
+    assert f"saved {folder / 'best_model.pth'} after step 4" in text
+    assert read_checkpoint(str(folder / "latest_model.pth"))["iter"] == 3  # 0-based, as released files
