@@ -20,6 +20,7 @@ from typing import List, Optional
 import numpy as np
 from PIL import Image
 
+from utils.atomic import atomic_file
 from utils.progress import progress
 
 BACKGROUNDS_PER_FOREGROUND = 20
@@ -80,7 +81,8 @@ def composite_test_set(fg_dir: str, alpha_dir: str, bg_dir: str, fg_names: List[
         for k in range(per_foreground):
             bg_name = bg_names[index * per_foreground + k]
             bg = np.asarray(fit_background(Image.open(os.path.join(bg_dir, bg_name)), width, height))
-            Image.fromarray(composite(fg, bg, alpha)).save(os.path.join(out_dir, f"{stem}_{k}.png"), "PNG")
+            with atomic_file(os.path.join(out_dir, f"{stem}_{k}.png")) as f:
+                Image.fromarray(composite(fg, bg, alpha)).save(f, "PNG")
             written += 1
     return written
 

@@ -8,11 +8,11 @@ file is decoded again. About 5 MB per Adobe foreground with its alpha (2.2 GB fo
 """
 import hashlib
 import os
-import tempfile
 from typing import Optional
 
 import numpy as np
 
+from utils.atomic import atomic_file
 from utils.image_io import read_uint8
 
 
@@ -41,9 +41,6 @@ class DecodeCache:
         except (OSError, ValueError):
             image = read_uint8(path, grey)
             os.makedirs(os.path.dirname(cached), exist_ok=True)
-            # written aside and renamed, so a worker never maps a half-written file
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(cached), suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
+            with atomic_file(cached) as f:  # a worker never maps a half-written file
                 np.save(f, image)
-            os.replace(tmp, cached)
             return image
