@@ -231,7 +231,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"skipped: {image_path}: {e}", file=sys.stderr)
     print(f"{done} of {total} images written to {save_dir}")
     if problems:
-        print(f"{total - done} failed:", file=sys.stderr)
+        print(f"{total - done} of {total} images failed:", file=sys.stderr)
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1

@@ -116,20 +116,26 @@ class Trainer:
                 logger.info("removed %s, left by a save that was cut short", path)
 
     def check_schedule(self, checkpoint: Dict, path: str) -> None:
-        """Refuses a resume whose config would reshape the learning-rate schedule it was trained on."""
+        """Refuses a resume whose config would change the learning rates of the steps left from
+        those of the schedule the checkpoint was trained on."""
         saved = (checkpoint.get("config") or {}).get("train", {})
         changed = [k for k in SCHEDULE_KEYS if k in saved and saved[k] != self.train_config[k]]
         if not changed or self.train_config.reset_lr:
             return
-        step, t = int(checkpoint["iter"]) + 1, self.train_config
+        t, first = self.train_config, int(checkpoint["iter"]) + 1
         restart = checkpoint["lr_state_dict"]["restart_step"]
-        before = learning_rate(step, saved.get("G_lr", t.G_lr), saved.get("warmup_step", t.warmup_step),
-                               saved.get("total_step", t.total_step), restart)
-        after = learning_rate(step, t.G_lr, t.warmup_step, t.total_step, restart)
+        old = {k: saved.get(k, t[k]) for k in SCHEDULE_KEYS}
+        # The step whose rate moves most, over the steps left of either schedule.
+        rates = ((step, learning_rate(step, old["G_lr"], old["warmup_step"], old["total_step"], restart),
+                  learning_rate(step, t.G_lr, t.warmup_step, t.total_step, restart))
+                 for step in range(first, max(old["total_step"], t.total_step)))
+        step, before, after = max(rates, key=lambda r: abs(r[2] - r[1]), default=(first, 0.0, 0.0))
+        if after == before:
+            return
         settings = ", ".join(f"train.{k} = {saved[k]!r} (this config: {t[k]!r})" for k in changed)
         raise TrainingError(
             f"{path} was trained with {settings}. Resuming with the new value would reshape the learning-rate "
-            f"schedule (at step {step + 1} the rate would be {after:.3e} instead of {before:.3e}). Set it back "
+            f"schedule (at step {step + 1} the rate would be {after:.4g} instead of {before:.4g}). Set it back "
             "to continue the run as it was, or set train.reset_lr = true to restart the cosine over the steps left.")
 
     def restore(self, name: str) -> None:
@@ -243,8 +249,8 @@ class Trainer:
         self.last_mse = mean_mse
         if du.is_main_process():
             mse_note = f", MSE over the {int(with_mse)} with unknown pixels" if with_mse < images else ""
-            logger.info("validation at step %d: SAD %.2f  MSE %.4f  REC %.4f  (%d images%s%s)",
-                        step, mean_sad, mean_mse, mean_rec, int(images), mse_note, left_out)
+            logger.info("validation at step %d: SAD %.2f  MSE %.4f  REC %.4f  (%d image%s%s%s)", step, mean_sad,
+                        mean_mse, mean_rec, int(images), "" if images == 1 else "s", mse_note, left_out)
             if self.writer is not None:
                 for tag, value in (("Test/Loss", mean_rec), ("Test/Loss_MSE", mean_mse),
                                    ("Test/Loss_SAD", mean_sad), ("Test/Loss_REC", mean_rec)):

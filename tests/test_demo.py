@@ -103,7 +103,7 @@ def test_bad_inputs_are_named_and_the_rest_processed(released_checkpoint, folder
     assert "lonely.png: no trimap named lonely.*" in err
     assert "sized.png: trimap is 48x40" in err and "must be the same size" in err
     assert "corrupt.jpg: not a readable image" in err
-    assert "3 failed" in err
+    assert "3 of 4 images failed" in err
     assert os.listdir(os.path.join(out, "gca-dist-all-data_gca-dist-all-data.pth")) == ["good.png"]
 
 
@@ -286,7 +286,7 @@ def test_images_whose_outputs_would_clash_are_named_and_skipped(released_checkpo
     a, x = os.path.join(images, "a"), os.path.join(images, "x")
     assert f"{a}.jpg and {a}.png would both write a.png; rename one" in captured.err
     assert f"{x}.png and {x}_offset1.png would both write x_offset1.png; rename one" in captured.err
-    assert "1 of 5 images written" in captured.out and "4 failed" in captured.err
+    assert "1 of 5 images written" in captured.out and "4 of 5 images failed" in captured.err
     assert sorted(os.listdir(os.path.join(out, SAVE_FOLDER))) == ["ok.png", "ok_offset1.png", "ok_offset2.png"]
 
 

@@ -476,7 +476,10 @@ def test_resume_refuses_a_changed_schedule_unless_reset_lr(toy, tmp_path, capsys
     assert run_main(write_config(str(tmp_path), toy, total_step=3, val_step=100)) == 0
     changed = write_config(str(tmp_path), toy, total_step=6, val_step=100, resume_checkpoint="latest_model")
     assert run_main(changed) == 2
-    assert "was trained with train.total_step = 3 (this config: 6)" in capsys.readouterr().out
+    message = capsys.readouterr().out
+    assert "was trained with train.total_step = 3 (this config: 6)" in message
+    after, before = re.search(r"the rate would be (\S+) instead of (\S+)\)", message).groups()
+    assert float(after) != float(before)
     assert read_checkpoint(str(tmp_path / "ckpt" / "run" / "latest_model.pth"))["iter"] == 2
     restarted = write_config(str(tmp_path), toy, total_step=6, val_step=100, resume_checkpoint="latest_model",
                              reset_lr=True)

@@ -248,7 +248,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             code = 1
     if problems:
-        print(f"{len(problems)} problem(s); images that failed are not in the mean:", file=sys.stderr)
+        print(f"{len(problems)} problem(s) (an image that failed is in no mean; an undefined figure "
+              "leaves only its own mean):", file=sys.stderr)
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
     return code
