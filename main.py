@@ -25,7 +25,7 @@ from utils.allocator import reuse_freed_memory
 from utils.checkpoint import CheckpointError, load_imagenet_backbone, load_weights
 from utils.config import ConfigError, format_config, load_config
 from utils.evaluate import coverage_note, mean_metrics
-from utils.image_io import ImageReadError, write_image
+from utils.image_io import write_image
 from utils.inference import check_precision, predict_eval_batch
 from utils.metrics import all_metrics
 from utils.progress import progress
@@ -44,18 +44,26 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def setup_logging(config, main_process: bool) -> None:
+    """Log to stdout and, on the main process, to log.logging_path/<time>.log."""
     logger.handlers.clear()
     logger.setLevel(getattr(logging, str(config.log.logging_level).upper(), logging.INFO) if main_process
                     else logging.WARNING)
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    handlers = [logging.StreamHandler(sys.stdout)]
+    stream = logging.StreamHandler(sys.stdout)
+    stream.setFormatter(formatter)
+    logger.addHandler(stream)  # first, so that a log folder that cannot be made is reported
+    handlers = [stream]
     if main_process:
-        os.makedirs(config.log.logging_path, exist_ok=True)
-        handlers.append(logging.FileHandler(os.path.join(config.log.logging_path,
-                                                         time.strftime("%Y-%m-%d-%H-%M-%S") + ".log")))
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        logger.addHandler(handler)
+        try:
+            os.makedirs(config.log.logging_path, exist_ok=True)
+            file_handler = logging.FileHandler(os.path.join(config.log.logging_path,
+                                                            time.strftime("%Y-%m-%d-%H-%M-%S") + ".log"))
+        except OSError as e:
+            raise ConfigError(f"log.logging_path: cannot write a log in {config.log.logging_path} "
+                              f"({e.strerror or e}); set it to a folder you can write to") from None
+        file_handler.setFormatter(formatter)
+        logger.addHandler(file_handler)
+        handlers.append(file_handler)
     for name in ("dataloader.datasets", "dataloader.file_lists"):
         logging.getLogger(name).handlers = handlers
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -138,7 +146,11 @@ def run_test(config, dist_info: du.DistInfo) -> int:
     dataset = EvalDataset(files, config.model.trimap_channel)
     out_dir = config.test.alpha_path
     if out_dir:
-        os.makedirs(out_dir, exist_ok=True)
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"test.alpha_path: {out_dir} cannot be created ({e.strerror or e}); "
+                              "set test.alpha_path to a folder you can write to") from None
     rows = []
     with torch.no_grad():
         for batch in progress(eval_loader(dataset), len(dataset), desc="test"):
@@ -180,16 +192,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     # From here on a SIGINT / SIGTERM is a request to save and stop (before: the default
     # behaviour, so that a stuck rendezvous can still be interrupted).
     stop = StopRequest().install() if args.phase == "train" else None
-    setup_logging(config, du.is_main_process())
-    if du.is_main_process():
-        logger.info("resolved config:\n%s", format_config(config))
     try:
+        setup_logging(config, du.is_main_process())
+        if du.is_main_process():
+            logger.info("resolved config:\n%s", format_config(config))
         if args.phase == "train":
             return run_training(config, dist_info, stop)
         if dist_info.rank != 0:
             return 0
         return run_test(config, dist_info)
-    except (ConfigError, DataListError, CheckpointError, TrainingError, ImageReadError, ValueError) as e:
+    except (ConfigError, DataListError, CheckpointError, TrainingError, ValueError, OSError) as e:
+        # OSError: an unreadable file or a failed write (utils.atomic.WriteError), path named
         logger.error("%s", e)
         return 2
     except KeyboardInterrupt:

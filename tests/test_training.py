@@ -509,3 +509,18 @@ def test_saves_cut_short_are_cleaned_and_step_numbers_match_the_progress_lines(t
     assert f"saved {folder / 'latest_model.pth'} after step 4" in text
     assert f"saved {folder / 'best_model.pth'} after step 4" in text
     assert read_checkpoint(str(folder / "latest_model.pth"))["iter"] == 3  # 0-based, as released files
+
+
+@pytest.mark.parametrize("key", ["log.logging_path", "test.alpha_path"])
+def test_an_output_folder_under_a_file_is_named_by_its_key(toy, tmp_path, capsys, key):
+    config = write_config(str(tmp_path), toy, total_step=2, val_step=100)
+    assert run_main(config) == 0
+    (tmp_path / "afile").write_text("a file of the user's")
+    section, name = key.split(".")
+    text = open(config).read().replace(f'{name} = "{tmp_path}/{"logs" if section == "log" else "pred"}"',
+                                       f'{name} = "{tmp_path}/afile"')
+    open(config, "w").write(text)
+    assert run_main(config, "--phase", "test") == 2
+    captured = capsys.readouterr()
+    assert f"{key}: " in captured.out + captured.err and "(Not a directory)" in captured.out + captured.err
+    assert (tmp_path / "afile").read_text() == "a file of the user's"
