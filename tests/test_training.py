@@ -315,6 +315,26 @@ def test_two_process_gloo_ddp_trains_validates_and_checkpoints(toy, tmp_path, ca
     assert sorted(os.listdir(tmp_path / "pred" / "run")) == ["test00_0.png", "test00_1.png"]
 
 
+def test_sigterm_to_a_torchrun_group_stops_every_rank_and_saves(toy, tmp_path):
+    # 12 backgrounds over 2 ranks in batches of 2: an epoch is 3 steps; the signal lands while
+    # the next epoch's loader workers (2 per rank) start.
+    config = write_config(str(tmp_path), toy, workers=2, total_step=10000, val_step=10000, checkpoint_step=10000)
+    process = subprocess.Popen(torchrun("main.py", "--config", config), cwd=ROOT, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_for(lambda: "[3/10000]" in log_text(str(tmp_path)), 180, poll=0.01), "training did not start"
+        time.sleep(0.4)
+        os.killpg(process.pid, signal.SIGTERM)
+        out, _ = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    # torchrun itself ends with its own SignalException (exit 1); the ranks save and stop
+    assert process.returncode != 0
+    checkpoint = read_checkpoint(str(tmp_path / "ckpt" / "run" / "latest_model.pth"))
+    assert f"stopped by SIGTERM after step {checkpoint['iter'] + 1};" in out and checkpoint["iter"] >= 2
+    assert "exited unexpectedly" not in out
+
+
 def test_ddp_gradients_equal_a_single_process_on_the_same_batches(tmp_path):
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     import ddp_grad_worker
