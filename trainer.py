@@ -16,7 +16,6 @@ import os
 import time
 from typing import Dict, Iterator, Optional
 
-import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
