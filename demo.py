@@ -5,15 +5,19 @@ python demo.py --config config/gca-dist-all-data.toml \
     --image-dir demo/input_lowres --trimap-dir demo/trimap_lowres/Trimap3 --output demo/pred/Trimap3/
 
 Writes <stem>.png (the alpha) and <stem>_offset1.png, <stem>_offset2.png (unless --no-offset) per
-image into <output>/<version>_<checkpoint file name>/. Trimaps are grey (< 85 background, >= 170
-foreground, else unknown) or labels 0/1/2. An image that cannot be processed or written, or whose
-outputs would clash with another image's, is named and skipped; the rest goes on, and the exit
-code is then 1.
+image into <output>/<version>_<checkpoint file name>/; with --cutout also <stem>_fg.png (foreground
+colours) and <stem>_rgba.png, with --background SPEC <stem>_composite.png, with --mask-dir the
+<stem>_trimap.png made from the mask. Trimaps are grey (< 85 background, >= 170 foreground, else
+unknown) or labels 0/1/2. An image that cannot be processed or written, or whose outputs would
+clash with another image's, is named and skipped; the rest goes on, and the exit code is then 1.
+
+From Python, `Matter` loads a model once and predicts numpy arrays without touching the disk.
 """
 import argparse
 import os
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -21,13 +25,17 @@ import torch
 from networks import build_generator, set_gca_block
 from utils.allocator import reuse_freed_memory
 from utils.atomic import WriteError
+from utils.batch import check_same_size, drop_clashing, is_inside, pair_by_stem, report_failures, write_all
 from utils.checkpoint import CheckpointError, load_weights
 from utils.config import ConfigError, load_config
 from utils.flow_vis import offset_image
-from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, index_by_stem, list_images, read_grey, read_image, stem, write_image
-from utils.inference import check_precision, predict_alpha
+from utils.foreground import (Background, MissingExtraError, composite, estimate_foreground, parse_background,
+                              require_pymatting, rgba_image)
+from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_grey, read_image, stem
+from utils.inference import TTA_MODES, check_precision, predict_alpha
 from utils.preprocess import UNKNOWN, label_trimap_to_grey, trimap_to_classes
 from utils.progress import progress
+from utils.trimap import mask_problem, mask_to_trimap
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -36,9 +44,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", default="checkpoints/gca-dist-all-data/gca-dist-all-data.pth",
                         help="path of checkpoint")
     parser.add_argument("--image-dir", default="demo/input_lowres", help="input image dir")
-    parser.add_argument("--trimap-dir", default="demo/trimap_lowres/Trimap3",
-                        help="input trimap dir; trimaps are matched to images by file stem and are "
-                             "grey (0 / 128 / 255) or labels 0 / 1 / 2")
+    parser.add_argument("--trimap-dir", default=None,
+                        help="input trimap dir (default demo/trimap_lowres/Trimap3); trimaps are matched to images "
+                             "by file stem and are grey (0 / 128 / 255) or labels 0 / 1 / 2")
+    parser.add_argument("--mask-dir", default=None,
+                        help="instead of --trimap-dir: binary or soft masks (by file stem), made into trimaps "
+                             "(see --unknown-width); the trimap used is written as <name>_trimap.png")
+    parser.add_argument("--unknown-width", type=int, default=None, metavar="PX",
+                        help="with --mask-dir: the unknown band reaches PX pixels into and out of the mask "
+                             "(default: 1%% of the image diagonal, at least 3)")
     parser.add_argument("--output", default="demo/pred/Trimap3/",
                         help="output dir (created if missing); results go to a <version>_<checkpoint> folder in it")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -47,36 +61,26 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                         help="bf16 / fp16 run the convolutions in reduced precision (fp16: CUDA only); "
                              "GCA's attention stays fp32")
+    parser.add_argument("--tta", choices=TTA_MODES, default="none",
+                        help="test-time augmentation: flip (the image and its mirror) or d8 (4 rotations x 2 flips), "
+                             "averaged before the conversion to 8 bits")
+    parser.add_argument("--cutout", action="store_true",
+                        help="also write <name>_fg.png (foreground colours, needs requirements-cutout.txt) and "
+                             "<name>_rgba.png")
+    parser.add_argument("--background", metavar="SPEC",
+                        help="also write <name>_composite.png over this background (implies --cutout): a colour "
+                             "(#00ff00, 0,255,0, white) or an image file (scaled to cover, centre-cropped)")
     return parser.parse_args(argv)
 
 
 def pick_device(choice: str) -> torch.device:
+    if choice not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {choice!r}")
     if choice == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda asked for, but PyTorch sees no CUDA device; use --device cpu")
+        raise ValueError("device cuda asked for, but PyTorch sees no CUDA device; use cpu")
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(choice)
-
-
-def is_inside(path: str, folder: str) -> bool:
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return path == folder or path.startswith(folder + os.sep)
-
-
-def pair_images_with_trimaps(image_dir: str, trimap_dir: str) -> Tuple[List[Tuple[str, str]], List[str]]:
-    """((image path, trimap path) pairs by file stem, problems) for every image in image_dir."""
-    trimaps = index_by_stem(list_images(trimap_dir))
-    pairs, problems = [], []
-    for name in list_images(image_dir):
-        image_path = os.path.join(image_dir, name)
-        candidates = trimaps.get(stem(name), [])
-        if not candidates:
-            problems.append(f"{image_path}: no trimap named {stem(name)}.* in {trimap_dir}")
-        elif len(candidates) > 1:
-            problems.append(f"{image_path}: several trimaps match ({', '.join(candidates)}) in {trimap_dir}; keep one")
-        else:
-            pairs.append((image_path, os.path.join(trimap_dir, candidates[0])))
-    return pairs, problems
 
 
 def output_folder_problem(output: str, save_dir: str) -> Optional[str]:
@@ -94,86 +98,172 @@ def output_folder_problem(output: str, save_dir: str) -> Optional[str]:
     return None
 
 
-def output_names(image_path: str, write_offsets: bool) -> List[str]:
-    """The file names an image's results are written under: the alpha, then the offset pictures."""
-    name = stem(image_path)
-    return [name + ".png"] + ([f"{name}_offset{index}.png" for index in (1, 2)] if write_offsets else [])
+@dataclass
+class Outputs:
+    """Which results an image gets, besides its alpha."""
+    offsets: bool = True
+    trimap: bool = False  # the trimap made from a mask
+    cutout: bool = False
+    composite: bool = False
+
+    def names(self, image_path: str) -> List[str]:
+        """The file names an image's results are written under, in the order process_one makes them."""
+        name = stem(image_path)
+        names = [name + ".png"]
+        names += [f"{name}_offset{index}.png" for index in (1, 2)] if self.offsets else []
+        names += [f"{name}_trimap.png"] if self.trimap else []
+        names += [f"{name}_fg.png", f"{name}_rgba.png"] if self.cutout else []
+        names += [f"{name}_composite.png"] if self.composite else []
+        return names
 
 
-def drop_clashing(pairs: List[Tuple[str, str]], write_offsets: bool) -> Tuple[List[Tuple[str, str]], List[str]]:
-    """(the pairs whose output names no other image writes, a problem per group of images that
-    would write the same file): one would silently overwrite the other's result."""
-    writers: Dict[str, List[str]] = {}
-    for image_path, _ in pairs:
-        for name in output_names(image_path, write_offsets):
-            writers.setdefault(name, []).append(image_path)
-    clashes: Dict[Tuple[str, ...], str] = {}
-    for name, paths in writers.items():
-        if len(paths) > 1:
-            clashes.setdefault(tuple(paths), name)
-    problems = [f"{', '.join(paths[:-1])} and {paths[-1]} would {'both' if len(paths) == 2 else 'all'} "
-                f"write {name}; rename one" for paths, name in clashes.items()]
-    clashing = {path for paths in clashes for path in paths}
-    return [pair for pair in pairs if pair[0] not in clashing], problems
-
-
-def read_trimap(path: str) -> np.ndarray:
-    """read_grey, a 0/1/2 label trimap mapped to grey with a note; warns when no pixel is unknown."""
-    trimap = read_grey(path)
+def grey_trimap(trimap: np.ndarray, source: str) -> np.ndarray:
+    """A 0/1/2 label trimap mapped to grey with a note; a warning when no pixel is unknown."""
     grey = label_trimap_to_grey(trimap)
     if grey is not None:
-        print(f"note: {path}: read as a 0/1/2 label trimap", file=sys.stderr)
+        print(f"note: {source}: read as a 0/1/2 label trimap", file=sys.stderr)
         trimap = grey
     if not (trimap_to_classes(trimap) == UNKNOWN).any():
-        print(f"warning: {path}: the trimap has no unknown pixel, so the alpha is just its known regions "
+        print(f"warning: {source}: the trimap has no unknown pixel, so the alpha is just its known regions "
               "and the network's prediction is not used; mark the uncertain band grey (128)", file=sys.stderr)
     return trimap
 
 
-def write_all(paths: Sequence[str], pictures: Sequence[np.ndarray]) -> None:
-    """Writes pictures[i] to paths[i]; when one fails, those already written are removed before
-    the WriteError goes on, so an image leaves all its results or none."""
-    written = []
-    try:
-        for path, picture in zip(paths, pictures):
-            write_image(path, picture)
-            written.append(path)
-    except WriteError:
-        for path in written:
-            os.remove(path)
-        raise
+def trimap_from_mask(mask: np.ndarray, unknown_width: Optional[int], source: str) -> np.ndarray:
+    """The trimap of a binary or soft mask (utils.trimap); ValueError naming `source` for a mask
+    with nothing to matte."""
+    problem = mask_problem(mask)
+    if problem:
+        raise ValueError(f"{source}: {problem}")
+    return mask_to_trimap(mask, unknown_width)
 
 
-def process_one(model: torch.nn.Module, image_path: str, trimap_path: str, save_dir: str,
-                trimap_channel: int, device: torch.device, write_offsets: bool, precision: str = "fp32") -> None:
+class Matter:
+    """A trained model loaded once, for Python callers: numpy in, numpy out, nothing read or
+    written. Images are RGB uint8 H x W x 3; trimaps grey 0/128/255 (or labels 0/1/2), masks
+    binary or soft on the 0..255 scale, all H x W.
+
+        matter = Matter("config/gca-dist-all-data.toml", "checkpoints/gca-dist-all-data/gca-dist-all-data.pth")
+        alpha = matter(image, trimap)                           # H x W uint8
+        alpha = matter(image, mask=mask, unknown_width=10, tta="flip")
+        rgba = matter.cutout(image, trimap)                     # H x W x 4 uint8, straight alpha
+
+    Errors: ConfigError, CheckpointError, ValueError (bad device, precision, sizes, masks)."""
+
+    def __init__(self, config: str, checkpoint: str, device: str = "auto", precision: str = "fp32"):
+        self.config = load_config(config)
+        self.device = pick_device(device)
+        check_precision(precision, self.device)
+        self.precision = precision
+        try:
+            self.model = build_generator(self.config.model.arch.encoder, self.config.model.arch.decoder,
+                                         self.config.model.trimap_channel)
+            set_gca_block(self.model, self.config.test.gca_block)
+        except ValueError as e:
+            raise ConfigError(f"{config}: {e}") from None
+        load_weights(self.model, checkpoint)
+        self.model.to(self.device).eval()
+
+    def predict_bgr(self, image_bgr: np.ndarray, trimap: np.ndarray, tta: str = "none"):
+        """(uint8 alpha, the network's info) for a BGR image and a grey trimap, as demo.py writes them."""
+        return predict_alpha(self.model, image_bgr, trimap, self.config.model.trimap_channel, self.device,
+                             self.precision, tta)
+
+    def trimap_for(self, image: np.ndarray, trimap: Optional[np.ndarray], mask: Optional[np.ndarray],
+                   unknown_width: Optional[int]) -> np.ndarray:
+        if (trimap is None) == (mask is None):
+            raise ValueError("give either a trimap or a mask")
+        guide = trimap if trimap is not None else mask
+        if image.ndim != 3 or image.shape[2] != 3 or guide.shape != image.shape[:2]:
+            raise ValueError(f"the image must be H x W x 3 and the {'trimap' if mask is None else 'mask'} H x W of the "
+                             f"same size; got {image.shape} and {guide.shape}")
+        if mask is not None:
+            return trimap_from_mask(mask, unknown_width, "mask")
+        grey = label_trimap_to_grey(trimap)
+        return trimap if grey is None else grey
+
+    def __call__(self, image: np.ndarray, trimap: Optional[np.ndarray] = None, *, mask: Optional[np.ndarray] = None,
+                 unknown_width: Optional[int] = None, tta: str = "none") -> np.ndarray:
+        """The alpha matte, H x W uint8."""
+        guide = self.trimap_for(image, trimap, mask, unknown_width)
+        return self.predict_bgr(np.ascontiguousarray(image[:, :, ::-1]), guide, tta)[0]
+
+    def cutout(self, image: np.ndarray, trimap: Optional[np.ndarray] = None, *, mask: Optional[np.ndarray] = None,
+               unknown_width: Optional[int] = None, tta: str = "none") -> np.ndarray:
+        """The RGBA cutout, H x W x 4 uint8: estimated foreground colours, the alpha as predicted."""
+        alpha = self(image, trimap, mask=mask, unknown_width=unknown_width, tta=tta)
+        fg_bgr = estimate_foreground(np.ascontiguousarray(image[:, :, ::-1]), alpha)
+        return np.ascontiguousarray(rgba_image(fg_bgr, alpha)[:, :, [2, 1, 0, 3]])
+
+
+def process_one(matter: Matter, image_path: str, guide_path: str, save_dir: str, outputs: Outputs,
+                unknown_width: Optional[int] = None, tta: str = "none", background: Optional[Background] = None) -> None:
+    """Predicts one image and writes its results (all or none); `guide_path` is its trimap, or its
+    mask when outputs.trimap."""
     image = read_image(image_path)
-    trimap = read_trimap(trimap_path)
-    if image.shape[:2] != trimap.shape:
-        raise ImageReadError(f"{trimap_path}: trimap is {trimap.shape[1]}x{trimap.shape[0]} but "
-                             f"{image_path} is {image.shape[1]}x{image.shape[0]}; they must be the same size")
-    alpha, info = predict_alpha(model, image, trimap, trimap_channel, device, precision)
+    guide = read_grey(guide_path)
+    check_same_size(image, guide, image_path, guide_path, "mask" if outputs.trimap else "trimap")
+    if outputs.trimap:
+        try:
+            trimap = trimap_from_mask(guide, unknown_width, guide_path)
+        except ValueError as e:
+            raise ImageReadError(str(e)) from None
+    else:
+        trimap = grey_trimap(guide, guide_path)
+    alpha, info = matter.predict_bgr(image, trimap, tta)
     pictures = [alpha]
-    if write_offsets and info is not None:
+    if outputs.offsets and info is not None:
         for index in (1, 2):
             offsets, scales = info[f"offset_{index}"]
             pictures.append(offset_image(offsets[0].cpu().numpy(), float(scales[0, 0]), float(scales[0, 1])))
-    names = output_names(image_path, write_offsets)
+    names = outputs.names(image_path)
+    if outputs.offsets and info is None:  # a model without GCA has no offsets
+        names = [n for n in names if not n.endswith(("_offset1.png", "_offset2.png"))]
+    if outputs.trimap:
+        pictures.append(trimap)
+    if outputs.cutout:
+        foreground = estimate_foreground(image, alpha)
+        pictures += [foreground, rgba_image(foreground, alpha)]
+    if outputs.composite:
+        pictures.append(composite(foreground, alpha, background.fill(*alpha.shape)))
     write_all([os.path.join(save_dir, name) for name in names], pictures)
+
+
+def guide_folder(args: argparse.Namespace) -> Tuple[str, str]:
+    """(the folder of trimaps or masks, 'trimap' or 'mask'); ValueError for conflicting flags."""
+    if args.mask_dir and args.trimap_dir:
+        raise ValueError("--mask-dir and --trimap-dir both given; give one: masks are made into trimaps")
+    if args.unknown_width is not None and not args.mask_dir:
+        raise ValueError("--unknown-width goes with --mask-dir")
+    if args.unknown_width is not None and args.unknown_width < 1:
+        raise ValueError(f"--unknown-width must be at least 1 pixel, got {args.unknown_width}")
+    if args.mask_dir:
+        return args.mask_dir, "mask"
+    return args.trimap_dir or "demo/trimap_lowres/Trimap3", "trimap"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
         config = load_config(args.config)
-    except ConfigError as e:
+        guide_dir, what = guide_folder(args)
+    except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for flag, folder in (("--image-dir", args.image_dir), ("--trimap-dir", args.trimap_dir)):
+    try:
+        background = parse_background(args.background) if args.background else None
+    except ValueError as e:
+        print(f"error: --background {e}", file=sys.stderr)
+        return 2
+    outputs = Outputs(offsets=not args.no_offset, trimap=what == "mask",
+                      cutout=args.cutout or background is not None, composite=background is not None)
+    flag = "--mask-dir" if what == "mask" else "--trimap-dir"
+    for name, folder in (("--image-dir", args.image_dir), (flag, guide_dir)):
         if not os.path.isdir(folder):
-            print(f"error: {flag} {folder} is not a folder", file=sys.stderr)
+            print(f"error: {name} {folder} is not a folder", file=sys.stderr)
             return 2
     save_dir = os.path.join(args.output, f"{config.version}_{os.path.basename(args.checkpoint)}")
-    for folder in (args.image_dir, args.trimap_dir):
+    for folder in (args.image_dir, guide_dir):
         if is_inside(save_dir, folder):
             print(f"error: output folder {save_dir} lies inside the input folder {folder}; "
                   "choose an --output outside it so predictions do not mix with the inputs", file=sys.stderr)
@@ -182,32 +272,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-
-    device = pick_device(args.device)
     try:
-        check_precision(args.precision, device)
-    except ValueError as e:
+        if outputs.cutout:
+            require_pymatting()
+        matter = Matter(args.config, args.checkpoint, args.device, args.precision)
+    except (ConfigError, CheckpointError, MissingExtraError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    try:
-        model = build_generator(config.model.arch.encoder, config.model.arch.decoder, config.model.trimap_channel)
-        set_gca_block(model, config.test.gca_block)
-    except ValueError as e:
-        print(f"error: {args.config}: {e}", file=sys.stderr)
-        return 2
-    try:
-        load_weights(model, args.checkpoint)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    model.to(device).eval()
 
-    pairs, problems = pair_images_with_trimaps(args.image_dir, args.trimap_dir)
+    pairs, problems = pair_by_stem(args.image_dir, guide_dir, what)
     if not pairs and not problems:
         print(f"error: no images ({', '.join(IMAGE_EXTENSIONS)}) in {args.image_dir}", file=sys.stderr)
         return 2
     total = len(pairs) + len(problems)
-    pairs, clashes = drop_clashing(pairs, not args.no_offset)
+    pairs, clashes = drop_clashing(pairs, outputs.names)
     problems += clashes
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
@@ -218,10 +296,9 @@ def main(argv: Optional[List[str]] = None) -> int:
               "choose another --output folder", file=sys.stderr)
         return 2
     done = 0
-    for image_path, trimap_path in progress(pairs, desc="demo"):
+    for image_path, guide_path in progress(pairs, desc="demo"):
         try:
-            process_one(model, image_path, trimap_path, save_dir, config.model.trimap_channel,
-                        device, not args.no_offset, args.precision)
+            process_one(matter, image_path, guide_path, save_dir, outputs, args.unknown_width, args.tta, background)
             done += 1
         except (ImageReadError, WriteError) as e:
             problems.append(str(e))
@@ -230,12 +307,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             problems.append(f"{image_path}: {e}")
             print(f"skipped: {image_path}: {e}", file=sys.stderr)
     print(f"{done} of {total} images written to {save_dir}")
-    if problems:
-        print(f"{total - done} of {total} images failed:", file=sys.stderr)
-        for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 1
-    return 0
+    return report_failures(total - done, total, problems)
 
 
 if __name__ == "__main__":

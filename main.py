@@ -159,7 +159,8 @@ def run_test(config, dist_info: du.DistInfo) -> int:
                 problems += 1
                 logger.warning("left out of the means: %s", batch["error"][0])
                 continue
-            _, pred, target = predict_eval_batch(model, batch, dist_info.device, config.test.precision)
+            _, pred, target = predict_eval_batch(model, batch, dist_info.device, config.test.precision,
+                                                 config.test.tta)
             if out_dir:
                 try:
                     write_image(os.path.join(out_dir, os.path.splitext(name)[0] + ".png"), pred)

@@ -10,6 +10,7 @@ fi
 echo "== installing requirements"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-photos.txt
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-cutout.txt
 py=.venv/bin/python
 
 echo "== making the toy data set in data/toy"

@@ -312,3 +312,82 @@ def test_a_trimap_without_unknown_pixels_gets_a_warning(released_checkpoint, fol
     assert (f"warning: {os.path.join(trimaps, 'k.png')}: the trimap has no unknown pixel, so the alpha is just "
             "its known regions") in capsys.readouterr().err
     assert np.array_equal(cv2.imread(os.path.join(out, SAVE_FOLDER, "k.png"), cv2.IMREAD_UNCHANGED), trimap)
+
+
+def test_cutout_and_background_write_files_that_agree(released_checkpoint, folders, rng):
+    images, trimaps, out = folders
+    make_pair(images, trimaps, "a", (40, 48), rng)
+    assert run_demo(released_checkpoint[0], images, trimaps, out, "--no-offset", "--background", "0,255,0") == 0
+    save_dir = os.path.join(out, "gca-dist-all-data_gca-dist-all-data.pth")
+    assert sorted(os.listdir(save_dir)) == ["a.png", "a_composite.png", "a_fg.png", "a_rgba.png"]
+    read = lambda name: cv2.imread(os.path.join(save_dir, name), cv2.IMREAD_UNCHANGED)  # noqa: E731
+    alpha, fg, rgba, composite = read("a.png"), read("a_fg.png"), read("a_rgba.png"), read("a_composite.png")
+    assert np.array_equal(rgba[:, :, 3], alpha) and np.array_equal(rgba[:, :, :3], fg)
+    a = alpha[..., None] / 255.0
+    expected = a * fg + (1 - a) * np.array([0, 255, 0])  # BGR green
+    assert np.abs(composite - expected).max() <= 1
+
+
+def test_masks_make_trimaps_written_beside_the_alpha(released_checkpoint, folders, tmp_path, rng):
+    from utils.trimap import mask_to_trimap
+    images, _, out = folders
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    cv2.imwrite(os.path.join(images, "a.png"), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    mask = np.zeros((64, 64), np.uint8)
+    cv2.circle(mask, (32, 32), 18, 200, -1)  # soft value above half: foreground
+    cv2.imwrite(str(masks / "a.png"), mask)
+    cv2.imwrite(os.path.join(images, "empty.png"), np.zeros((64, 64, 3), np.uint8))
+    cv2.imwrite(str(masks / "empty.png"), np.zeros((64, 64), np.uint8))
+    cv2.imwrite(os.path.join(images, "sized.png"), np.zeros((64, 64, 3), np.uint8))
+    cv2.imwrite(str(masks / "sized.png"), np.zeros((32, 64), np.uint8))
+    code = demo.main(["--config", CONFIG, "--checkpoint", released_checkpoint[0], "--image-dir", images,
+                      "--mask-dir", str(masks), "--unknown-width", "5", "--output", out, "--device", "cpu",
+                      "--no-offset"])
+    assert code == 1
+    save_dir = os.path.join(out, "gca-dist-all-data_gca-dist-all-data.pth")
+    assert sorted(os.listdir(save_dir)) == ["a.png", "a_trimap.png"]
+    trimap = cv2.imread(os.path.join(save_dir, "a_trimap.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(trimap, mask_to_trimap(mask, 5))
+    alpha = cv2.imread(os.path.join(save_dir, "a.png"), cv2.IMREAD_UNCHANGED)
+    assert (alpha[trimap == 255] == 255).all() and (alpha[trimap == 0] == 0).all()
+
+
+def test_mask_problems_are_named(released_checkpoint, folders, tmp_path, rng, capsys):
+    images, trimaps, out = folders
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for name, mask in (("empty", np.zeros((40, 40), np.uint8)), ("full", np.full((40, 40), 255, np.uint8)),
+                       ("sized", np.zeros((20, 40), np.uint8))):
+        cv2.imwrite(os.path.join(images, f"{name}.png"), np.zeros((40, 40, 3), np.uint8))
+        cv2.imwrite(str(masks / f"{name}.png"), mask)
+    args = ["--config", CONFIG, "--checkpoint", released_checkpoint[0], "--image-dir", images, "--output", out,
+            "--device", "cpu"]
+    assert demo.main(args + ["--mask-dir", str(masks)]) == 1
+    err = capsys.readouterr().err
+    assert "empty.png: nothing to matte: the mask is empty" in err
+    assert "full.png: nothing to matte: the mask covers the whole image" in err
+    assert "sized.png: mask is 40x20 but" in err and "3 of 3 images failed" in err
+    assert demo.main(args + ["--mask-dir", str(masks), "--trimap-dir", trimaps]) == 2
+    assert "--mask-dir and --trimap-dir both given" in capsys.readouterr().err
+    assert demo.main(args + ["--trimap-dir", trimaps, "--unknown-width", "4"]) == 2
+    assert "--unknown-width goes with --mask-dir" in capsys.readouterr().err
+
+
+def test_tta_is_the_averaged_prediction(released_checkpoint, folders, rng):
+    checkpoint, model = released_checkpoint
+    images, trimaps, out = folders
+    image, trimap = make_pair(images, trimaps, "a", (40, 52), rng)
+    assert run_demo(checkpoint, images, trimaps, out, "--no-offset", "--tta", "d8") == 0
+    written = cv2.imread(os.path.join(out, "gca-dist-all-data_gca-dist-all-data.pth", "a.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(written, predict_alpha(model, image, trimap, 3, torch.device("cpu"), tta="d8")[0])
+    assert not np.array_equal(written, predict_alpha(model, image, trimap, 3, torch.device("cpu"))[0])
+
+
+@pytest.mark.parametrize("spec, message", [("#12345", "not a colour"), ("missing.png", "cannot be read")])
+def test_a_bad_background_is_an_error_before_any_work(released_checkpoint, folders, rng, capsys, spec, message):
+    images, trimaps, out = folders
+    make_pair(images, trimaps, "a", (40, 40), rng)
+    assert run_demo(released_checkpoint[0], images, trimaps, out, "--background", spec) == 2
+    assert f"error: --background {spec}: {message}" in capsys.readouterr().err
+    assert not os.path.exists(out)

@@ -74,6 +74,7 @@ _DEFAULTS: Dict[str, Any] = {
         "fast_eval": True,
         "gca_block": 0,
         "precision": "fp32",
+        "tta": "none",
     },
     "log": {
         "tensorboard_path": "./logs/tensorboard",

@@ -1,6 +1,7 @@
 """The quickstart's closing report: the trained model's figures beside a trivial baseline
 (every unknown pixel 0.5, known regions as the trimap says), a verdict and a side-by-side
-picture.
+picture that includes the cutout (estimated foreground colours) over a checkerboard and over
+a plain colour.
 
 The exact figures vary from machine to machine (the CPU's instruction set and thread count
 change the floating-point rounding, and 300 steps of training amplify it); the verdict, the
@@ -17,6 +18,7 @@ import cv2
 import numpy as np
 
 from utils.evaluate import evaluate_all, mean_metrics, pair_files
+from utils.foreground import composite, estimate_foreground
 from utils.image_io import list_images, read_grey, read_image, write_image
 
 
@@ -43,13 +45,29 @@ def write_baseline(trimap_dir: str, out_dir: str) -> None:
         write_image(os.path.join(out_dir, os.path.splitext(name)[0] + ".png"), baseline)
 
 
+def checkerboard(height: int, width: int, square: int = 16) -> np.ndarray:
+    """A grey checkerboard, H x W x 3 uint8: where a cutout is transparent it shows through."""
+    rows, cols = np.indices((height, width)) // square
+    return np.where(((rows + cols) % 2 == 0)[..., None], 200, 120).astype(np.uint8).repeat(3, axis=2)
+
+
+CUTOUT_COLOUR = (60, 180, 75)  # BGR green: a colour unlike the toy photos' backgrounds
+
+
 def side_by_side(image_dir: str, trimap_dir: str, pred_dir: str, triples, path: str, rows: int = 4) -> None:
-    """image | trimap | prediction | ground truth, one row per test image, 256 px high."""
+    """image | trimap | prediction | ground truth | cutout over a checkerboard | cutout over a plain
+    colour, one row per test image, 256 px high: old background bleeding into the cutout shows."""
     lines = []
     for name, pred_path, alpha_path, trimap_path in triples[:rows]:
-        image = read_image(os.path.join(image_dir, name))
-        panels = [image.astype(np.uint8)] + [cv2.cvtColor(read_grey(p).astype(np.uint8), cv2.COLOR_GRAY2BGR)
-                                             for p in (trimap_path, pred_path, alpha_path)]
+        image = read_image(os.path.join(image_dir, name)).astype(np.uint8)
+        alpha = read_grey(pred_path).astype(np.uint8)
+        foreground = estimate_foreground(image, alpha)
+        h, w = alpha.shape
+        plain = np.empty((h, w, 3), np.uint8)
+        plain[:] = CUTOUT_COLOUR
+        panels = [image] + [cv2.cvtColor(read_grey(p).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+                            for p in (trimap_path, pred_path, alpha_path)]
+        panels += [composite(foreground, alpha, checkerboard(h, w)), composite(foreground, alpha, plain)]
         scale = 256 / image.shape[0]
         lines.append(np.hstack([cv2.resize(p, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) for p in panels]))
     width = max(line.shape[1] for line in lines)
@@ -76,7 +94,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     picture = os.path.join(args.out, "side_by_side.png")
     side_by_side(args.image_dir, args.trimap_dir, args.pred_dir, pair_files(args.pred_dir, args.alpha_dir,
                                                                             args.trimap_dir)[0], picture)
-    print(f"image | trimap | prediction | ground truth: {picture}")
+    print(f"image | trimap | prediction | ground truth | cutout over a checkerboard | over a colour: {picture}")
     passed, line = verdict(figures["trained GCA"]["sad"], figures["baseline: unknown = 0.5"]["sad"])
     print(line)
     return 0 if passed else 1

@@ -1,0 +1,91 @@
+import os
+import re
+import shutil
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import GCA_ARCH
+from demo import Matter
+from networks import build_generator
+from utils.inference import predict_alpha
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def readme_python_example() -> str:
+    text = open(os.path.join(ROOT, "README.md")).read()
+    section = text[text.index("## Python API"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory):
+    """A folder laid out like the repository with a random-weight checkpoint at the README's path
+    and the README's example image and trimap."""
+    root = tmp_path_factory.mktemp("checkout")
+    shutil.copytree(os.path.join(ROOT, "config"), root / "config")
+    torch.manual_seed(0)
+    model = build_generator(*GCA_ARCH)
+    with torch.no_grad():
+        for _ in range(5):
+            model(torch.randn(2, 3, 64, 64), torch.rand(2, 3, 64, 64))
+    (root / "checkpoints" / "gca-dist-all-data").mkdir(parents=True)
+    torch.save({"state_dict": model.state_dict()}, root / "checkpoints" / "gca-dist-all-data" / "gca-dist-all-data.pth")
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (60, 70, 3), dtype=np.uint8)
+    trimap = np.full((60, 70), 128, np.uint8)
+    trimap[:15], trimap[-15:] = 0, 255
+    (root / "demo" / "input_lowres").mkdir(parents=True)
+    (root / "demo" / "trimap_lowres" / "Trimap3").mkdir(parents=True)
+    cv2.imwrite(str(root / "demo" / "input_lowres" / "troll.png"), image)
+    cv2.imwrite(str(root / "demo" / "trimap_lowres" / "Trimap3" / "troll.png"), trimap)
+    return root, model.eval(), image, trimap
+
+
+def test_the_readme_example_runs_as_written(checkout, monkeypatch):
+    root, model, image_bgr, trimap = checkout
+    monkeypatch.chdir(root)
+    code = readme_python_example()
+    assert len([line for line in code.splitlines() if line.strip()]) <= 8
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    expected, _ = predict_alpha(model, image_bgr, trimap, 3, torch.device("cpu"))
+    assert np.array_equal(namespace["alpha"], expected)
+    rgba = namespace["rgba"]
+    assert rgba.shape == (60, 70, 4) and rgba.dtype == np.uint8
+
+
+def test_matter_takes_rgb_masks_and_label_trimaps(checkout):
+    root, model, image_bgr, trimap = checkout
+    matter = Matter(str(root / "config" / "gca-dist-all-data.toml"),
+                    str(root / "checkpoints" / "gca-dist-all-data" / "gca-dist-all-data.pth"), device="cpu")
+    image_rgb = image_bgr[:, :, ::-1]
+    alpha = matter(image_rgb, trimap)
+    assert np.array_equal(alpha, predict_alpha(model, image_bgr, trimap, 3, torch.device("cpu"))[0])
+    labels = np.select([trimap == 0, trimap == 128], [0, 1], 2).astype(np.uint8)
+    assert np.array_equal(matter(image_rgb, labels), alpha)
+    mask = np.zeros((60, 70), np.uint8)
+    mask[20:45, 20:50] = 255
+    from_mask = matter(image_rgb, mask=mask, unknown_width=4)
+    assert (from_mask[:14] == 0).all() and (from_mask[27:38, 27:43] == 255).all()
+    rgba = matter.cutout(image_rgb, trimap)
+    assert np.array_equal(rgba[:, :, 3], alpha)
+    with pytest.raises(ValueError, match="either a trimap or a mask"):
+        matter(image_rgb)
+    with pytest.raises(ValueError, match="nothing to matte"):
+        matter(image_rgb, mask=np.zeros((60, 70), np.uint8))
+    with pytest.raises(ValueError, match="same size"):
+        matter(image_rgb, trimap[:30])
+    with pytest.raises(ValueError, match="tta must be one of"):
+        matter(image_rgb, trimap, tta="d4")
+
+
+def test_utils_imports_no_networks_or_entry_points():
+    for name in sorted(os.listdir(os.path.join(ROOT, "utils"))):
+        if name.endswith(".py"):
+            source = open(os.path.join(ROOT, "utils", name)).read()
+            assert not re.search(r"^\s*(from|import) (networks|dataloader|demo|main|trainer)\b", source, re.M), name
