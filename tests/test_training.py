@@ -544,3 +544,16 @@ def test_an_output_folder_under_a_file_is_named_by_its_key(toy, tmp_path, capsys
     captured = capsys.readouterr()
     assert f"{key}: " in captured.out + captured.err and "(Not a directory)" in captured.out + captured.err
     assert (tmp_path / "afile").read_text() == "a file of the user's"
+
+
+def test_the_test_phase_runs_with_test_time_augmentation(toy, tmp_path, capsys, monkeypatch):
+    config = write_config(str(tmp_path), toy, total_step=2, val_step=100)
+    assert run_main(config) == 0
+    used = []
+    real = main.predict_eval_batch
+    monkeypatch.setattr(main, "predict_eval_batch", lambda *args: used.append(args[4]) or real(*args))
+    text = open(config).read().replace("[test]\n", '[test]\ntta = "flip"\n')
+    open(config, "w").write(text)
+    capsys.readouterr()
+    assert run_main(config, "--phase", "test") == 0
+    assert used == ["flip", "flip"] and "run on 2 images" in capsys.readouterr().out
