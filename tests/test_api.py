@@ -1,7 +1,6 @@
 import os
 import re
 import shutil
-import sys
 
 import cv2
 import numpy as np
