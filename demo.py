@@ -38,14 +38,17 @@ from utils.progress import progress
 from utils.trimap import mask_problem, mask_to_trimap
 
 
+DEFAULT_IMAGE_DIR, DEFAULT_TRIMAP_DIR = "demo/input_lowres", "demo/trimap_lowres/Trimap3"  # the published demo's
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="config/gca-dist-all-data.toml")
     parser.add_argument("--checkpoint", default="checkpoints/gca-dist-all-data/gca-dist-all-data.pth",
                         help="path of checkpoint")
-    parser.add_argument("--image-dir", default="demo/input_lowres", help="input image dir")
+    parser.add_argument("--image-dir", default=None, help=f"input image dir (default {DEFAULT_IMAGE_DIR})")
     parser.add_argument("--trimap-dir", default=None,
-                        help="input trimap dir (default demo/trimap_lowres/Trimap3); trimaps are matched to images "
+                        help=f"input trimap dir (default {DEFAULT_TRIMAP_DIR}); trimaps are matched to images "
                              "by file stem and are grey (0 / 128 / 255) or labels 0 / 1 / 2")
     parser.add_argument("--mask-dir", default=None,
                         help="instead of --trimap-dir: binary or soft masks (by file stem), made into trimaps "
@@ -239,7 +242,7 @@ def guide_folder(args: argparse.Namespace) -> Tuple[str, str]:
         raise ValueError(f"--unknown-width must be at least 1 pixel, got {args.unknown_width}")
     if args.mask_dir:
         return args.mask_dir, "mask"
-    return args.trimap_dir or "demo/trimap_lowres/Trimap3", "trimap"
+    return args.trimap_dir or DEFAULT_TRIMAP_DIR, "trimap"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -258,9 +261,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     outputs = Outputs(offsets=not args.no_offset, trimap=what == "mask",
                       cutout=args.cutout or background is not None, composite=background is not None)
     flag = "--mask-dir" if what == "mask" else "--trimap-dir"
+    given = {"--image-dir": args.image_dir, flag: args.trimap_dir or args.mask_dir}
+    args.image_dir = args.image_dir or DEFAULT_IMAGE_DIR
     for name, folder in (("--image-dir", args.image_dir), (flag, guide_dir)):
         if not os.path.isdir(folder):
-            print(f"error: {name} {folder} is not a folder", file=sys.stderr)
+            hint = "" if given[name] else " (the published demo's default); give --image-dir and --trimap-dir or --mask-dir"
+            print(f"error: {name} {folder} is not a folder{hint}", file=sys.stderr)
             return 2
     save_dir = os.path.join(args.output, f"{config.version}_{os.path.basename(args.checkpoint)}")
     for folder in (args.image_dir, guide_dir):
