@@ -14,7 +14,7 @@ from dataloader.dim_pipeline import dim_sample
 from dataloader.fast_pipeline import gca_sample_fast
 from dataloader.file_lists import DataListError, EvalList, TrainList
 from utils.image_io import ImageReadError, read_grey, read_image, read_uint8
-from utils.preprocess import classes_to_tensor, image_to_tensor, reflect_pad, trimap_to_classes
+from utils.preprocess import bottom_right_padding, classes_to_tensor, image_to_tensor, reflect_pad, trimap_to_classes
 
 logger = logging.getLogger(__name__)
 PIPELINES = ("gca", "dim")
@@ -200,7 +200,7 @@ class EvalDataset(Dataset):
             raise ImageReadError(f"{self.files.merged[index]}: image {image.shape[1]}x{image.shape[0]}, alpha "
                                  f"{self.files.alpha[index]} {alpha.shape[1]}x{alpha.shape[0]} and trimap "
                                  f"{self.files.trimap[index]} {w}x{h} differ in size")
-        padding = ((0, -h % 32), (0, -w % 32))
+        padding = bottom_right_padding(h, w)
         classes = trimap_to_classes(reflect_pad(trimap, padding))
         return {
             "image": image_to_tensor(reflect_pad(image, padding)),

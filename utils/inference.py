@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from utils.preprocess import (SIZE_MULTIPLE, alpha_to_uint8, alpha_to_uint8_rounded, classes_to_tensor,
+from utils.preprocess import (alpha_to_uint8, alpha_to_uint8_rounded, bottom_right_padding, classes_to_tensor,
                               force_known_regions, image_to_tensor, inference_padding, reflect_pad, trimap_to_classes)
 
 
@@ -129,7 +129,7 @@ def _predict_bottom_right_padded(model: nn.Module, image: np.ndarray, trimap: np
     """Float alpha H x W of one view of network-ready H x W x C arrays, reflect-padded at the
     bottom/right to a multiple of 32 as EvalDataset pads, and cropped back."""
     height, width = image.shape[:2]
-    padding = ((0, -height % SIZE_MULTIPLE), (0, -width % SIZE_MULTIPLE))
+    padding = bottom_right_padding(height, width)
 
     def to_batch(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(reflect_pad(array, padding).transpose(2, 0, 1)))[None].to(device)

@@ -54,6 +54,11 @@ def inference_padding(height: int, width: int) -> Tuple[Tuple[int, int], Tuple[i
     return ((INFERENCE_MARGIN, INFERENCE_MARGIN + extra_h), (INFERENCE_MARGIN, INFERENCE_MARGIN + extra_w))
 
 
+def bottom_right_padding(height: int, width: int) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """((0, bottom), (0, right)) up to a multiple of 32: how evaluation samples are padded."""
+    return ((0, -height % SIZE_MULTIPLE), (0, -width % SIZE_MULTIPLE))
+
+
 def reflect_pad(array: np.ndarray, padding: Tuple[Tuple[int, int], Tuple[int, int]]) -> np.ndarray:
     return np.pad(array, padding + ((0, 0),) * (array.ndim - 2), mode="reflect")
 

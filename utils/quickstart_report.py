@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from utils.evaluate import evaluate_all, mean_metrics, pair_files
-from utils.foreground import composite, estimate_foreground
+from utils.foreground import Background, composite, estimate_foreground
 from utils.image_io import list_images, read_grey, read_image, write_image
 
 
@@ -63,11 +63,10 @@ def side_by_side(image_dir: str, trimap_dir: str, pred_dir: str, triples, path: 
         alpha = read_grey(pred_path).astype(np.uint8)
         foreground = estimate_foreground(image, alpha)
         h, w = alpha.shape
-        plain = np.empty((h, w, 3), np.uint8)
-        plain[:] = CUTOUT_COLOUR
         panels = [image] + [cv2.cvtColor(read_grey(p).astype(np.uint8), cv2.COLOR_GRAY2BGR)
                             for p in (trimap_path, pred_path, alpha_path)]
-        panels += [composite(foreground, alpha, checkerboard(h, w)), composite(foreground, alpha, plain)]
+        backgrounds = (checkerboard(h, w), Background(colour_bgr=CUTOUT_COLOUR).fill(h, w))
+        panels += [composite(foreground, alpha, background) for background in backgrounds]
         scale = 256 / image.shape[0]
         lines.append(np.hstack([cv2.resize(p, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) for p in panels]))
     width = max(line.shape[1] for line in lines)
