@@ -26,7 +26,7 @@ from utils.checkpoint import CheckpointError, load_imagenet_backbone, load_weigh
 from utils.config import ConfigError, format_config, load_config
 from utils.evaluate import coverage_note, mean_metrics
 from utils.image_io import write_image
-from utils.inference import check_precision, predict_eval_batch
+from utils.inference import check_precision, check_tta, predict_eval_batch
 from utils.metrics import all_metrics
 from utils.progress import progress
 from utils.signals import StopRequest, exit_code
@@ -135,6 +135,10 @@ def run_training(config, dist_info: du.DistInfo, stop: StopRequest) -> int:
 def run_test(config, dist_info: du.DistInfo) -> int:
     """Predicts and scores the test set; 1 when an image could not be read or written (named
     in the log, left out of the means or kept in them), else 0."""
+    try:
+        check_tta(config.test.tta)
+    except ValueError as e:
+        raise ConfigError(f"test.tta: {e}") from None
     model = build_model(config)
     path = checkpoint_file(config.log.checkpoint_path, config.test.checkpoint)
     load_weights(model, path)

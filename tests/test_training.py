@@ -557,3 +557,6 @@ def test_the_test_phase_runs_with_test_time_augmentation(toy, tmp_path, capsys, 
     capsys.readouterr()
     assert run_main(config, "--phase", "test") == 0
     assert used == ["flip", "flip"] and "run on 2 images" in capsys.readouterr().out
+    open(config, "w").write(text.replace('tta = "flip"', 'tta = "d4"'))
+    assert run_main(config, "--phase", "test") == 2
+    assert "test.tta: tta must be one of none, flip, d8, got 'd4'" in capsys.readouterr().out
