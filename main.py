@@ -24,10 +24,10 @@ from utils import distributed as du
 from utils.allocator import reuse_freed_memory
 from utils.checkpoint import CheckpointError, load_imagenet_backbone, load_weights
 from utils.config import ConfigError, format_config, load_config
-from utils.evaluate import coverage_note, mean_metrics
+from utils.categories import CategoriesError, assign_labels, categories_from_prefix, group_report, load_categories
+from utils.evaluate import PROTOCOLS, coverage_note, format_metrics, mean_metrics, units_line
 from utils.image_io import write_image
 from utils.inference import check_precision, check_tta, predict_eval_batch
-from utils.metrics import all_metrics
 from utils.progress import progress
 from utils.signals import StopRequest, exit_code
 
@@ -132,6 +132,33 @@ def run_training(config, dist_info: du.DistInfo, stop: StopRequest) -> int:
     return exit_code(signum) if signum else 0
 
 
+def test_categories(config) -> dict:
+    """stem -> labels from test.categories (a file), {} when it is empty. Raises ConfigError."""
+    if not config.test.categories:
+        return {}
+    try:
+        return load_categories(config.test.categories)
+    except CategoriesError as e:
+        raise ConfigError(f"test.categories: {e}") from None
+
+
+def report_categories(config, sads: dict, table: dict) -> None:
+    """Mean SAD per type and category (test.categories or test.category_from_prefix), with the
+    images that have no labels named in the log."""
+    if config.test.category_from_prefix:
+        table = categories_from_prefix(sads, config.test.category_from_prefix)
+    if not table or not sads:
+        return
+    labels, missing, unused = assign_labels(list(sads), table)
+    if missing:
+        logger.warning("%d test image(s) without a category, counted as uncategorised: %s", len(missing),
+                       ", ".join(missing))
+    if unused:
+        logger.warning("test.categories names %d image(s) not in the test set: %s", len(unused), ", ".join(unused))
+    for line in group_report(sads, labels, table):
+        print(line)
+
+
 def run_test(config, dist_info: du.DistInfo) -> int:
     """Predicts and scores the test set; 1 when an image could not be read or written (named
     in the log, left out of the means or kept in them), else 0."""
@@ -139,6 +166,8 @@ def run_test(config, dist_info: du.DistInfo) -> int:
         check_tta(config.test.tta)
     except ValueError as e:
         raise ConfigError(f"test.tta: {e}") from None
+    protocol = PROTOCOLS[config.test.protocol]
+    table = test_categories(config)
     model = build_model(config)
     path = checkpoint_file(config.log.checkpoint_path, config.test.checkpoint)
     load_weights(model, path)
@@ -155,7 +184,7 @@ def run_test(config, dist_info: du.DistInfo) -> int:
         except OSError as e:
             raise ConfigError(f"test.alpha_path: {out_dir} cannot be created ({e.strerror or e}); "
                               "set test.alpha_path to a folder you can write to") from None
-    rows = []
+    rows, sads = [], {}
     with torch.no_grad():
         for batch in progress(eval_loader(dataset), len(dataset), desc="test"):
             name = batch["image_name"][0]
@@ -171,13 +200,15 @@ def run_test(config, dist_info: du.DistInfo) -> int:
                 except OSError as e:
                     problems += 1
                     logger.warning("prediction not saved (its figures still count): %s", e)
-            metrics = all_metrics(pred, target, batch["trimap_grey"][0].numpy(), fast=config.test.fast_eval)
+            metrics = protocol.metrics(pred, target, batch["trimap_grey"][0].numpy(), fast=config.test.fast_eval)
             rows.append(metrics)
-            logger.info("%s: %s", name, "  ".join(f"{k.upper()} {v:.4f}" for k, v in metrics.items()))
-    names = ("sad", "mse") if config.test.fast_eval else ("sad", "mse", "grad", "conn")
-    means, counts = mean_metrics([{k: r[k] for k in names} for r in rows])
-    print(f"{config.version} on {len(rows)} images{coverage_note(counts, len(rows))}: " +
-          "  ".join(f"{k.upper() if k in ('sad', 'mse') else k.capitalize()} {means[k]:.4f}" for k in names))
+            sads[name] = metrics["sad"]
+            logger.info("%s: %s", name, format_metrics(metrics, protocol.columns))
+    means, counts = mean_metrics(rows)
+    print(units_line(config.test.protocol))
+    print(f"{config.version} on {len(rows)} images{coverage_note(counts, len(rows))}: "
+          f"{format_metrics(means, protocol.columns)}")
+    report_categories(config, sads, table)
     if out_dir:
         print(f"predictions written to {out_dir}")
     if problems:

@@ -256,3 +256,62 @@ def test_csv_write_failure_is_exit_1_after_the_figures(dirs, tmp_path, rng, caps
     assert code == 1
     assert f"error: {folder / 'out.csv'}: could not be written" in captured.err
     assert "x.png: SAD 0.00" in captured.out and "mean of 1 images: SAD 0.00" in captured.out
+
+
+def test_aim500_protocol_csv_columns_values_and_units(dirs, tmp_path, rng, capsys):
+    from utils.metrics_aim500 import aim500_metrics
+    pred_dir, alpha_dir, trimap_dir = dirs
+    expected = {}
+    for name in ("a", "b"):
+        alpha, pred = soft_alpha(rng), soft_alpha(rng)
+        for folder, image in zip(dirs, (pred, alpha, trimap_for(alpha))):
+            write(folder, name + ".png", image)
+        expected[name + ".png"] = aim500_metrics(pred, alpha, trimap_for(alpha))
+    csv_path = str(tmp_path / "out.csv")
+    assert run_cli(dirs, "--protocol", "aim500", "--csv", csv_path, "--mse-scale", "1e3", "--workers", "2") == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("protocol aim500: AIM-500") and "Grad in tens" in out.splitlines()[0]
+    assert "MSE figures multiplied by 1000 (--mse-scale)" in out.splitlines()[0]
+    a = expected["a.png"]
+    assert f"a.png: SAD {a['sad']:.2f}  MSE {a['mse'] * 1e3:.4f}  MAD {a['mad']:.4f}  Grad {a['grad']:.2f}" in out
+    assert f"SAD-Trimap {a['sad_trimap']:.2f}  MSE-Trimap {a['mse_trimap'] * 1e3:.4f}" in out
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["name", "sad", "mse", "mad", "grad", "conn", "sad_trimap", "mse_trimap", "mad_trimap",
+                             "sad_fg", "sad_bg"]
+    for row in rows:
+        assert {k: float(v) for k, v in row.items() if k != "name"} == expected[row["name"]]  # raw, unscaled
+
+
+def test_comp1k_header_states_its_units(dirs, rng, capsys):
+    alpha = soft_alpha(rng)
+    write_good_pair(dirs, "a.png", alpha)
+    assert run_cli(dirs, "--workers", "1") == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "protocol comp1k: Composition-1K (the MATLAB reference), over the trimap's unknown pixels only; SAD, Grad and "
+        "Conn in thousands, MSE and MAD per unknown pixel")
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--mse-scale", "0"], "--mse-scale 0: give a positive number"),
+    (["--category-from-prefix", ""], "--category-from-prefix: give the separator"),
+    (["--gallery", "G", "--worst", "-1"], "--worst -1: give 0 or more"),
+    (["--workers", "0"], "--workers 0: give 1 or more"),
+])
+def test_bad_report_arguments_are_exit_2(dirs, rng, capsys, extra, needle):
+    write_good_pair(dirs, "a.png", soft_alpha(rng))
+    assert run_cli(dirs, *extra) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_aim500_trimap_without_unknown_pixels_is_named(dirs, rng, capsys):
+    pred_dir, alpha_dir, trimap_dir = dirs
+    alpha = soft_alpha(rng)
+    write(pred_dir, "k.png", alpha)
+    write(alpha_dir, "k.png", alpha)
+    write(trimap_dir, "k.png", np.where(alpha > 127, 255, 0).astype(np.uint8))
+    assert run_cli(dirs, "--protocol", "aim500", "--workers", "1") == 1
+    captured = capsys.readouterr()
+    assert "MSE-Trimap -" in captured.out and "nan" not in captured.out.lower()
+    assert ("k.png: MSE-Trimap and MAD-Trimap undefined, left out of their means: no pixel of the trimap "
+            f"{os.path.join(trimap_dir, 'k.png')} is unknown") in captured.err

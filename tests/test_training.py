@@ -560,3 +560,26 @@ def test_the_test_phase_runs_with_test_time_augmentation(toy, tmp_path, capsys, 
     open(config, "w").write(text.replace('tta = "flip"', 'tta = "d4"'))
     assert run_main(config, "--phase", "test") == 2
     assert "test.tta: tta must be one of none, flip, d8, got 'd4'" in capsys.readouterr().out
+
+
+def test_the_test_phase_takes_a_protocol_and_categories(toy, tmp_path, capsys):
+    config = write_config(str(tmp_path), toy, total_step=2, val_step=100)
+    assert run_main(config) == 0
+    categories = tmp_path / "cats.json"
+    categories.write_text(json.dumps({"test00_0": {"type": "SO", "category": "toy"}, "ghost": {"type": "NS"}}))
+    text = open(config).read().replace("[test]\n", f'[test]\nprotocol = "aim500"\ncategories = "{categories}"\n')
+    open(config, "w").write(text)
+    capsys.readouterr()
+    assert run_main(config, "--phase", "test") == 0
+    out = capsys.readouterr().out
+    assert "protocol aim500: AIM-500" in out and "run on 2 images: SAD " in out and "SAD-Trimap" in out
+    assert "mean SAD per type:\nSO: SAD " in out and "uncategorised: SAD " in out and "toy: SAD " in out
+    log = log_text(str(tmp_path))
+    assert "1 test image(s) without a category, counted as uncategorised: test00_1.png" in log
+    assert "test.categories names 1 image(s) not in the test set: ghost" in log
+    categories.write_text("{\n oops")
+    assert run_main(config, "--phase", "test") == 2
+    assert f"test.categories: {categories}:2: not valid JSON" in capsys.readouterr().out
+    open(config, "w").write(text.replace('"aim500"', '"sim"'))
+    assert run_main(config, "--phase", "test") == 2
+    assert "test.protocol" in capsys.readouterr().err

@@ -75,6 +75,9 @@ _DEFAULTS: Dict[str, Any] = {
         "gca_block": 0,
         "precision": "fp32",
         "tta": "none",
+        "protocol": "comp1k",
+        "categories": "",
+        "category_from_prefix": "",
     },
     "log": {
         "tensorboard_path": "./logs/tensorboard",
@@ -144,6 +147,7 @@ _RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "train.*_weight": _at_least(0),
     "test.batch_size": _at_least(1),
     "test.gca_block": ((lambda value: value >= -1), "-1, 0 or a positive number of queries"),
+    "test.protocol": ((lambda value: value in ("comp1k", "aim500")), "comp1k or aim500"),
     "log.*_step": _at_least(1),
 }
 

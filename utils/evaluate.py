@@ -1,15 +1,21 @@
-"""Evaluate predicted alpha mattes against ground truth with the MATLAB-identical metrics.
+"""Evaluate predicted alpha mattes against ground truth, with the protocol of a benchmark.
 
-python -m utils.evaluate --pred-dir P --alpha-dir A --trimap-dir T [--csv FILE] [--workers N]
+python -m utils.evaluate --pred-dir P --alpha-dir A --trimap-dir T [--protocol comp1k|aim500]
+    [--csv FILE] [--workers N] [--mse-scale S] [--categories FILE | --category-from-prefix SEP]
+    [--gallery DIR [--worst K] [--image-dir I]]
+
+comp1k (the default): the MATLAB-identical Composition-1K metrics over trimap pixels equal to
+128 (utils.metrics). aim500: the whole-image metrics of the AIM-500 authors' code, also used for
+AM-2K and P3M-500 (utils.metrics_aim500). The report's first line states the units.
 
 Files pair by name stem. Composition-1K layout works without alpha_copy: a prediction
 `<stem>_<k>.png` finds `A/<stem>.png` when `A/<stem>_<k>.png` does not exist.
 
-Only trimap pixels equal to 128 count; a trimap with other values gets a warning. MSE and MAD
-are undefined for an image with no such pixel: shown as "-", left out of their means (the mean
-line says over how many images) and an empty CSV cell. Exit 1 when an image failed or lacks a
-figure, a prediction or ground truth has no counterpart, or the CSV cannot be written; exit 2
-for a bad argument, before any metric is computed.
+A trimap with values other than 0, 128 and 255 gets a warning. A figure that is undefined for an
+image (comp1k MSE and MAD, aim500 MSE-Trimap and MAD-Trimap, without unknown pixels) is shown as
+"-", left out of its mean (the mean line says over how many images) and an empty CSV cell. Exit 1
+when an image failed or lacks a figure, a prediction or ground truth has no counterpart, or an
+output cannot be written; exit 2 for a bad argument, before any metric is computed.
 """
 import argparse
 import csv
@@ -18,20 +24,56 @@ import multiprocessing
 import os
 import re
 import sys
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
+from utils.allocator import reuse_freed_memory
 from utils.atomic import WriteError, atomic_file
+from utils.categories import (FIELDS, UNCATEGORISED, CategoriesError, assign_labels, categories_from_prefix,
+                              group_report, load_categories, name_list)
+from utils.gallery import Entry, folder_problem, write_gallery
 from utils.image_io import ImageReadError, composition_base, index_by_stem, list_images, read_first_channel, stem
 from utils.metrics import UNKNOWN_VALUE, all_metrics
+from utils.metrics_aim500 import aim500_metrics
 from utils.progress import progress
 
-COLUMNS = ("sad", "mse", "grad", "conn", "mad")
-LABELS = {"sad": "SAD", "mse": "MSE", "grad": "Grad", "conn": "Conn", "mad": "MAD"}
-DECIMALS = {"sad": 2, "mse": 4, "grad": 2, "conn": 2, "mad": 4}
+LABELS = {"sad": "SAD", "mse": "MSE", "grad": "Grad", "conn": "Conn", "mad": "MAD", "sad_trimap": "SAD-Trimap",
+          "mse_trimap": "MSE-Trimap", "mad_trimap": "MAD-Trimap", "sad_fg": "SAD-FG", "sad_bg": "SAD-BG"}
+DECIMALS = {"sad": 2, "mse": 4, "grad": 2, "conn": 2, "mad": 4, "sad_trimap": 2, "mse_trimap": 4, "mad_trimap": 4,
+            "sad_fg": 2, "sad_bg": 2}
 TRIMAP_VALUES = (0, UNKNOWN_VALUE, 255)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    title: str
+    columns: Tuple[str, ...]  # report and CSV order
+    metrics: Callable[..., Dict[str, float]]  # (pred, target, trimap, fast) on the 0..255 scale
+    units: str
+    unknown_rule: str  # which trimap pixels are unknown
+    no_unknown: str  # why a trimap `{path}` leaves a figure undefined
+
+
+PROTOCOLS = {
+    "comp1k": Protocol("Composition-1K (the MATLAB reference)", ("sad", "mse", "grad", "conn", "mad"), all_metrics,
+                       "over the trimap's unknown pixels only; SAD, Grad and Conn in thousands, MSE and MAD "
+                       "per unknown pixel",
+                       f"the Composition-1K protocol counts only pixels equal to {UNKNOWN_VALUE} as unknown",
+                       f"no pixel of the trimap {{path}} equals {UNKNOWN_VALUE}"),
+    "aim500": Protocol("AIM-500 (the AIM authors' whole-image code)",
+                       ("sad", "mse", "mad", "grad", "conn", "sad_trimap", "mse_trimap", "mad_trimap", "sad_fg",
+                        "sad_bg"), aim500_metrics,
+                       "over the whole image; SAD, Conn, SAD-Trimap, SAD-FG and SAD-BG in thousands, Grad in tens, "
+                       "MSE and MAD per pixel, MSE-Trimap and MAD-Trimap per unknown pixel",
+                       f"the AIM-500 protocol counts pixels equal to {UNKNOWN_VALUE} as unknown or, where there are "
+                       "none, those neither 0 nor 255",
+                       "no pixel of the trimap {path} is unknown: none equals 128 and all are 0 or 255"),
+}
+COLUMNS = PROTOCOLS["comp1k"].columns
 DEMO_OFFSET_SUFFIX = re.compile(r"_offset[12]$")
 
 
@@ -77,7 +119,7 @@ def pair_files(pred_dir: str, alpha_dir: str, trimap_dir: str):
     return triples, problems
 
 
-def trimap_warning(trimap: np.ndarray, path: str) -> str:
+def trimap_warning(trimap: np.ndarray, path: str, protocol: str = "comp1k") -> str:
     """'' for a trimap of 0, 128 and 255 only, else a warning naming its most common other value."""
     other = trimap[~np.isin(trimap, TRIMAP_VALUES)]
     if other.size == 0:
@@ -85,42 +127,47 @@ def trimap_warning(trimap: np.ndarray, path: str) -> str:
     values, counts = np.unique(other, return_counts=True)
     value, count = values[np.argmax(counts)], int(counts.max())
     return (f"warning: {path}: trimap has values other than 0, {UNKNOWN_VALUE} and 255 (e.g. {value:g} on "
-            f"{count:,} pixels); the Composition-1K protocol counts only pixels equal to {UNKNOWN_VALUE} as unknown")
+            f"{count:,} pixels); {PROTOCOLS[protocol].unknown_rule}")
 
 
-def evaluate_one(task: Tuple[str, str, str, str]) -> Tuple[str, Optional[Dict[str, float]], str, str]:
+def evaluate_one(task: Tuple[str, str, str, str], protocol: str = "comp1k",
+                 fast: bool = False) -> Tuple[str, Optional[Dict[str, float]], str, str]:
     """(name, metrics or None, problem, trimap warning or '') for one (name, pred, alpha, trimap)."""
     name, pred_path, alpha_path, trimap_path = task
     try:
         pred, alpha, trimap = (read_first_channel(p) for p in (pred_path, alpha_path, trimap_path))
     except ImageReadError as e:
         return name, None, str(e), ""
-    warning = trimap_warning(trimap, trimap_path)
+    warning = trimap_warning(trimap, trimap_path, protocol)
     if not pred.shape == alpha.shape == trimap.shape:
         return name, None, (f"{pred_path}: size {pred.shape[1]}x{pred.shape[0]} differs from ground truth "
                             f"{alpha_path} ({alpha.shape[1]}x{alpha.shape[0]}) or trimap {trimap_path} "
                             f"({trimap.shape[1]}x{trimap.shape[0]})"), warning
-    return name, all_metrics(pred, alpha, trimap), "", warning
+    return name, PROTOCOLS[protocol].metrics(pred, alpha, trimap, fast=fast), "", warning
 
 
 def _init_worker() -> None:
     cv2.setNumThreads(1)
+    reuse_freed_memory()
 
 
-def evaluate_all_with_warnings(tasks: List[Tuple[str, str, str, str]], workers: int, show_progress: bool = False):
+def evaluate_all_with_warnings(tasks: List[Tuple[str, str, str, str]], workers: int, show_progress: bool = False,
+                               protocol: str = "comp1k", fast: bool = False):
     """[(name, metrics or None, problem, trimap warning or '')] in the order of `tasks`."""
+    evaluate = partial(evaluate_one, protocol=protocol, fast=fast)
     if workers <= 1:
-        results = map(evaluate_one, tasks)
+        results = map(evaluate, tasks)
         return list(progress(results, len(tasks), "evaluate") if show_progress else results)
     # spawn, not fork: a forked child inherits OpenCV's thread pool in a state that can deadlock.
     with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
-        results = pool.imap(evaluate_one, tasks, chunksize=4)
+        results = pool.imap(evaluate, tasks, chunksize=4)
         return list(progress(results, len(tasks), "evaluate") if show_progress else results)
 
 
-def evaluate_all(tasks: List[Tuple[str, str, str, str]], workers: int, show_progress: bool = False):
+def evaluate_all(tasks: List[Tuple[str, str, str, str]], workers: int, show_progress: bool = False,
+                 protocol: str = "comp1k"):
     """[(name, metrics or None, problem)] in the order of `tasks`."""
-    return [result[:3] for result in evaluate_all_with_warnings(tasks, workers, show_progress)]
+    return [result[:3] for result in evaluate_all_with_warnings(tasks, workers, show_progress, protocol)]
 
 
 def defined(value: float) -> bool:
@@ -132,8 +179,21 @@ def format_figure(key: str, value: float) -> str:
     return f"{LABELS[key]} {value:.{DECIMALS[key]}f}" if defined(value) else f"{LABELS[key]} -"
 
 
-def format_metrics(metrics: Dict[str, float]) -> str:
-    return "  ".join(format_figure(key, metrics[key]) for key in COLUMNS)
+def scale_mse(metrics: Dict[str, float], mse_scale: float) -> Dict[str, float]:
+    """The figures with the MSE ones multiplied by `mse_scale` (--mse-scale)."""
+    return {key: value * mse_scale if key.startswith("mse") else value for key, value in metrics.items()}
+
+
+def format_metrics(metrics: Dict[str, float], columns: Tuple[str, ...] = COLUMNS, mse_scale: float = 1.0) -> str:
+    """The figures of `columns` that `metrics` has, in that order, MSE ones times `mse_scale`."""
+    shown = scale_mse(metrics, mse_scale)
+    return "  ".join(format_figure(key, shown[key]) for key in columns if key in shown)
+
+
+def units_line(protocol: str, mse_scale: float = 1.0) -> str:
+    """The report's header: protocol and units."""
+    scale = f"; MSE figures multiplied by {mse_scale:g} (--mse-scale)" if mse_scale != 1 else ""
+    return f"protocol {protocol}: {PROTOCOLS[protocol].title}, {PROTOCOLS[protocol].units}{scale}"
 
 
 def mean_metrics(rows: List[Dict[str, float]]) -> Tuple[Dict[str, float], Dict[str, int]]:
@@ -159,13 +219,13 @@ def coverage_note(counts: Dict[str, int], total: int) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
-def undefined_problem(name: str, metrics: Dict[str, float], trimap_path: str) -> str:
+def undefined_problem(name: str, metrics: Dict[str, float], trimap_path: str, protocol: str = "comp1k") -> str:
     """'' when every figure is defined, else why not, for the closing problem list."""
-    missing = [LABELS[key] for key in COLUMNS if not defined(metrics[key])]
+    missing = [LABELS[key] for key in metrics if not defined(metrics[key])]
     if not missing:
         return ""
-    return (f"{name}: {' and '.join(missing)} undefined, left out of their means: no pixel of the trimap "
-            f"{trimap_path} equals {UNKNOWN_VALUE}")
+    return (f"{name}: {' and '.join(missing)} undefined, left out of their means: "
+            + PROTOCOLS[protocol].no_unknown.format(path=trimap_path))
 
 
 def csv_path_error(path: str) -> str:
@@ -176,35 +236,111 @@ def csv_path_error(path: str) -> str:
     return "" if os.path.isdir(folder) else f"folder {folder} does not exist"
 
 
-def write_csv(path: str, rows: List[Tuple[str, Dict[str, float]]]) -> None:
-    """name,sad,mse,grad,conn,mad per image, atomically; an undefined figure is an empty cell.
-    Raises WriteError."""
+def write_csv(path: str, rows: List[Tuple[str, Dict[str, float]]], columns: Tuple[str, ...] = COLUMNS,
+              labels: Optional[Dict[str, Dict[str, str]]] = None, label_fields: Tuple[str, ...] = ()) -> None:
+    """name, the label fields, then `columns` per image, atomically; figures raw (no --mse-scale),
+    an undefined figure or a missing label is an empty cell. Raises WriteError."""
+    labels = labels or {}
     with atomic_file(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(("name",) + COLUMNS)
+        writer.writerow(("name",) + label_fields + columns)
         for name, metrics in rows:
-            writer.writerow((name,) + tuple(repr(metrics[key]) if defined(metrics[key]) else "" for key in COLUMNS))
+            writer.writerow((name,) + tuple(labels.get(name, {}).get(field, "") for field in label_fields) +
+                            tuple(repr(metrics[key]) if key in metrics and defined(metrics[key]) else ""
+                                  for key in columns))
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pred-dir", required=True, help="predicted alpha mattes")
     parser.add_argument("--alpha-dir", required=True, help="ground-truth alpha (Composition-1K: alpha or alpha_copy)")
-    parser.add_argument("--trimap-dir", required=True, help="trimaps; only pixels equal to 128 count")
-    parser.add_argument("--csv", help="write name,sad,mse,grad,conn,mad per image to this file "
-                                      "(an undefined figure is an empty cell)")
+    parser.add_argument("--trimap-dir", required=True, help="trimaps of 0, 128 and 255")
+    parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="comp1k",
+                        help="comp1k: MATLAB Composition-1K metrics over trimap == 128 (default); aim500: the "
+                             "AIM-500 / AM-2K / P3M-500 whole-image metrics")
+    parser.add_argument("--csv", help="write name, the protocol's figures (raw, whatever --mse-scale) and, with "
+                                      "categories, type and category per image to this file (an undefined figure "
+                                      "is an empty cell)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
+    parser.add_argument("--mse-scale", type=float, default=1.0, metavar="S",
+                        help="multiply the printed MSE figures by S, e.g. 1e3 for tables headed MSE (x1e-3)")
+    groups = parser.add_mutually_exclusive_group()
+    groups.add_argument("--categories", metavar="FILE",
+                        help='per-type and per-category mean SAD from a JSON {"<stem>": {"type": ..., "category": '
+                             '...}} (AIM-500\'s file) or a CSV name,category')
+    groups.add_argument("--category-from-prefix", metavar="SEP",
+                        help="per-category mean SAD, the category being the name up to its last SEP "
+                             "(SIM: <category>_<n>, SEP _)")
+    parser.add_argument("--gallery", metavar="DIR",
+                        help="write a picture of each of the --worst images by SAD and DIR/index.html, a table of "
+                             "every image's figures sortable by a click on a column")
+    parser.add_argument("--worst", type=int, default=10, metavar="K", help="pictures in the gallery (default 10)")
+    parser.add_argument("--image-dir", help="the photos, shown first in the gallery's pictures")
     return parser.parse_args(argv)
 
 
 def argument_error(args: argparse.Namespace) -> str:
-    """'' when the folders exist and --csv can be written, else the message for exit 2."""
+    """'' when the arguments can be used, as far as can be told before any metric, else the
+    message for exit 2."""
     for flag, folder in (("--pred-dir", args.pred_dir), ("--alpha-dir", args.alpha_dir),
-                         ("--trimap-dir", args.trimap_dir)):
-        if not os.path.isdir(folder):
+                         ("--trimap-dir", args.trimap_dir), ("--image-dir", args.image_dir)):
+        if folder is not None and not os.path.isdir(folder):
             return f"{flag} {folder} is not a folder"
     why = csv_path_error(args.csv) if args.csv else ""
-    return f"--csv {args.csv}: {why}" if why else ""
+    if why:
+        return f"--csv {args.csv}: {why}"
+    if args.workers < 1:
+        return f"--workers {args.workers}: give 1 or more"
+    if not (math.isfinite(args.mse_scale) and args.mse_scale > 0):
+        return f"--mse-scale {args.mse_scale:g}: give a positive number such as 1e3"
+    if args.category_from_prefix == "":
+        return "--category-from-prefix: give the separator, e.g. _"
+    if args.gallery is None:
+        return "--image-dir is shown only in a gallery: add --gallery DIR" if args.image_dir else ""
+    if args.worst < 0:
+        return f"--worst {args.worst}: give 0 or more"
+    why = folder_problem(args.gallery)
+    return f"--gallery {args.gallery}: {why}" if why else ""
+
+
+def category_table(args: argparse.Namespace, names: List[str]) -> Tuple[Dict[str, Dict[str, str]], str]:
+    """(stem -> labels, where they come from) for --categories / --category-from-prefix, or
+    ({}, ''). Raises CategoriesError."""
+    if args.categories:
+        return load_categories(args.categories), args.categories
+    if args.category_from_prefix:
+        return (categories_from_prefix(names, args.category_from_prefix),
+                f"--category-from-prefix {args.category_from_prefix!r}")
+    return {}, ""
+
+
+def category_notes(source: str, missing: List[str], unused: List[str], pred_dir: str) -> List[str]:
+    """Warnings on images without labels and on labelled names without a prediction."""
+    notes = []
+    if missing:
+        why = "without the separator" if source.startswith("--category-from-prefix") else "not in it"
+        notes.append(f"warning: {source}: {len(missing)} image(s) {why}, counted as {UNCATEGORISED}: "
+                     f"{name_list(missing)}")
+    if unused and not source.startswith("--category-from-prefix"):
+        notes.append(f"warning: {source}: {len(unused)} name(s) with no evaluated prediction in {pred_dir}: "
+                     f"{name_list(unused)}")
+    return notes
+
+
+def gallery_entries(rows: List[Tuple[str, Dict[str, float]]], triples: List[Tuple[str, str, str, str]],
+                    image_dir: Optional[str], labels: Dict[str, Dict[str, str]]) -> Tuple[List[Entry], List[str]]:
+    """(an Entry per evaluated image, notes on photos not found)."""
+    paths = {name: (pred, alpha, trimap) for name, pred, alpha, trimap in triples}
+    images = index_by_stem(list_images(image_dir)) if image_dir else {}
+    entries, notes = [], []
+    for name, metrics in rows:
+        image = None
+        if image_dir:
+            image, why = find_counterpart(stem(name), images, image_dir)
+            if image is None:
+                notes.append(f"{name}: no photo in the gallery picture: {why}")
+        entries.append(Entry(name, metrics, *paths[name], image=image, labels=labels.get(name)))
+    return entries, notes
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -213,6 +349,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    protocol = PROTOCOLS[args.protocol]
     triples, problems = pair_files(args.pred_dir, args.alpha_dir, args.trimap_dir)
     offsets = demo_offset_images(list_images(args.pred_dir))
     if offsets:
@@ -221,8 +358,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not triples and not problems:
         print(f"error: no images in {args.pred_dir}", file=sys.stderr)
         return 2
+    try:
+        table, source = category_table(args, [name for name, *_ in triples])
+    except CategoriesError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    header = units_line(args.protocol, args.mse_scale)
+    print(header)
     rows, warned = [], set()
-    results = evaluate_all_with_warnings(triples, args.workers, show_progress=True)
+    results = evaluate_all_with_warnings(triples, args.workers, show_progress=True, protocol=args.protocol)
     for (name, metrics, problem, warning), (_, _, _, trimap_path) in zip(results, triples):
         # One trimap can serve several predictions (`<stem>_<k>` falls back to `<stem>`): warn once.
         if warning and warning not in warned:
@@ -233,20 +377,45 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"{name}: FAILED: {problem}")
             continue
         rows.append((name, metrics))
-        print(f"{name}: {format_metrics(metrics)}")
-        undefined = undefined_problem(name, metrics, trimap_path)
+        print(f"{name}: {format_metrics(metrics, protocol.columns, args.mse_scale)}")
+        undefined = undefined_problem(name, metrics, trimap_path, args.protocol)
         if undefined:
             problems.append(undefined)
     if rows:
         means, counts = mean_metrics([m for _, m in rows])
-        print(f"mean of {len(rows)} images{coverage_note(counts, len(rows))}: {format_metrics(means)}")
+        print(f"mean of {len(rows)} images{coverage_note(counts, len(rows))}: "
+              f"{format_metrics(means, protocol.columns, args.mse_scale)}")
+    labels: Dict[str, Dict[str, str]] = {}
+    if source and rows:
+        labels, missing, unused = assign_labels([name for name, _ in rows], table)
+        for note in category_notes(source, missing, unused, args.pred_dir):
+            print(note, file=sys.stderr)
+        for line in group_report({name: m["sad"] for name, m in rows}, labels, table):
+            print(line)
     code = 1 if problems else 0
+    label_fields = tuple(f for f in FIELDS if any(f in labels_ for labels_ in table.values()))
     if args.csv:
         try:
-            write_csv(args.csv, rows)
+            write_csv(args.csv, rows, protocol.columns, labels, label_fields)
         except WriteError as e:
             print(f"error: {e}", file=sys.stderr)
             code = 1
+    if args.gallery and rows:
+        page_labels = {name: {f: labels.get(name, {}).get(f, UNCATEGORISED) for f in label_fields} for name, _ in rows}
+        shown = [(name, scale_mse(metrics, args.mse_scale)) for name, metrics in rows]
+        entries, notes = gallery_entries(shown, triples, args.image_dir, page_labels)
+        columns = [(key, LABELS[key], DECIMALS[key]) for key in protocol.columns if key in rows[0][1]]
+        page_notes = [header, f"{len(rows)} images from {args.pred_dir}, largest SAD first; the {args.worst} "
+                      "largest have a picture (the name links to it). Click a column's header to sort by it."]
+        try:
+            notes += write_gallery(args.gallery, entries, args.worst, f"Evaluation of {args.pred_dir}", page_notes,
+                                   columns, lambda m: [format_figure(k, m[k]) for k, _, _ in columns])
+            print(f"gallery: {os.path.join(args.gallery, 'index.html')}")
+        except OSError as e:
+            print(f"error: gallery not complete: {e}", file=sys.stderr)
+            code = 1
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
     if problems:
         print(f"{len(problems)} problem(s) (an image that failed is in no mean; an undefined figure "
               "leaves only its own mean):", file=sys.stderr)
@@ -256,4 +425,5 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
+    reuse_freed_memory()
     sys.exit(main())

@@ -86,7 +86,7 @@ def grad(pred: np.ndarray, target: np.ndarray, trimap: np.ndarray) -> float:
     return float(error[unknown_region(trimap)].sum(dtype=np.float64)) / 1000
 
 
-def _largest_component_raster(mask: np.ndarray) -> np.ndarray:
+def largest_component_raster(mask: np.ndarray) -> np.ndarray:
     """Largest 4-connected component of a C-ordered bool mask; ties go to the component whose
     first pixel comes first in row-major order."""
     count, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=4)
@@ -104,7 +104,7 @@ def _largest_component_raster(mask: np.ndarray) -> np.ndarray:
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 4-connected component of a bool mask; among equal sizes the one MATLAB's
     bwconncomp labels first (column-major scan order). Empty mask -> empty result."""
-    return _largest_component_raster(np.ascontiguousarray(mask.T, dtype=bool)).T
+    return largest_component_raster(np.ascontiguousarray(mask.T, dtype=bool)).T
 
 
 def conn(pred: np.ndarray, target: np.ndarray, trimap: np.ndarray, step: float = CONN_STEP) -> float:
@@ -116,7 +116,7 @@ def conn(pred: np.ndarray, target: np.ndarray, trimap: np.ndarray, step: float =
     level = np.ones(pred.shape, dtype=np.float32)
     undecided = np.ones(pred.shape, dtype=bool)  # the reference's l_map == -1
     for previous, threshold in zip(thresholds[:-1], thresholds[1:]):
-        omega = _largest_component_raster((pred >= threshold) & (target >= threshold))
+        omega = largest_component_raster((pred >= threshold) & (target >= threshold))
         level[undecided & ~omega] = previous
         undecided &= omega
     pred_d, target_d = pred - level, target - level
