@@ -7,9 +7,12 @@ python demo.py --config config/gca-dist-all-data.toml \
 Writes <stem>.png (the alpha) and <stem>_offset1.png, <stem>_offset2.png (unless --no-offset) per
 image into <output>/<version>_<checkpoint file name>/; with --cutout also <stem>_fg.png (foreground
 colours) and <stem>_rgba.png, with --background SPEC <stem>_composite.png, with --mask-dir the
-<stem>_trimap.png made from the mask. Trimaps are grey (< 85 background, >= 170 foreground, else
-unknown) or labels 0/1/2. An image that cannot be processed or written, or whose outputs would
-clash with another image's, is named and skipped; the rest goes on, and the exit code is then 1.
+<stem>_trimap.png made from the mask. With --onnx FILE.onnx (python -m networks.export) the
+folder runs through onnxruntime instead of PyTorch into <output>/onnx_<file name>/: the same
+alphas, no offset images; --config and --checkpoint are then not read. Trimaps are grey (< 85
+background, >= 170 foreground, else unknown) or labels 0/1/2. An image that cannot be processed
+or written, or whose outputs would clash with another image's, is named and skipped; the rest
+goes on, and the exit code is then 1.
 
 From Python, `Matter` loads a model once and predicts numpy arrays without touching the disk.
 """
@@ -17,28 +20,30 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
-from networks import build_generator, set_gca_block
+from networks import load_generator
+from networks.export import ExportError, OnnxMatting, onnx_providers
 from utils.allocator import reuse_freed_memory
 from utils.atomic import WriteError
 from utils.batch import check_same_size, drop_clashing, is_inside, pair_by_stem, report_failures, write_all
-from utils.checkpoint import CheckpointError, load_weights
+from utils.checkpoint import CheckpointError
 from utils.config import ConfigError, load_config
-from utils.flow_vis import offset_image
+from utils.flow_vis import gca_offset_pictures
 from utils.foreground import (Background, MissingExtraError, composite, estimate_foreground, parse_background,
                               require_pymatting, rgba_image)
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_grey, read_image, stem
 from utils.inference import TTA_MODES, check_precision, predict_alpha
-from utils.preprocess import UNKNOWN, label_trimap_to_grey, trimap_to_classes
+from utils.preprocess import has_unknown, label_trimap_to_grey
 from utils.progress import progress
 from utils.trimap import mask_problem, mask_to_trimap
 
 
 DEFAULT_IMAGE_DIR, DEFAULT_TRIMAP_DIR = "demo/input_lowres", "demo/trimap_lowres/Trimap3"  # the published demo's
+TTA_NEEDS_PYTORCH = "--tta runs on PyTorch only; drop --tta or --onnx"
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -70,6 +75,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--cutout", action="store_true",
                         help="also write <name>_fg.png (foreground colours, needs requirements-cutout.txt) and "
                              "<name>_rgba.png")
+    parser.add_argument("--onnx", metavar="FILE.onnx",
+                        help="run this exported model (python -m networks.export) on onnxruntime instead of PyTorch: "
+                             "the same alphas, no offset images, fp32, no --tta; --config and --checkpoint are not "
+                             "read (needs requirements-export.txt)")
     parser.add_argument("--background", metavar="SPEC",
                         help="also write <name>_composite.png over this background (implies --cutout): a colour "
                              "(#00ff00, 0,255,0, white) or an image file (scaled to cover, centre-cropped)")
@@ -126,7 +135,7 @@ def grey_trimap(trimap: np.ndarray, source: str) -> np.ndarray:
     if grey is not None:
         print(f"note: {source}: read as a 0/1/2 label trimap", file=sys.stderr)
         trimap = grey
-    if not (trimap_to_classes(trimap) == UNKNOWN).any():
+    if not has_unknown(trimap):
         print(f"warning: {source}: the trimap has no unknown pixel, so the alpha is just its known regions "
               "and the network's prediction is not used; mark the uncertain band grey (128)", file=sys.stderr)
     return trimap
@@ -158,14 +167,13 @@ class Matter:
         self.device = pick_device(device)
         check_precision(precision, self.device)
         self.precision = precision
+        arch = self.config.model.arch
         try:
-            self.model = build_generator(self.config.model.arch.encoder, self.config.model.arch.decoder,
-                                         self.config.model.trimap_channel)
-            set_gca_block(self.model, self.config.test.gca_block)
+            self.model = load_generator(arch.encoder, arch.decoder, self.config.model.trimap_channel,
+                                        self.config.test.gca_block, checkpoint)
         except ValueError as e:
             raise ConfigError(f"{config}: {e}") from None
-        load_weights(self.model, checkpoint)
-        self.model.to(self.device).eval()
+        self.model.to(self.device)
 
     def predict_bgr(self, image_bgr: np.ndarray, trimap: np.ndarray, tta: str = "none"):
         """(uint8 alpha, the network's info) for a BGR image and a grey trimap, as demo.py writes them."""
@@ -199,7 +207,29 @@ class Matter:
         return np.ascontiguousarray(rgba_image(fg_bgr, alpha)[:, :, [2, 1, 0, 3]])
 
 
-def process_one(matter: Matter, image_path: str, guide_path: str, save_dir: str, outputs: Outputs,
+class OnnxMatter:
+    """Matter.predict_bgr through an exported file (networks.export) on onnxruntime: the alpha
+    as demo.py writes it, no network info (so no offsets)."""
+
+    def __init__(self, path: str, device: str = "auto"):
+        self.matting = OnnxMatting(path, onnx_providers(device))
+
+    def predict_bgr(self, image_bgr: np.ndarray, trimap: np.ndarray, tta: str = "none") -> Tuple[np.ndarray, None]:
+        if tta != "none":
+            raise ValueError(TTA_NEEDS_PYTORCH)
+        return self.matting(np.ascontiguousarray(image_bgr[:, :, ::-1]), trimap), None
+
+
+def onnx_problem(args: argparse.Namespace) -> Optional[str]:
+    """Why the flags do not go with --onnx, or None."""
+    if args.tta != "none":
+        return TTA_NEEDS_PYTORCH
+    if args.precision != "fp32":
+        return "--onnx runs the exported fp32 graph; drop --precision or --onnx"
+    return None
+
+
+def process_one(matter: Union[Matter, OnnxMatter], image_path: str, guide_path: str, save_dir: str, outputs: Outputs,
                 unknown_width: Optional[int] = None, tta: str = "none", background: Optional[Background] = None) -> None:
     """Predicts one image and writes its results (all or none); `guide_path` is its trimap, or its
     mask when outputs.trimap."""
@@ -214,11 +244,7 @@ def process_one(matter: Matter, image_path: str, guide_path: str, save_dir: str,
     else:
         trimap = grey_trimap(guide, guide_path)
     alpha, info = matter.predict_bgr(image, trimap, tta)
-    pictures = [alpha]
-    if outputs.offsets and info is not None:
-        for index in (1, 2):
-            offsets, scales = info[f"offset_{index}"]
-            pictures.append(offset_image(offsets[0].cpu().numpy(), float(scales[0, 0]), float(scales[0, 1])))
+    pictures = [alpha] + (gca_offset_pictures(info) if outputs.offsets else [])
     names = outputs.names(image_path)
     if outputs.offsets and info is None:  # a model without GCA has no offsets
         names = [n for n in names if not n.endswith(("_offset1.png", "_offset2.png"))]
@@ -248,8 +274,11 @@ def guide_folder(args: argparse.Namespace) -> Tuple[str, str]:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        config = load_config(args.config)
+        config = None if args.onnx else load_config(args.config)
         guide_dir, what = guide_folder(args)
+        problem = onnx_problem(args) if args.onnx else None
+        if problem:
+            raise ValueError(problem)
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -268,7 +297,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             hint = "" if given[name] else " (the published demo's default); give --image-dir and --trimap-dir or --mask-dir"
             print(f"error: {name} {folder} is not a folder{hint}", file=sys.stderr)
             return 2
-    save_dir = os.path.join(args.output, f"{config.version}_{os.path.basename(args.checkpoint)}")
+    save_dir = os.path.join(args.output, f"onnx_{os.path.basename(args.onnx)}" if args.onnx
+                            else f"{config.version}_{os.path.basename(args.checkpoint)}")
     for folder in (args.image_dir, guide_dir):
         if is_inside(save_dir, folder):
             print(f"error: output folder {save_dir} lies inside the input folder {folder}; "
@@ -281,8 +311,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if outputs.cutout:
             require_pymatting()
-        matter = Matter(args.config, args.checkpoint, args.device, args.precision)
-    except (ConfigError, CheckpointError, MissingExtraError, ValueError) as e:
+        matter = (OnnxMatter(args.onnx, args.device) if args.onnx
+                  else Matter(args.config, args.checkpoint, args.device, args.precision))
+    except (ConfigError, CheckpointError, MissingExtraError, ExportError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -309,7 +340,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         except (ImageReadError, WriteError) as e:
             problems.append(str(e))
             print(f"skipped: {e}", file=sys.stderr)
-        except FloatingPointError as e:
+        except (FloatingPointError, ExportError) as e:
             problems.append(f"{image_path}: {e}")
             print(f"skipped: {image_path}: {e}", file=sys.stderr)
     print(f"{done} of {total} images written to {save_dir}")

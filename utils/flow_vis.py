@@ -1,4 +1,6 @@
 """GCA offset maps drawn as optical-flow colour images (the Middlebury colour wheel)."""
+from typing import Dict, List, Optional
+
 import cv2
 import numpy as np
 
@@ -51,3 +53,15 @@ def offset_image(offsets: np.ndarray, unknown_scale: float, known_scale: float,
     text = f"unknown: {unknown_scale:.2f}, known: {known_scale:.2f}"
     cv2.putText(bgr, text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2, cv2.LINE_AA)
     return bgr
+
+
+def gca_offset_pictures(info: Optional[Dict]) -> List[np.ndarray]:
+    """BGR offset pictures of the two GCA blocks from the network's info (offsets, softmax
+    scales per block); [] for a model without GCA (info None)."""
+    if info is None:
+        return []
+    pictures = []
+    for index in (1, 2):
+        offsets, scales = info[f"offset_{index}"]
+        pictures.append(offset_image(offsets[0].cpu().numpy(), float(scales[0, 0]), float(scales[0, 1])))
+    return pictures

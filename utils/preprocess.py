@@ -8,15 +8,22 @@ import torch.nn.functional as F
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 BACKGROUND, UNKNOWN, FOREGROUND = 0, 1, 2
+# Grey trimap thresholds: below BACKGROUND_BELOW background, from FOREGROUND_FROM on foreground.
+BACKGROUND_BELOW, FOREGROUND_FROM = 85, 170
 INFERENCE_MARGIN = 32
 SIZE_MULTIPLE = 32
+
+
+def has_unknown(trimap: np.ndarray) -> bool:
+    """Whether a grey trimap leaves any pixel to the network (the rest is forced to 0 or 1)."""
+    return bool((trimap_to_classes(trimap) == UNKNOWN).any())
 
 
 def trimap_to_classes(trimap: np.ndarray) -> np.ndarray:
     """Grey trimap (0..255 scale) -> int64 classes: < 85 background, >= 170 foreground, else unknown."""
     classes = np.full(trimap.shape, UNKNOWN, dtype=np.int64)
-    classes[trimap < 85] = BACKGROUND
-    classes[trimap >= 170] = FOREGROUND
+    classes[trimap < BACKGROUND_BELOW] = BACKGROUND
+    classes[trimap >= FOREGROUND_FROM] = FOREGROUND
     return classes
 
 
