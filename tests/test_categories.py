@@ -57,6 +57,7 @@ def test_json_csv_and_prefix_forms(tmp_path):
     ("bad.csv", "name,category\na,fur\nb\n", "bad.csv:3: expected name,category"),
     ("twice.csv", "a,fur\na,hair\n", "twice.csv:2: a already has category 'fur'"),
     ("empty.csv", "name,category\n", "empty.csv: names no image"),
+    ("twice.json", '{"a": "fur", "b": "x", "a": "hair"}', "twice.json: 'a' given more than once"),
 ])
 def test_bad_files_name_the_file_and_line(tmp_path, name, text, needle):
     path = tmp_path / name
@@ -130,7 +131,7 @@ def test_cli_category_from_prefix(tmp_path, rng, capsys):
     assert code == 0 and "protocol comp1k:" in captured.out
     assert "mean SAD per type" not in captured.out
     assert f"fur: SAD {sads['fur_1.png']:.3f} (1 image)" in captured.out
-    assert "1 image(s) without the separator, counted as uncategorised: odd.png" in captured.err
+    assert "1 image(s) with no category before the separator, counted as uncategorised: odd.png" in captured.err
 
 
 @pytest.mark.parametrize("text, needle", [("{\n\n  \"a\": }", "cats.json:3: not valid JSON"),

@@ -85,15 +85,25 @@ def test_a_folder_of_the_users_is_refused_and_an_own_gallery_is_replaced(evaluat
     assert os.listdir(theirs) == ["notes.txt"]
     gallery = str(tmp_path / "gallery")
     run(dirs, gallery, "--worst", "3")
+    (tmp_path / "gallery" / "worst050_mine.png").write_bytes(b"the user's")  # named like ours, not linked
     run(dirs, gallery, "--worst", "1")
-    assert len([n for n in os.listdir(gallery) if n.endswith(".png")]) == 1
+    assert sorted(n for n in os.listdir(gallery) if n.endswith(".png"))[1:] == ["worst050_mine.png"]
+    assert len([n for n in os.listdir(gallery) if n.endswith(".png")]) == 2
 
 
-def test_image_dir_needs_a_gallery(evaluation_set, capsys):
+@pytest.mark.parametrize("flag, value", [("--image-dir", None), ("--worst", "3")])
+def test_gallery_options_need_a_gallery(evaluation_set, capsys, flag, value):
     dirs, _ = evaluation_set
     assert main(["--pred-dir", dirs["pred"], "--alpha-dir", dirs["alpha"], "--trimap-dir", dirs["trimap"],
-                 "--image-dir", dirs["image"]]) == 2
-    assert "--image-dir is shown only in a gallery: add --gallery DIR" in capsys.readouterr().err
+                 flag, value or dirs["image"]]) == 2
+    assert f"{flag} is used only in a gallery: add --gallery DIR" in capsys.readouterr().err
+
+
+def test_a_photo_of_another_size_is_shown_with_a_note(evaluation_set, tmp_path, capsys):
+    dirs, _ = evaluation_set
+    cv2.imwrite(os.path.join(dirs["image"], "cat.png"), np.zeros((30, 30, 3), np.uint8))
+    run(dirs, str(tmp_path / "gallery"), "--worst", "5", "--image-dir", dirs["image"])
+    assert "cat.png: 30x30, not the matte's 60x40; shown resized" in capsys.readouterr().err
 
 
 def browser():

@@ -21,8 +21,15 @@ class CategoriesError(ValueError):
 
 
 def _json_table(path: str, text: str) -> Dict[str, Labels]:
+    def unique_keys(pairs):
+        names = [name for name, _ in pairs]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise CategoriesError(f"{path}: {', '.join(map(repr, twice))} given more than once; keep one entry each")
+        return dict(pairs)
+
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as e:
         raise CategoriesError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno}); "
                               "fix the file or give a CSV of name,category") from None

@@ -74,6 +74,7 @@ PROTOCOLS = {
                        "no pixel of the trimap {path} is unknown: none equals 128 and all are 0 or 255"),
 }
 COLUMNS = PROTOCOLS["comp1k"].columns
+WORST_DEFAULT = 10
 DEMO_OFFSET_SUFFIX = re.compile(r"_offset[12]$")
 
 
@@ -274,7 +275,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--gallery", metavar="DIR",
                         help="write a picture of each of the --worst images by SAD and DIR/index.html, a table of "
                              "every image's figures sortable by a click on a column")
-    parser.add_argument("--worst", type=int, default=10, metavar="K", help="pictures in the gallery (default 10)")
+    parser.add_argument("--worst", type=int, default=WORST_DEFAULT, metavar="K",
+                        help=f"pictures in the gallery (default {WORST_DEFAULT})")
     parser.add_argument("--image-dir", help="the photos, shown first in the gallery's pictures")
     return parser.parse_args(argv)
 
@@ -296,7 +298,9 @@ def argument_error(args: argparse.Namespace) -> str:
     if args.category_from_prefix == "":
         return "--category-from-prefix: give the separator, e.g. _"
     if args.gallery is None:
-        return "--image-dir is shown only in a gallery: add --gallery DIR" if args.image_dir else ""
+        if args.image_dir or args.worst != WORST_DEFAULT:
+            return f"{'--image-dir' if args.image_dir else '--worst'} is used only in a gallery: add --gallery DIR"
+        return ""
     if args.worst < 0:
         return f"--worst {args.worst}: give 0 or more"
     why = folder_problem(args.gallery)
@@ -318,7 +322,8 @@ def category_notes(source: str, missing: List[str], unused: List[str], pred_dir:
     """Warnings on images without labels and on labelled names without a prediction."""
     notes = []
     if missing:
-        why = "without the separator" if source.startswith("--category-from-prefix") else "not in it"
+        why = ("with no category before the separator" if source.startswith("--category-from-prefix")
+               else "not in it")
         notes.append(f"warning: {source}: {len(missing)} image(s) {why}, counted as {UNCATEGORISED}: "
                      f"{name_list(missing)}")
     if unused and not source.startswith("--category-from-prefix"):
@@ -404,12 +409,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         page_labels = {name: {f: labels.get(name, {}).get(f, UNCATEGORISED) for f in label_fields} for name, _ in rows}
         shown = [(name, scale_mse(metrics, args.mse_scale)) for name, metrics in rows]
         entries, notes = gallery_entries(shown, triples, args.image_dir, page_labels)
-        columns = [(key, LABELS[key], DECIMALS[key]) for key in protocol.columns if key in rows[0][1]]
+        scaled = f" (x{args.mse_scale:g})" if args.mse_scale != 1 else ""
+        columns = [(key, LABELS[key] + (scaled if key.startswith("mse") else ""), DECIMALS[key])
+                   for key in protocol.columns if key in rows[0][1]]
         page_notes = [header, f"{len(rows)} images from {args.pred_dir}, largest SAD first; the {args.worst} "
                       "largest have a picture (the name links to it). Click a column's header to sort by it."]
         try:
             notes += write_gallery(args.gallery, entries, args.worst, f"Evaluation of {args.pred_dir}", page_notes,
-                                   columns, lambda m: [format_figure(k, m[k]) for k, _, _ in columns])
+                                   columns, lambda m: [f"{label} {m[k]:.{d}f}" if defined(m[k]) else f"{label} -"
+                                                       for k, label, d in columns])
             print(f"gallery: {os.path.join(args.gallery, 'index.html')}")
         except OSError as e:
             print(f"error: gallery not complete: {e}", file=sys.stderr)

@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import cv2
 import numpy as np
@@ -21,7 +21,7 @@ from utils.progress import progress
 
 GENERATOR = "GCA-Matting utils.evaluate gallery"
 PANEL_SIDE = 320  # longest side of each panel, in pixels
-PICTURE_NAME = re.compile(r"^worst\d+_.*\.png$")
+PICTURE_LINK = re.compile(r"<a href='(worst\d+_[^'/]*\.png)'>")
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -113,6 +113,8 @@ def entry_picture(entry: Entry, figures: Sequence[str]) -> Tuple[np.ndarray, str
         try:
             image = read_image(entry.image)
             if image.shape[:2] != alpha.shape:
+                note = (f"{entry.image}: {image.shape[1]}x{image.shape[0]}, not the matte's "
+                        f"{alpha.shape[1]}x{alpha.shape[0]}; shown resized: is it this image's photo?")
                 image = cv2.resize(to_display(image), (alpha.shape[1], alpha.shape[0]), interpolation=cv2.INTER_AREA)
             panels.append(("image", image))
         except Exception as e:  # noqa: BLE001 - a photo only illustrates; the figures stand without it
@@ -186,10 +188,16 @@ def picture_name(rank: int, name: str) -> str:
 
 
 def remove_old_pictures(folder: str) -> None:
-    """The pictures of an earlier gallery in this folder, so that the index links only new ones."""
-    for name in os.listdir(folder):
-        if PICTURE_NAME.match(name):
-            os.remove(os.path.join(folder, name))
+    """The pictures an earlier gallery's index.html in this folder links to, and nothing else."""
+    try:
+        with open(os.path.join(folder, "index.html"), encoding="utf-8", errors="replace") as f:
+            names = PICTURE_LINK.findall(f.read())
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = os.path.join(folder, unquote(name))
+        if os.path.isfile(path):
+            os.remove(path)
 
 
 def write_gallery(folder: str, entries: Sequence[Entry], worst: int, title: str, notes: Sequence[str],
