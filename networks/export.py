@@ -20,6 +20,7 @@ import importlib.util
 import logging
 import os
 import sys
+import tempfile
 import warnings
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -427,6 +428,11 @@ def output_problem(output: str) -> Optional[str]:
         return f"--output {output}: {folder} is a file, not a folder; choose another path"
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"--output {output}: cannot write in {folder} (permission denied); choose a path you can write to"
+    try:  # what access() cannot tell (root, read-only or special file systems); the probe is removed at once
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        return f"--output {output}: cannot write in {folder} ({e.strerror or e}); choose a path you can write to"
     return None
 
 
