@@ -131,8 +131,8 @@ def trimap_warning(trimap: np.ndarray, path: str, protocol: str = "comp1k") -> s
             f"{count:,} pixels); {PROTOCOLS[protocol].unknown_rule}")
 
 
-def evaluate_one(task: Tuple[str, str, str, str], protocol: str = "comp1k",
-                 fast: bool = False) -> Tuple[str, Optional[Dict[str, float]], str, str]:
+def evaluate_one(task: Tuple[str, str, str, str],
+                 protocol: str = "comp1k") -> Tuple[str, Optional[Dict[str, float]], str, str]:
     """(name, metrics or None, problem, trimap warning or '') for one (name, pred, alpha, trimap)."""
     name, pred_path, alpha_path, trimap_path = task
     try:
@@ -144,7 +144,7 @@ def evaluate_one(task: Tuple[str, str, str, str], protocol: str = "comp1k",
         return name, None, (f"{pred_path}: size {pred.shape[1]}x{pred.shape[0]} differs from ground truth "
                             f"{alpha_path} ({alpha.shape[1]}x{alpha.shape[0]}) or trimap {trimap_path} "
                             f"({trimap.shape[1]}x{trimap.shape[0]})"), warning
-    return name, PROTOCOLS[protocol].metrics(pred, alpha, trimap, fast=fast), "", warning
+    return name, PROTOCOLS[protocol].metrics(pred, alpha, trimap), "", warning
 
 
 def _init_worker() -> None:
@@ -153,9 +153,9 @@ def _init_worker() -> None:
 
 
 def evaluate_all_with_warnings(tasks: List[Tuple[str, str, str, str]], workers: int, show_progress: bool = False,
-                               protocol: str = "comp1k", fast: bool = False):
+                               protocol: str = "comp1k"):
     """[(name, metrics or None, problem, trimap warning or '')] in the order of `tasks`."""
-    evaluate = partial(evaluate_one, protocol=protocol, fast=fast)
+    evaluate = partial(evaluate_one, protocol=protocol)
     if workers <= 1:
         results = map(evaluate, tasks)
         return list(progress(results, len(tasks), "evaluate") if show_progress else results)
@@ -308,8 +308,8 @@ def argument_error(args: argparse.Namespace) -> str:
 
 
 def category_table(args: argparse.Namespace, names: List[str]) -> Tuple[Dict[str, Dict[str, str]], str]:
-    """(stem -> labels, where they come from) for --categories / --category-from-prefix, or
-    ({}, ''). Raises CategoriesError."""
+    """(stem -> labels, where they come from: the file or the flag) for --categories /
+    --category-from-prefix, or ({}, ''). Raises CategoriesError."""
     if args.categories:
         return load_categories(args.categories), args.categories
     if args.category_from_prefix:
@@ -318,15 +318,15 @@ def category_table(args: argparse.Namespace, names: List[str]) -> Tuple[Dict[str
     return {}, ""
 
 
-def category_notes(source: str, missing: List[str], unused: List[str], pred_dir: str) -> List[str]:
-    """Warnings on images without labels and on labelled names without a prediction."""
+def category_notes(source: str, from_prefix: bool, missing: List[str], unused: List[str], pred_dir: str) -> List[str]:
+    """Warnings on images without labels and, for a categories file, on its names without a
+    prediction (a prefix names only the images it is taken from)."""
     notes = []
     if missing:
-        why = ("with no category before the separator" if source.startswith("--category-from-prefix")
-               else "not in it")
+        why = "with no category before the separator" if from_prefix else "not in it"
         notes.append(f"warning: {source}: {len(missing)} image(s) {why}, counted as {UNCATEGORISED}: "
                      f"{name_list(missing)}")
-    if unused and not source.startswith("--category-from-prefix"):
+    if unused and not from_prefix:
         notes.append(f"warning: {source}: {len(unused)} name(s) with no evaluated prediction in {pred_dir}: "
                      f"{name_list(unused)}")
     return notes
@@ -393,7 +393,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     labels: Dict[str, Dict[str, str]] = {}
     if source and rows:
         labels, missing, unused = assign_labels([name for name, _ in rows], table)
-        for note in category_notes(source, missing, unused, args.pred_dir):
+        for note in category_notes(source, bool(args.category_from_prefix), missing, unused, args.pred_dir):
             print(note, file=sys.stderr)
         for line in group_report({name: m["sad"] for name, m in rows}, labels, table):
             print(line)

@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 
 from utils.atomic import atomic_file, write_bytes
-from utils.image_io import read_first_channel, read_image, stem
+from utils.foreground import to_uint8
+from utils.image_io import ImageReadError, read_first_channel, read_image, stem
 from utils.progress import progress
 
 GENERATOR = "GCA-Matting utils.evaluate gallery"
@@ -54,14 +55,14 @@ def folder_problem(folder: str) -> str:
 
 def to_display(image: np.ndarray) -> np.ndarray:
     """uint8 BGR of a grey or colour picture on the 0..255 scale."""
-    image = np.clip(np.rint(image), 0, 255).astype(np.uint8) if image.dtype != np.uint8 else image
+    image = to_uint8(image)
     return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
 
 
 def error_heatmap(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     """|pred - target| as a BGR heat map (inferno: black 0, yellow 255 = an error of 1)."""
     error = np.abs(pred.astype(np.float32) - target.astype(np.float32))
-    return cv2.applyColorMap(np.clip(np.rint(error), 0, 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
+    return cv2.applyColorMap(to_uint8(error), cv2.COLORMAP_INFERNO)
 
 
 def _fit(image: np.ndarray, side: int) -> np.ndarray:
@@ -117,7 +118,7 @@ def entry_picture(entry: Entry, figures: Sequence[str]) -> Tuple[np.ndarray, str
                         f"{alpha.shape[1]}x{alpha.shape[0]}; shown resized: is it this image's photo?")
                 image = cv2.resize(to_display(image), (alpha.shape[1], alpha.shape[0]), interpolation=cv2.INTER_AREA)
             panels.append(("image", image))
-        except Exception as e:  # noqa: BLE001 - a photo only illustrates; the figures stand without it
+        except ImageReadError as e:  # a photo only illustrates; the figures stand without it
             note = f"{entry.image}: left out of the picture ({e})"
     panels += [("trimap", trimap), ("ground truth", alpha), ("prediction", pred),
                ("|error| (yellow = 1)", error_heatmap(pred, alpha))]

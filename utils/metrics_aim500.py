@@ -12,11 +12,10 @@ from typing import Dict
 import cv2
 import numpy as np
 
-from utils.metrics import largest_component_raster
+from utils.metrics import UNKNOWN_VALUE, largest_component_raster
 
 GRAD_SIGMA = 1.4
 GRAD_TRUNCATE = 4.0
-UNKNOWN_VALUE = 128
 
 
 def to_unit(image: np.ndarray) -> np.ndarray:
