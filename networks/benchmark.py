@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -136,6 +136,28 @@ def main(argv: Optional[List[str]] = None) -> int:
         return run_all(args, alpha_dir)
 
 
+def run_measured(command: List[str], alpha_file: str) -> Tuple[Optional[dict], str]:
+    """Runs a measuring child process, which prints its result as JSON on its last line and
+    saves its uint8 alpha to `alpha_file`: (the result with "alpha" and "process_seconds", the
+    child's whole wall time, added; "") or (None, why it failed)."""
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    process_seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        last_line = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        return None, "killed (out of memory)" if done.returncode in (-9, 137) else last_line
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["alpha"] = np.load(alpha_file)
+    result["process_seconds"] = process_seconds
+    return result, ""
+
+
+def speed_ratio(seconds: float, reference_seconds: float) -> str:
+    """'1.25x faster' or '1.25x slower' than the reference."""
+    ratio = reference_seconds / seconds
+    return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+
+
 def run_child(size: str, form: str, precision: str, args: argparse.Namespace, alpha_dir: str) -> Optional[dict]:
     """One size, form and precision in a fresh process; prints its row and returns its result
     (with the uint8 alpha) or None when it failed."""
@@ -145,26 +167,18 @@ def run_child(size: str, form: str, precision: str, args: argparse.Namespace, al
                "--device", args.device, "--precision", precision]
     if args.checkpoint:
         command += ["--checkpoint", args.checkpoint]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    process_seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        last_line = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        why = "killed (out of memory)" if done.returncode in (-9, 137) else last_line
+    result, why = run_measured(command, alpha_file)
+    if result is None:
         print(f"{size:>10s} {label:>8s}   failed: {why}")
         return None
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    result["alpha"] = np.load(alpha_file)
-    result["process_seconds"] = process_seconds
-    print(f"{size:>10s} {label:>8s} {result['seconds']:8.1f} {process_seconds:9.1f} {result['peak_gib']:8.2f} "
-          f"{result['unknown']:8.2f}")
+    print(f"{size:>10s} {label:>8s} {result['seconds']:8.1f} {result['process_seconds']:9.1f} "
+          f"{result['peak_gib']:8.2f} {result['unknown']:8.2f}")
     return result
 
 
 def compare(size: str, what: str, result: Optional[dict], reference: Optional[dict]) -> None:
     if result and reference:
-        ratio = reference["seconds"] / result["seconds"]
-        speed = f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+        speed = speed_ratio(result["seconds"], reference["seconds"])
         process_ratio = reference["process_seconds"] / result["process_seconds"]
         print(f"{size:>10s} {what}: {speed} ({process_ratio:.2f}x for the whole process), "
               f"{result['peak_gib'] / reference['peak_gib']:.2f} of the memory, "

@@ -14,7 +14,6 @@ data included), its peak RSS (networks.benchmark's figure for PyTorch; the kerne
 onnxruntime) and how far the two uint8 alphas lie apart. Needs requirements-export.txt.
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from networks.benchmark import alpha_change, build, image_size, photo_and_trimap
+from networks.benchmark import alpha_change, build, image_size, photo_and_trimap, run_measured, speed_ratio
 from networks.export import ExportError, export_onnx, require_export_packages
 from utils.allocator import reuse_freed_memory
 
@@ -50,8 +49,7 @@ print(json.dumps({"seconds": seconds, "peak_gib": peak_kib / 2 ** 20}))
 """
 
 
-def child_command(runtime: str, size: str, folder: str, args: argparse.Namespace) -> List[str]:
-    alpha_file = os.path.join(folder, f"{size}_{runtime}.npy")
+def child_command(runtime: str, size: str, folder: str, args: argparse.Namespace, alpha_file: str) -> List[str]:
     if runtime == "onnxruntime":
         inputs = [os.path.join(folder, f"{size}_{name}.npy") for name in ("image", "trimap")]
         return [sys.executable, "-c", ONNXRUNTIME_CHILD, os.path.join(folder, "model.onnx"), *inputs, alpha_file,
@@ -64,17 +62,13 @@ def child_command(runtime: str, size: str, folder: str, args: argparse.Namespace
 def run_child(runtime: str, size: str, folder: str, args: argparse.Namespace) -> Optional[dict]:
     """One size on one runtime in a fresh process; prints its row and returns its result with
     the uint8 alpha, or None when it failed."""
-    start = time.perf_counter()
-    done = subprocess.run(child_command(runtime, size, folder, args), capture_output=True, text=True)
-    process_seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        last_line = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        why = "killed (out of memory)" if done.returncode in (-9, 137) else last_line
+    alpha_file = os.path.join(folder, f"{size}_{runtime}.npy")
+    result, why = run_measured(child_command(runtime, size, folder, args, alpha_file), alpha_file)
+    if result is None:
         print(f"{size:>10s} {runtime:>12s}   failed: {why}")
         return None
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    result["alpha"] = np.load(os.path.join(folder, f"{size}_{runtime}.npy"))
-    print(f"{size:>10s} {runtime:>12s} {result['seconds']:8.2f} {process_seconds:9.1f} {result['peak_gib']:8.2f}")
+    print(f"{size:>10s} {runtime:>12s} {result['seconds']:8.2f} {result['process_seconds']:9.1f} "
+          f"{result['peak_gib']:8.2f}")
     return result
 
 
@@ -110,9 +104,7 @@ def run_all(args: argparse.Namespace, folder: str) -> int:
         results = {runtime: run_child(runtime, size, folder, args) for runtime in args.runtimes}
         onnx, reference = results.get("onnxruntime"), results.get("pytorch")
         if onnx and reference:
-            ratio = reference["seconds"] / onnx["seconds"]
-            speed = f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
-            print(f"{size:>10s} onnxruntime vs pytorch: {speed}, {onnx['peak_gib'] / reference['peak_gib']:.2f} of the "
+            print(f"{size:>10s} onnxruntime vs pytorch: {speed_ratio(onnx['seconds'], reference['seconds'])}, {onnx['peak_gib'] / reference['peak_gib']:.2f} of the "
                   f"memory, {alpha_change(onnx['alpha'], reference['alpha'])}")
     return 0
 
