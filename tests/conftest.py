@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from networks import build_generator
+
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 GCA_ARCH = ("resnet_gca_encoder_29", "res_gca_decoder_22")
 BASELINE_ARCH = ("res_shortcut_encoder_29", "res_shortcut_decoder_22")
@@ -30,6 +32,18 @@ def state_dict_from_key_list(name: str, seed: int = 0):
         else:
             state[key] = torch.randn(shape, generator=generator) * 0.05
     return state
+
+
+def random_gca(forwards: int) -> torch.nn.Module:
+    """The GCA generator with random weights (seed 0) after `forwards` training-mode forwards on
+    random 64 x 64 batches: they converge the spectral norms' u, v as training does (random u, v
+    give sigma near 0) and move the BatchNorm statistics. Left in training mode."""
+    torch.manual_seed(0)
+    model = build_generator(*GCA_ARCH)
+    with torch.no_grad():
+        for _ in range(forwards):
+            model(torch.randn(2, 3, 64, 64), torch.rand(2, 3, 64, 64))
+    return model
 
 
 @pytest.fixture

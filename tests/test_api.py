@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import GCA_ARCH
+from conftest import random_gca
 from demo import Matter
-from networks import build_generator
 from utils.inference import predict_alpha
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,11 +26,7 @@ def checkout(tmp_path_factory):
     and the README's example image and trimap."""
     root = tmp_path_factory.mktemp("checkout")
     shutil.copytree(os.path.join(ROOT, "config"), root / "config")
-    torch.manual_seed(0)
-    model = build_generator(*GCA_ARCH)
-    with torch.no_grad():
-        for _ in range(5):
-            model(torch.randn(2, 3, 64, 64), torch.rand(2, 3, 64, 64))
+    model = random_gca(5)
     (root / "checkpoints" / "gca-dist-all-data").mkdir(parents=True)
     torch.save({"state_dict": model.state_dict()}, root / "checkpoints" / "gca-dist-all-data" / "gca-dist-all-data.pth")
     rng = np.random.default_rng(0)

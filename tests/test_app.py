@@ -1,5 +1,4 @@
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -10,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import GCA_ARCH
+import browser_check_app
+from conftest import random_gca
 from demo import Matter
-from networks import build_generator
 from utils.trimap import mask_to_trimap
 
 gr = pytest.importorskip("gradio", reason="the app's extra is not installed: pip install -r requirements-app.txt")
@@ -33,20 +32,10 @@ MAX_SIDE = 100
 HEIGHT, WIDTH = 48, 64
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A random-weight GCA model; a few training-mode forwards give it BN statistics and spectral norms."""
-    torch.manual_seed(0)
-    model = build_generator(*GCA_ARCH)
-    with torch.no_grad():
-        for _ in range(5):
-            model(torch.randn(2, 3, 64, 64), torch.rand(2, 3, 64, 64))
+    model = random_gca(5)
     path = tmp_path_factory.mktemp("checkpoint") / "random.pth"
     torch.save({"state_dict": model.state_dict()}, path)
     return str(path)
@@ -61,7 +50,7 @@ def matter(checkpoint):
 def url(matter, tmp_path_factory):
     """The page served in this process on a free local port."""
     page = app.build_page(matter, MAX_SIDE, str(tmp_path_factory.mktemp("downloads")))
-    port = free_port()
+    port = browser_check_app.free_port()
     page.launch(server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=True, quiet=True,
                 ssr_mode=False)
     try:
@@ -283,7 +272,7 @@ def listening_addresses(port: int) -> set:
 
 @pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads the listening sockets from Linux's /proc")
 def test_the_command_serves_on_localhost_without_a_share_link(checkpoint, tmp_path):
-    port = free_port()
+    port = browser_check_app.free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="2")
     process = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), "--config", CONFIG, "--checkpoint",
                                 checkpoint, "--device", "cpu", "--port", str(port)], cwd=tmp_path, env=env,
@@ -308,7 +297,6 @@ def test_the_command_serves_on_localhost_without_a_share_link(checkpoint, tmp_pa
 
 def test_the_page_works_in_a_real_browser(url, matter, files, tmp_path):
     pytest.importorskip("playwright", reason="the browser check needs playwright: pip install playwright")
-    import browser_check_app
     if not os.access(browser_check_app.CHROMIUM, os.X_OK):
         pytest.skip(f"the browser check needs Chromium at {browser_check_app.CHROMIUM} (apt install chromium)")
     image_rgb, trimap, _, paths, _ = files

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import demo
-from conftest import GCA_ARCH
+from conftest import GCA_ARCH, random_gca
 from networks import build_generator
 from utils.inference import predict_alpha
 
@@ -22,11 +22,8 @@ def released_checkpoint(tmp_path_factory):
     """A randomly initialised GCA model saved in the released layout: {'state_dict'} with DDP's
     `module.` prefix, and BN statistics that are not the identity. A few training-mode forwards
     converge the spectral norms' u, v as training does: random u, v give sigma near 0."""
-    torch.manual_seed(0)
-    model = build_generator(*GCA_ARCH)
+    model = random_gca(10)
     with torch.no_grad():
-        for _ in range(10):
-            model(torch.randn(2, 3, 64, 64), torch.rand(2, 3, 64, 64))
         for name, buffer in model.named_buffers():
             if name.endswith("running_var"):
                 buffer.uniform_(0.5, 1.5)

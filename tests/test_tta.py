@@ -3,11 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import GCA_ARCH
+from conftest import random_gca
 from dataloader.datasets import EvalDataset
 from dataloader.file_lists import EvalList
 from dataloader.loader import eval_loader
-from networks import build_generator
 from utils.inference import predict_alpha, predict_eval_batch
 from utils.preprocess import (alpha_to_uint8, classes_to_tensor, force_known_regions, image_to_tensor,
                               inference_padding, reflect_pad, trimap_to_classes)
@@ -20,12 +19,7 @@ def gca():
     """Random GCA weights whose spectral norms training-mode forwards have converged (random
     u, v give sigma near 0), as test_demo's released_checkpoint makes them. Seed 0 gives a
     model whose single pass is visibly asymmetric on the inputs below."""
-    torch.manual_seed(0)
-    net = build_generator(*GCA_ARCH)
-    with torch.no_grad():
-        for _ in range(10):
-            net(torch.randn(2, 3, 64, 64), torch.rand(2, 3, 64, 64))
-    return net.eval()
+    return random_gca(10).eval()
 
 
 class Pointwise(torch.nn.Module):
