@@ -10,7 +10,6 @@ unless --host says otherwise and never opens a public share link. The prediction
 endpoint, /matte, for gradio_client. Needs pip install -r requirements-app.txt.
 """
 import argparse
-import copy
 import math
 import os
 import re
@@ -18,6 +17,7 @@ import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Callable, Dict, List, Optional, Tuple
 
 import cv2
@@ -28,8 +28,9 @@ from demo import Matter
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError
 from utils.flow_vis import gca_offset_pictures
-from utils.foreground import (Background, MissingExtraError, composite, estimate_foreground, parse_colour,
-                              require_pymatting, rgba_image, to_uint8)
+from utils.extras import MissingExtraError, import_extra
+from utils.foreground import (Background, composite, estimate_foreground, parse_colour, require_pymatting, rgba_image,
+                              to_uint8)
 from utils.image_io import ImageReadError, read_grey, read_image, stem, write_image
 from utils.inference import PRECISIONS, TTA_MODES, check_precision
 from utils.preprocess import FOREGROUND, has_unknown, trimap_to_classes
@@ -63,13 +64,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def import_gradio():
+def import_gradio() -> ModuleType:
     """The gradio module, or MissingExtraError saying how to install it."""
-    try:
-        import gradio
-    except ImportError:
-        raise MissingExtraError(f"the page needs gradio: {INSTALL_HINT}") from None
-    return gradio
+    return import_extra("gradio", f"the page needs gradio: {INSTALL_HINT}")
 
 
 def read_upload(path: str, what: str, grey: bool = False) -> np.ndarray:
@@ -146,18 +143,16 @@ def colour_background(spec: str) -> Background:
     return Background(colour_bgr=colour)
 
 
-def with_precision(matter: Matter, precision: str) -> Tuple[Matter, str]:
-    """(a Matter sharing `matter`'s model that runs in `precision`, a warning or ""); PageError
-    where the device cannot run it."""
+def precision_warning(precision: str, device: torch.device) -> str:
+    """check_precision's warning for running in `precision` on `device`, or ""; PageError where
+    the device cannot run it."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            check_precision(precision, matter.device)
+            check_precision(precision, device)
         except ValueError as e:
             raise PageError(str(e)) from None
-    variant = copy.copy(matter)
-    variant.precision = precision
-    return variant, " ".join(str(w.message) for w in caught)
+    return " ".join(str(w.message) for w in caught)
 
 
 def offset_pictures(info: Optional[Dict]) -> List[Optional[np.ndarray]]:
@@ -233,11 +228,10 @@ def matte(matter: Matter, inputs: Inputs, max_side: int,
     trimap, notes = trimap_of(inputs, image, matter)
     background = (Background(picture=read_upload(inputs.background, "background picture")) if inputs.background
                   else colour_background(inputs.colour))
-    model, warning = with_precision(matter, inputs.precision)
-    notes.append(warning)
+    notes.append(precision_warning(inputs.precision, matter.device))
     progress(0.2, "Running the model")
     try:
-        alpha, info = model.predict_bgr(image, trimap, inputs.tta)
+        alpha, info = matter.predict_bgr(image, trimap, inputs.tta, inputs.precision)
     except FloatingPointError as e:
         raise PageError(str(e)) from None
     except (MemoryError, torch.OutOfMemoryError):

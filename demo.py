@@ -20,25 +20,25 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
+from functools import partial
 from typing import List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
-from networks import load_generator
-from networks.export import ExportError, OnnxMatting, onnx_providers
+from networks.export import ExportError, OnnxMatting, load_network, onnx_providers
 from utils.allocator import reuse_freed_memory
-from utils.atomic import WriteError
-from utils.batch import check_same_size, drop_clashing, is_inside, pair_by_stem, report_failures, write_all
+from utils.batch import (check_same_size, drop_clashing, is_inside, pair_by_stem, process_pairs, report_failures,
+                         write_all)
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError, load_config
 from utils.flow_vis import gca_offset_pictures
-from utils.foreground import (Background, MissingExtraError, composite, estimate_foreground, parse_background,
-                              require_pymatting, rgba_image)
+from utils.extras import MissingExtraError
+from utils.foreground import (Background, composite, estimate_foreground, parse_background, require_pymatting,
+                              rgba_image)
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_grey, read_image, stem
 from utils.inference import TTA_MODES, check_precision, predict_alpha
 from utils.preprocess import has_unknown, label_trimap_to_grey
-from utils.progress import progress
 from utils.trimap import mask_problem, mask_to_trimap
 
 
@@ -163,22 +163,17 @@ class Matter:
     Errors: ConfigError, CheckpointError, ValueError (bad device, precision, sizes, masks)."""
 
     def __init__(self, config: str, checkpoint: str, device: str = "auto", precision: str = "fp32"):
-        self.config = load_config(config)
         self.device = pick_device(device)
         check_precision(precision, self.device)
         self.precision = precision
-        arch = self.config.model.arch
-        try:
-            self.model = load_generator(arch.encoder, arch.decoder, self.config.model.trimap_channel,
-                                        self.config.test.gca_block, checkpoint)
-        except ValueError as e:
-            raise ConfigError(f"{config}: {e}") from None
-        self.model.to(self.device)
+        self.model = load_network(config, checkpoint).to(self.device)
 
-    def predict_bgr(self, image_bgr: np.ndarray, trimap: np.ndarray, tta: str = "none"):
-        """(uint8 alpha, the network's info) for a BGR image and a grey trimap, as demo.py writes them."""
-        return predict_alpha(self.model, image_bgr, trimap, self.config.model.trimap_channel, self.device,
-                             self.precision, tta)
+    def predict_bgr(self, image_bgr: np.ndarray, trimap: np.ndarray, tta: str = "none",
+                    precision: Optional[str] = None):
+        """(uint8 alpha, the network's info) for a BGR image and a grey trimap, as demo.py writes
+        them; in `precision` where given (see check_precision), else the Matter's own."""
+        return predict_alpha(self.model, image_bgr, trimap, self.model.trimap_channel, self.device,
+                             precision or self.precision, tta)
 
     def trimap_for(self, image: np.ndarray, trimap: Optional[np.ndarray], mask: Optional[np.ndarray],
                    unknown_width: Optional[int]) -> np.ndarray:
@@ -332,17 +327,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: --output {args.output}: {save_dir} cannot be created ({e.strerror or e}); "
               "choose another --output folder", file=sys.stderr)
         return 2
-    done = 0
-    for image_path, guide_path in progress(pairs, desc="demo"):
-        try:
-            process_one(matter, image_path, guide_path, save_dir, outputs, args.unknown_width, args.tta, background)
-            done += 1
-        except (ImageReadError, WriteError) as e:
-            problems.append(str(e))
-            print(f"skipped: {e}", file=sys.stderr)
-        except (FloatingPointError, ExportError) as e:
-            problems.append(f"{image_path}: {e}")
-            print(f"skipped: {image_path}: {e}", file=sys.stderr)
+    process = partial(process_one, matter, save_dir=save_dir, outputs=outputs, unknown_width=args.unknown_width,
+                      tta=args.tta, background=background)
+    done = process_pairs(pairs, process, "demo", problems, unnamed_errors=(FloatingPointError, ExportError))
     print(f"{done} of {total} images written to {save_dir}")
     return report_failures(total - done, total, problems)
 

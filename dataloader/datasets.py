@@ -47,6 +47,14 @@ def check_sizes(files: TrainList) -> None:
         raise DataListError(f"{len(mismatched)} foreground / alpha pairs differ in size: " + "; ".join(mismatched[:5]))
 
 
+def size_mismatch(merged: str, alpha: str, trimap: str, sizes: List[Tuple[int, int]]) -> str:
+    """The problem line for a test image whose image, alpha and trimap, (width, height) each in
+    that order, differ in size."""
+    (image_w, image_h), (alpha_w, alpha_h), (trimap_w, trimap_h) = sizes
+    return (f"{merged}: image {image_w}x{image_h}, alpha {alpha} {alpha_w}x{alpha_h} and trimap {trimap} "
+            f"{trimap_w}x{trimap_h} differ in size")
+
+
 def usable_eval_files(files: EvalList) -> Tuple[EvalList, List[str]]:
     """The test images whose image, alpha and trimap headers read and agree in size, and a
     problem line for each of the others."""
@@ -58,8 +66,7 @@ def usable_eval_files(files: EvalList) -> Tuple[EvalList, List[str]]:
             problems.append(str(e))
             continue
         if len(set(sizes)) > 1:
-            problems.append(f"{merged}: image {sizes[0][0]}x{sizes[0][1]}, alpha {alpha} {sizes[1][0]}x{sizes[1][1]} "
-                            f"and trimap {trimap} {sizes[2][0]}x{sizes[2][1]} differ in size")
+            problems.append(size_mismatch(merged, alpha, trimap, sizes))
             continue
         usable.merged.append(merged)
         usable.alpha.append(alpha)
@@ -197,9 +204,9 @@ class EvalDataset(Dataset):
         trimap = read_grey(self.files.trimap[index])
         h, w = trimap.shape
         if image.shape[:2] != (h, w) or alpha.shape != (h, w):
-            raise ImageReadError(f"{self.files.merged[index]}: image {image.shape[1]}x{image.shape[0]}, alpha "
-                                 f"{self.files.alpha[index]} {alpha.shape[1]}x{alpha.shape[0]} and trimap "
-                                 f"{self.files.trimap[index]} {w}x{h} differ in size")
+            sizes = [(array.shape[1], array.shape[0]) for array in (image, alpha, trimap)]
+            raise ImageReadError(size_mismatch(self.files.merged[index], self.files.alpha[index],
+                                               self.files.trimap[index], sizes))
         padding = bottom_right_padding(h, w)
         classes = trimap_to_classes(reflect_pad(trimap, padding))
         return {

@@ -61,6 +61,12 @@ class ExportError(RuntimeError):
     """A user-facing problem with an export or an exported file: the message says what to do."""
 
 
+def _first_line(error: Exception) -> str:
+    """The first line of an error's message, or its type's name where the message is empty."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def missing_export_packages() -> List[str]:
     return [name for name in EXPORT_PACKAGES if importlib.util.find_spec(name) is None]
 
@@ -354,8 +360,7 @@ class OnnxMatting:
         try:
             self.session = onnxruntime.InferenceSession(model, options, providers=list(providers))
         except Exception as e:  # onnxruntime raises its own unexported error types
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ExportError(f"{self.name}: onnxruntime cannot load it ({reason}); "
+            raise ExportError(f"{self.name}: onnxruntime cannot load it ({_first_line(e)}); "
                               "export it again with python -m networks.export") from None
         inputs = tuple(i.name for i in self.session.get_inputs())
         outputs = tuple(o.name for o in self.session.get_outputs())
@@ -379,8 +384,7 @@ class OnnxMatting:
                 raise ExportError(f"onnxruntime ran out of memory on a {size} image (the exported graph needs about "
                                   f"{PEAK_GIB_PER_MEGAPIXEL} GiB per megapixel, README \"ONNX export\"); run it with "
                                   "PyTorch (demo.py without --onnx), which computes large images in stripes") from None
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ExportError(f"onnxruntime failed on a {size} image: {reason}") from None
+            raise ExportError(f"onnxruntime failed on a {size} image: {_first_line(e)}") from None
 
 
 def check_pair(height: int, width: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
@@ -437,8 +441,9 @@ def output_problem(output: str) -> Optional[str]:
 
 
 def load_network(config_path: str, checkpoint: str) -> Generator:
-    """The config's network with the checkpoint's weights, in eval mode, set up as demo.py's
-    Matter sets it up (the attention's blocks from test.gca_block)."""
+    """The config's network with the checkpoint's weights, in eval mode, its attention blocked
+    per test.gca_block: what the exporter and demo.py's Matter run. Raises ConfigError,
+    CheckpointError."""
     config = load_config(config_path)
     try:
         return load_generator(config.model.arch.encoder, config.model.arch.decoder, config.model.trimap_channel,

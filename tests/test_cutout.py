@@ -9,7 +9,8 @@ import pytest
 from utils import batch, cutout
 from utils.atomic import WriteError
 from utils.benchmark_foreground import smooth_field
-from utils.foreground import MissingExtraError, composite, estimate_foreground, load_alpha, parse_background, rgba_image
+from utils.extras import MissingExtraError
+from utils.foreground import composite, estimate_foreground, load_alpha, parse_background, rgba_image
 from utils.image_io import read_first_channel
 
 pymatting = pytest.importorskip("pymatting")

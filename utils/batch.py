@@ -1,6 +1,6 @@
 """What the folder-processing entry points (demo.py, utils.cutout) share: pairing files by stem,
-refusing outputs that would overwrite each other, writing an item's results all or none, and
-the closing summary. A bad item is named and skipped; the rest of the folder goes on."""
+refusing outputs that would overwrite each other, running the items, writing an item's results
+all or none, and the closing summary. A bad item is named and skipped; the rest of the folder goes on."""
 import contextlib
 import os
 import sys
@@ -10,6 +10,7 @@ import numpy as np
 
 from utils.atomic import WriteError
 from utils.image_io import ImageReadError, index_by_stem, list_images, stem, write_image
+from utils.progress import progress
 
 
 def is_inside(path: str, folder: str) -> bool:
@@ -74,6 +75,27 @@ def write_all(paths: Sequence[str], pictures: Sequence[np.ndarray]) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
         raise
+
+
+def process_pairs(pairs: Sequence[Tuple[str, str]], process: Callable[[str, str], None], desc: str,
+                  problems: List[str], unnamed_errors: Tuple[type, ...] = ()) -> int:
+    """Calls process(image path, other path) on each pair under a progress bar; returns how many
+    succeeded. A pair that raises ImageReadError or WriteError (their messages name the file), or
+    one of `unnamed_errors` (named here by the image), is reported, added to `problems` and skipped."""
+    done = 0
+    for image_path, other_path in progress(pairs, desc=desc):
+        try:
+            process(image_path, other_path)
+        except (ImageReadError, WriteError) as e:
+            problem = str(e)
+        except unnamed_errors as e:
+            problem = f"{image_path}: {e}"
+        else:
+            done += 1
+            continue
+        problems.append(problem)
+        print(f"skipped: {problem}", file=sys.stderr)
+    return done
 
 
 def report_failures(failed: int, total: int, problems: List[str]) -> int:

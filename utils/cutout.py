@@ -13,14 +13,15 @@ the rest goes on, and the exit code is then 1. Needs pip install -r requirements
 import argparse
 import os
 import sys
+from functools import partial
 from typing import List, Optional
 
-from utils.atomic import WriteError
-from utils.batch import check_same_size, drop_clashing, is_inside, pair_by_stem, report_failures, write_all
-from utils.foreground import (ACCEPTED_BACKGROUNDS, Background, MissingExtraError, composite, estimate_foreground,
-                              load_alpha, parse_background, require_pymatting, rgba_image)
-from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image, stem
-from utils.progress import progress
+from utils.batch import (check_same_size, drop_clashing, is_inside, pair_by_stem, process_pairs, report_failures,
+                         write_all)
+from utils.extras import MissingExtraError
+from utils.foreground import (ACCEPTED_BACKGROUNDS, Background, composite, estimate_foreground, load_alpha,
+                              parse_background, require_pymatting, rgba_image)
+from utils.image_io import IMAGE_EXTENSIONS, list_images, read_image, stem
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -94,14 +95,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: --output {args.output} cannot be created ({e.strerror or e}); choose another --output folder",
               file=sys.stderr)
         return 2
-    done = 0
-    for image_path, alpha_path in progress(pairs, desc="cutout"):
-        try:
-            cut_out(image_path, alpha_path, args.output, background)
-            done += 1
-        except (ImageReadError, WriteError) as e:
-            problems.append(str(e))
-            print(f"skipped: {e}", file=sys.stderr)
+    done = process_pairs(pairs, partial(cut_out, output=args.output, background=background), "cutout", problems)
     print(f"{done} of {total} images cut out into {args.output}")
     return report_failures(total - done, total, problems)
 

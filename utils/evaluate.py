@@ -175,9 +175,10 @@ def defined(value: float) -> bool:
     return not math.isnan(value)
 
 
-def format_figure(key: str, value: float) -> str:
-    """'MSE 0.0045', or 'MSE -' when undefined (NaN)."""
-    return f"{LABELS[key]} {value:.{DECIMALS[key]}f}" if defined(value) else f"{LABELS[key]} -"
+def format_figure(key: str, value: float, label: Optional[str] = None) -> str:
+    """'MSE 0.0045', or 'MSE -' when undefined (NaN); `label` in place of the figure's own name."""
+    label = label or LABELS[key]
+    return f"{label} {value:.{DECIMALS[key]}f}" if defined(value) else f"{label} -"
 
 
 def scale_mse(metrics: Dict[str, float], mse_scale: float) -> Dict[str, float]:
@@ -416,8 +417,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                       "largest have a picture (the name links to it). Click a column's header to sort by it."]
         try:
             notes += write_gallery(args.gallery, entries, args.worst, f"Evaluation of {args.pred_dir}", page_notes,
-                                   columns, lambda m: [f"{label} {m[k]:.{d}f}" if defined(m[k]) else f"{label} -"
-                                                       for k, label, d in columns])
+                                   columns, lambda m: [format_figure(key, m[key], label) for key, label, _ in columns])
             print(f"gallery: {os.path.join(args.gallery, 'index.html')}")
         except OSError as e:
             print(f"error: gallery not complete: {e}", file=sys.stderr)

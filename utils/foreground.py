@@ -5,11 +5,13 @@ Arrays are OpenCV's: BGR (BGRA) channel order, uint8 on the 0..255 scale unless 
 """
 import re
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Optional, Tuple
 
 import cv2
 import numpy as np
 
+from utils.extras import import_extra
 from utils.image_io import ImageReadError, read_image
 
 COLOUR_NAMES = {  # R, G, B
@@ -20,10 +22,6 @@ ACCEPTED_BACKGROUNDS = (f"a colour (#rrggbb, R,G,B with values 0 to 255, or one 
                         "or an image file")
 
 
-class MissingExtraError(ImportError):
-    pass
-
-
 def to_uint8(values: np.ndarray) -> np.ndarray:
     """Values on the 0..255 scale -> uint8, rounded and clipped (uint8 input is returned as it is)."""
     if values.dtype == np.uint8:
@@ -31,13 +29,10 @@ def to_uint8(values: np.ndarray) -> np.ndarray:
     return np.clip(np.round(values), 0, 255).astype(np.uint8)
 
 
-def require_pymatting():
-    """The pymatting module, or MissingExtraError saying how to install it."""
-    try:
-        import pymatting  # first import compiles with numba (about half a minute, then cached)
-    except ImportError:
-        raise MissingExtraError("foreground colours need pymatting: pip install -r requirements-cutout.txt") from None
-    return pymatting
+def require_pymatting() -> ModuleType:
+    """The pymatting module, or MissingExtraError saying how to install it. Its first import
+    compiles with numba (about half a minute, then cached)."""
+    return import_extra("pymatting", "foreground colours need pymatting: pip install -r requirements-cutout.txt")
 
 
 def alpha_to_unit(alpha: np.ndarray) -> np.ndarray:

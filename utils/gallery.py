@@ -15,9 +15,9 @@ from urllib.parse import quote, unquote
 import cv2
 import numpy as np
 
-from utils.atomic import atomic_file, write_bytes
+from utils.atomic import atomic_file
 from utils.foreground import to_uint8
-from utils.image_io import ImageReadError, read_first_channel, read_image, stem
+from utils.image_io import ImageReadError, read_first_channel, read_image, stem, write_image
 from utils.progress import progress
 
 GENERATOR = "GCA-Matting utils.evaluate gallery"
@@ -216,9 +216,8 @@ def write_gallery(folder: str, entries: Sequence[Entry], worst: int, title: str,
         picture, note = entry_picture(entry, figure_text(entry.metrics))
         if note:
             problems.append(note)
-        _, data = cv2.imencode(".png", picture)
         pictures[entry.name] = picture_name(rank, entry.name)
-        write_bytes(os.path.join(folder, pictures[entry.name]), data.tobytes())
+        write_image(os.path.join(folder, pictures[entry.name]), picture)
     label_fields = list(dict.fromkeys(f for e in entries for f in (e.labels or {})))
     rows = [(e.name, pictures.get(e.name), e.labels or {}, e.metrics) for e in ranked]
     with atomic_file(os.path.join(folder, "index.html"), "w", encoding="utf-8") as f:
