@@ -33,7 +33,8 @@ from utils.foreground import (Background, composite, estimate_foreground, parse_
                               to_uint8)
 from utils.image_io import ImageReadError, read_grey, read_image, stem, write_image
 from utils.inference import PRECISIONS, TTA_MODES, check_precision
-from utils.preprocess import FOREGROUND, has_unknown, trimap_to_classes
+from utils.preprocess import trimap_to_classes
+from utils.recipe import FOREGROUND, Recipe
 from utils.quickstart_report import checkerboard
 
 INSTALL_HINT = "pip install -r requirements-app.txt"
@@ -111,19 +112,19 @@ def painted_trimap(layers: List[np.ndarray], unpainted: str) -> np.ndarray:
     return trimap
 
 
-def painted_problem(trimap: np.ndarray) -> str:
+def painted_problem(trimap: np.ndarray, recipe: Recipe) -> str:
     """'' for a painted trimap the network has something to do with, else what to paint."""
     classes = trimap_to_classes(trimap)
     if not (classes == FOREGROUND).any():
         return "the painted trimap has no foreground: paint part of the subject with the foreground (green) brush"
-    if not has_unknown(trimap):
+    if not recipe.has_unknown(trimap):
         return ("the painted trimap has no unknown pixel, so there is nothing to matte: paint the uncertain edge "
                 "(hair, fur, blur) with the unknown (blue) brush, or make unpainted pixels unknown")
     return ""
 
 
-def uploaded_trimap_note(trimap: np.ndarray) -> str:
-    if has_unknown(trimap):
+def uploaded_trimap_note(trimap: np.ndarray, recipe: Recipe) -> str:
+    if recipe.has_unknown(trimap):
         return ""
     return ("The trimap has no unknown pixel, so the alpha is just its known regions and the network's prediction "
             "is not used; mark the uncertain band grey (128).")
@@ -195,7 +196,7 @@ def trimap_of(inputs: Inputs, image: np.ndarray, matter: Matter) -> Tuple[np.nda
         if not inputs.layers:
             raise PageError("nothing is painted: paint the trimap on the photo with the three brushes")
         trimap, note = fit_to_photo(painted_trimap(inputs.layers, inputs.unpainted), shape, "painted trimap", True)
-        problem = painted_problem(trimap)
+        problem = painted_problem(trimap, matter.recipe)
         if problem:
             raise PageError(problem)
         return trimap, [note]
@@ -212,7 +213,7 @@ def trimap_of(inputs: Inputs, image: np.ndarray, matter: Matter) -> Tuple[np.nda
         trimap = matter.trimap_for(image, guide, None, None)
     except ValueError as e:
         raise PageError(str(e)) from None
-    return trimap, [note, uploaded_trimap_note(trimap)]
+    return trimap, [note, uploaded_trimap_note(trimap, matter.recipe)]
 
 
 def matte(matter: Matter, inputs: Inputs, max_side: int,

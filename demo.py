@@ -26,7 +26,8 @@ from typing import List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from networks.export import ExportError, OnnxMatting, load_network, onnx_providers
+from networks.export import ExportError, OnnxMatting, onnx_providers
+from networks.families import load_configured
 from utils.allocator import reuse_freed_memory
 from utils.batch import (check_same_size, drop_clashing, is_inside, pair_by_stem, process_pairs, report_failures,
                          write_all)
@@ -38,7 +39,8 @@ from utils.foreground import (Background, composite, estimate_foreground, parse_
                               rgba_image)
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_grey, read_image, stem
 from utils.inference import TTA_MODES, check_precision, predict_alpha
-from utils.preprocess import has_unknown, label_trimap_to_grey
+from utils.preprocess import label_trimap_to_grey
+from utils.recipe import Recipe
 from utils.trimap import mask_problem, mask_to_trimap
 
 
@@ -129,13 +131,14 @@ class Outputs:
         return names
 
 
-def grey_trimap(trimap: np.ndarray, source: str) -> np.ndarray:
-    """A 0/1/2 label trimap mapped to grey with a note; a warning when no pixel is unknown."""
+def grey_trimap(trimap: np.ndarray, source: str, recipe: Recipe) -> np.ndarray:
+    """A 0/1/2 label trimap mapped to grey with a note; a warning when the recipe leaves no pixel
+    to the network."""
     grey = label_trimap_to_grey(trimap)
     if grey is not None:
         print(f"note: {source}: read as a 0/1/2 label trimap", file=sys.stderr)
         trimap = grey
-    if not has_unknown(trimap):
+    if not recipe.has_unknown(trimap):
         print(f"warning: {source}: the trimap has no unknown pixel, so the alpha is just its known regions "
               "and the network's prediction is not used; mark the uncertain band grey (128)", file=sys.stderr)
     return trimap
@@ -166,14 +169,16 @@ class Matter:
         self.device = pick_device(device)
         check_precision(precision, self.device)
         self.precision = precision
-        self.model = load_network(config, checkpoint).to(self.device)
+        self.network, self.family, spec = load_configured(config, checkpoint)
+        self.network.to(self.device)
+        self.recipe = self.family.recipes(spec)[0]
 
     def predict_bgr(self, image_bgr: np.ndarray, trimap: np.ndarray, tta: str = "none",
                     precision: Optional[str] = None):
         """(uint8 alpha, the network's info) for a BGR image and a grey trimap, as demo.py writes
         them; in `precision` where given (see check_precision), else the Matter's own."""
-        return predict_alpha(self.model, image_bgr, trimap, self.model.trimap_channel, self.device,
-                             precision or self.precision, tta)
+        return predict_alpha(self.network, self.recipe, image_bgr, trimap, self.device, precision or self.precision,
+                             tta)
 
     def trimap_for(self, image: np.ndarray, trimap: Optional[np.ndarray], mask: Optional[np.ndarray],
                    unknown_width: Optional[int]) -> np.ndarray:
@@ -208,6 +213,7 @@ class OnnxMatter:
 
     def __init__(self, path: str, device: str = "auto"):
         self.matting = OnnxMatting(path, onnx_providers(device))
+        self.recipe = self.matting.recipe
 
     def predict_bgr(self, image_bgr: np.ndarray, trimap: np.ndarray, tta: str = "none") -> Tuple[np.ndarray, None]:
         if tta != "none":
@@ -237,7 +243,7 @@ def process_one(matter: Union[Matter, OnnxMatter], image_path: str, guide_path: 
         except ValueError as e:
             raise ImageReadError(str(e)) from None
     else:
-        trimap = grey_trimap(guide, guide_path)
+        trimap = grey_trimap(guide, guide_path, matter.recipe)
     alpha, info = matter.predict_bgr(image, trimap, tta)
     pictures = [alpha] + (gca_offset_pictures(info) if outputs.offsets else [])
     names = outputs.names(image_path)

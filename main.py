@@ -13,21 +13,22 @@ import sys
 import time
 from typing import List, Optional, Tuple
 
+import numpy as np
 import torch
 
 from dataloader.datasets import EvalDataset, TrainDataset, usable_eval_files
 from dataloader.file_lists import DataListError, EvalList, eval_list, training_list
 from dataloader.loader import eval_loader, train_loader
-from networks import build_generator, set_gca_block
+from networks.families import build_network, family_of, load_checkpoint
 from trainer import Trainer, TrainingError, checkpoint_file
 from utils import distributed as du
 from utils.allocator import reuse_freed_memory
-from utils.checkpoint import CheckpointError, load_imagenet_backbone, load_weights
-from utils.config import ConfigError, format_config, load_config
+from utils.checkpoint import CheckpointError, load_imagenet_backbone
+from utils.config import ConfigError, format_config, load_config, model_spec
 from utils.categories import CategoriesError, assign_labels, categories_from_prefix, group_report, load_categories
 from utils.evaluate import PROTOCOLS, coverage_note, format_metrics, mean_metrics, units_line
 from utils.image_io import write_image
-from utils.inference import check_precision, check_tta, predict_eval_batch
+from utils.inference import check_precision, check_tta, evaluate_sample
 from utils.progress import progress
 from utils.signals import StopRequest, exit_code
 
@@ -69,10 +70,6 @@ def setup_logging(config, main_process: bool) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def build_model(config):
-    return build_generator(config.model.arch.encoder, config.model.arch.decoder, config.model.trimap_channel)
-
-
 def checked_eval_list(merged: str, alpha: str, trimap: str, keys) -> Tuple[EvalList, int]:
     """The test set's files, checked at start-up as the training files are: images whose files
     cannot be read or differ in size are named in the log and left out; and how many were."""
@@ -88,8 +85,12 @@ def checked_eval_list(merged: str, alpha: str, trimap: str, keys) -> Tuple[EvalL
 def run_training(config, dist_info: du.DistInfo, stop: StopRequest) -> int:
     """Trains; returns 0 when the run is finished, 128 + the signal number when a signal
     stopped it (latest_model.pth saved)."""
+    spec = model_spec(config)
+    family = family_of(spec)
+    if family.training_refusal:
+        raise ConfigError(f"{config.model.family!r} (model.family): {family.training_refusal}")
     torch.manual_seed(config.train.seed)
-    model = build_model(config)
+    model = build_network(spec)
     if config.model.imagenet_pretrain and not config.train.resume_checkpoint:
         left = load_imagenet_backbone(model.encoder, config.model.imagenet_pretrain_path or "",
                                       config.model.trimap_channel)
@@ -105,8 +106,7 @@ def run_training(config, dist_info: du.DistInfo, stop: StopRequest) -> int:
     if data.test_merged:
         eval_files, _ = checked_eval_list(data.test_merged, data.test_alpha, data.test_trimap,
                                        ("data.test_merged", "data.test_alpha", "data.test_trimap"))
-        validation = eval_loader(EvalDataset(eval_files, config.model.trimap_channel), dist_info.rank,
-                                 dist_info.world_size)
+        validation = eval_loader(EvalDataset(eval_files), dist_info.rank, dist_info.world_size)
     else:
         logger.warning("data.test_merged is not set: no validation, and no best_model.pth")
     writer = None
@@ -116,7 +116,7 @@ def run_training(config, dist_info: du.DistInfo, stop: StopRequest) -> int:
     logger.info("%d foregrounds, %d backgrounds, %d validation images, %d process(es) on %s",
                 len(files.fg), len(files.bg), len(validation.dataset) if validation else 0,
                 dist_info.world_size, dist_info.device)
-    trainer = Trainer(config, model, loader, validation, dist_info, writer, stop)
+    trainer = Trainer(config, model, loader, validation, dist_info, writer, stop, eval_recipe=family.recipes(spec)[1])
     trainer.remove_interrupted_saves()
     if config.train.resume_checkpoint:
         trainer.restore(config.train.resume_checkpoint)
@@ -168,15 +168,15 @@ def run_test(config, dist_info: du.DistInfo) -> int:
         raise ConfigError(f"test.tta: {e}") from None
     protocol = PROTOCOLS[config.test.protocol]
     table = test_categories(config)
-    model = build_model(config)
-    path = checkpoint_file(config.log.checkpoint_path, config.test.checkpoint)
-    load_weights(model, path)
+    spec = model_spec(config)
+    model = build_network(spec)
+    load_checkpoint(model, spec, checkpoint_file(config.log.checkpoint_path, config.test.checkpoint))
     check_precision(config.test.precision, dist_info.device)
-    set_gca_block(model, config.test.gca_block)
     model.to(dist_info.device).eval()
+    recipe = family_of(spec).recipes(spec)[1]
     files, problems = checked_eval_list(config.test.merged, config.test.alpha, config.test.trimap,
                                         ("test.merged", "test.alpha", "test.trimap"))
-    dataset = EvalDataset(files, config.model.trimap_channel)
+    dataset = EvalDataset(files)
     out_dir = config.test.alpha_path
     if out_dir:
         try:
@@ -187,20 +187,20 @@ def run_test(config, dist_info: du.DistInfo) -> int:
     rows, sads = [], {}
     with torch.no_grad():
         for batch in progress(eval_loader(dataset), len(dataset), desc="test"):
-            name = batch["image_name"][0]
+            name = batch["image_name"]
             if "error" in batch:
                 problems += 1
-                logger.warning("left out of the means: %s", batch["error"][0])
+                logger.warning("left out of the means: %s", batch["error"])
                 continue
-            _, pred, target = predict_eval_batch(model, batch, dist_info.device, config.test.precision,
-                                                 config.test.tta)
+            _, pred, target = evaluate_sample(model, recipe, batch, dist_info.device, config.test.precision,
+                                              config.test.tta)
             if out_dir:
                 try:
                     write_image(os.path.join(out_dir, os.path.splitext(name)[0] + ".png"), pred)
                 except OSError as e:
                     problems += 1
                     logger.warning("prediction not saved (its figures still count): %s", e)
-            metrics = protocol.metrics(pred, target, batch["trimap_grey"][0].numpy(), fast=config.test.fast_eval)
+            metrics = protocol.metrics(pred, target, batch["trimap"].astype(np.uint8), fast=config.test.fast_eval)
             rows.append(metrics)
             sads[name] = metrics["sad"]
             logger.info("%s: %s", name, format_metrics(metrics, protocol.columns))

@@ -16,6 +16,7 @@ import os
 import time
 from typing import Dict, Iterator, Optional
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
@@ -23,12 +24,15 @@ from torch.nn.parallel import DistributedDataParallel
 from dataloader.loader import Prefetcher
 from utils import distributed as du
 from utils.atomic import remove_temporary_files
-from utils.checkpoint import load_weights, save_checkpoint
+from networks.families import load_checkpoint
+from utils.checkpoint import save_checkpoint
+from utils.config import model_spec
 from utils.flow_vis import flow_to_image
-from utils.inference import autocast_for, predict_eval_batch
-from utils.losses import matting_losses, regression_loss, unknown_weight
+from utils.inference import autocast_for, evaluate_sample
+from utils.losses import matting_losses, regression_loss
 from utils.metrics import mse, sad
 from utils.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from utils.recipe import Recipe
 from utils.schedule import AdaptiveGradClip, learning_rate
 from utils.signals import StopRequest, signal_name
 
@@ -54,7 +58,7 @@ def checkpoint_file(checkpoint_dir: str, name: str) -> str:
 
 class Trainer:
     def __init__(self, config, model: nn.Module, train_loader, eval_loader, dist_info: du.DistInfo,
-                 writer=None, stop: Optional[StopRequest] = None):
+                 writer=None, stop: Optional[StopRequest] = None, eval_recipe: Optional[Recipe] = None):
         self.config, self.train_config = config, config.train
         self.dist, self.device = dist_info, dist_info.device
         if config.train.amp not in AMP_PRECISIONS:
@@ -66,7 +70,7 @@ class Trainer:
         self.model = model.to(self.device)
         self.net = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                                             else None) if dist_info.distributed else self.model)
-        self.train_loader, self.eval_loader = train_loader, eval_loader
+        self.train_loader, self.eval_loader, self.eval_recipe = train_loader, eval_loader, eval_recipe
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=config.train.G_lr,
                                           betas=(config.train.beta1, config.train.beta2))
@@ -139,7 +143,7 @@ class Trainer:
 
     def restore(self, name: str) -> None:
         path = checkpoint_file(self.config.log.checkpoint_path, name)
-        checkpoint = load_weights(self.model, path)
+        checkpoint = load_checkpoint(self.model, model_spec(self.config), path)
         self.check_schedule(checkpoint, path)
         self.start_step = int(checkpoint["iter"]) + 1
         self.best_mse = checkpoint.get("best_mse", math.inf)
@@ -222,12 +226,13 @@ class Trainer:
                     break
                 if "error" in batch:
                     totals[5] += 1
-                    self._report_once(batch["error"][0], "unreadable validation image, left out of the means: %s")
+                    self._report_once(batch["error"], "unreadable validation image, left out of the means: %s")
                     continue
-                alpha, pred8, target8 = predict_eval_batch(self.model, batch, self.device)
-                h, w = alpha.shape[2:]
-                rec = regression_loss(alpha, batch["alpha"], unknown_weight(batch["trimap"][..., :h, :w]))
-                trimap = batch["trimap_grey"][0].numpy()
+                alpha, pred8, target8 = evaluate_sample(self.model, self.eval_recipe, batch, self.device)
+                unknown = self.eval_recipe.unknown(torch.from_numpy(batch["trimap"])).float()
+                target = torch.from_numpy(batch["alpha"].astype(np.float32) / 255)
+                rec = regression_loss(torch.from_numpy(alpha), target, unknown)
+                trimap = batch["trimap"].astype(np.uint8)
                 image_mse = mse(pred8, target8, trimap)  # NaN without unknown pixels
                 defined = not math.isnan(image_mse)
                 totals[:5] += torch.tensor([sad(pred8, target8, trimap), image_mse if defined else 0.0, float(rec),

@@ -14,7 +14,7 @@ from dataloader.dim_pipeline import dim_sample
 from dataloader.fast_pipeline import gca_sample_fast
 from dataloader.file_lists import DataListError, EvalList, TrainList
 from utils.image_io import ImageReadError, read_grey, read_image, read_uint8
-from utils.preprocess import bottom_right_padding, classes_to_tensor, image_to_tensor, reflect_pad, trimap_to_classes
+from utils.preprocess import image_to_tensor, trimap_to_tensor
 
 logger = logging.getLogger(__name__)
 PIPELINES = ("gca", "dim")
@@ -80,7 +80,7 @@ def train_sample_to_tensors(sample: Dict[str, np.ndarray], trimap_channel: int) 
         "fg": image_to_tensor(sample["fg"]),
         "bg": image_to_tensor(sample["bg"]),
         "alpha": torch.from_numpy(np.ascontiguousarray(sample["alpha"], dtype=np.float32))[None],
-        "trimap": classes_to_tensor(trimap_to_classes(sample["trimap"]), trimap_channel),
+        "trimap": trimap_to_tensor(sample["trimap"], trimap_channel),
     }
 
 
@@ -181,18 +181,18 @@ class EpochSampler(Sampler):
 
 
 class EvalDataset(Dataset):
-    """merged + alpha + trimap; image and trimap reflect-padded at the bottom/right to a multiple
-    of 32, `alpha_shape` holding the size to crop the prediction back to."""
+    """merged + alpha + trimap as read: the BGR image, the grey alpha and the grey trimap (H x W
+    [x 3], uint8, or float32 on the 0..255 scale for 16-bit files); a family's recipe pads them."""
 
-    def __init__(self, files: EvalList, trimap_channel: int = 3):
-        self.files, self.trimap_channel = files, trimap_channel
+    def __init__(self, files: EvalList):
+        self.files = files
 
     def __len__(self) -> int:
         return len(self.files.merged)
 
     def __getitem__(self, index: int) -> Dict:
-        """The padded sample, or {"image_name", "error"} when a file cannot be read, so that one
-        bad image is reported and left out instead of ending the run."""
+        """The sample, or {"image_name", "error"} when a file cannot be read, so that one bad image
+        is reported and left out instead of ending the run."""
         try:
             return self._sample(index)
         except ImageReadError as e:
@@ -207,13 +207,5 @@ class EvalDataset(Dataset):
             sizes = [(array.shape[1], array.shape[0]) for array in (image, alpha, trimap)]
             raise ImageReadError(size_mismatch(self.files.merged[index], self.files.alpha[index],
                                                self.files.trimap[index], sizes))
-        padding = bottom_right_padding(h, w)
-        classes = trimap_to_classes(reflect_pad(trimap, padding))
-        return {
-            "image": image_to_tensor(reflect_pad(image, padding)),
-            "trimap": classes_to_tensor(classes, self.trimap_channel),
-            "alpha": torch.from_numpy(alpha.astype(np.float32) / 255)[None],
-            "trimap_grey": torch.from_numpy(trimap.astype(np.uint8)),
-            "alpha_shape": (h, w),
-            "image_name": os.path.basename(self.files.merged[index]),
-        }
+        return {"image": image, "alpha": alpha, "trimap": trimap,
+                "image_name": os.path.basename(self.files.merged[index])}

@@ -3,7 +3,7 @@ import multiprocessing
 import multiprocessing.forkserver
 import multiprocessing.resource_tracker
 import sys
-from typing import Iterator
+from typing import Dict, Iterator
 
 import cv2
 import torch
@@ -53,10 +53,16 @@ def train_loader(dataset: TrainDataset, batch_size: int, workers: int, seed: int
                       multiprocessing_context=worker_context() if workers > 0 else None)
 
 
+def _as_read(sample: Dict) -> Dict:
+    return sample
+
+
 def eval_loader(dataset: EvalDataset, rank: int = 0, world_size: int = 1) -> DataLoader:
-    """Batch 1 (sizes differ); under DDP each rank takes its share without padding duplicates."""
+    """The samples one at a time, as the dataset reads them (sizes differ; the recipe pads them);
+    under DDP each rank takes its share without padding duplicates."""
     indices = list(range(rank, len(dataset), world_size))
-    return DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=1, shuffle=False, num_workers=0)
+    return DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=None, shuffle=False, num_workers=0,
+                      collate_fn=_as_read)
 
 
 class Prefetcher:

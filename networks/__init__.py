@@ -1,3 +1,3 @@
-from networks.generator import Generator, build_generator, load_generator, set_gca_block
+from networks.generator import Generator, build_generator, set_gca_block
 
-__all__ = ["Generator", "build_generator", "load_generator", "set_gca_block"]
+__all__ = ["Generator", "build_generator", "set_gca_block"]

@@ -1,10 +1,10 @@
 """Benchmark: network inference time and peak memory at 800x600 .. 3840x2160.
 
-python -m networks.benchmark [--sizes 800x600 1920x1080 2560x1440 3840x2160] [--checkpoint CKPT]
+python -m networks.benchmark [--config CFG] [--sizes 800x600 1920x1080 2560x1440 3840x2160] [--checkpoint CKPT]
                              [--device cpu|cuda] [--precision fp32|bf16|fp16] [--forms blocked literal]
 
 Each size runs in a fresh process (a real photo upscaled, about 30 % unknown), through the
-same `predict_alpha` the demo uses, in two forms: "blocked", this project's defaults (GCA in
+same `predict_alpha` and the config's family recipe the demo uses, in two forms: "blocked", this project's defaults (GCA in
 blocks sized to the memory budget, the full-resolution tail in stripes), and, where it fits
 in memory, "literal", the published computation (L x L attention, whole-image tail). Prints
 seconds (one run on the CPU; on the GPU the second run, after a warm-up), the wall time of
@@ -28,14 +28,15 @@ import cv2
 import numpy as np
 import torch
 
-from networks import build_generator, set_gca_block
+from networks import set_gca_block
+from networks.families import build_network, family_of, load_checkpoint
 from networks.gca import AUTO, LITERAL
 from networks.generator import WHOLE
 from networks.ops import SpectralNorm
 from utils.allocator import reuse_freed_memory
-from utils.checkpoint import load_weights
+from utils.config import load_config, model_spec
 from utils.inference import predict_alpha
-from utils.preprocess import inference_padding
+from utils.recipe import Recipe
 
 # (GCA block, tail stripe rows): ours, and the published computation
 FORMS = {"blocked": (AUTO, AUTO), "literal": (LITERAL, WHOLE)}
@@ -51,18 +52,21 @@ def photo_and_trimap(width: int, height: int):
     return photo, trimap_for(alpha, unknown_fraction=0.3)
 
 
-def build(checkpoint: Optional[str]) -> torch.nn.Module:
+def build(config: str, checkpoint: Optional[str]) -> Tuple[torch.nn.Module, Recipe]:
+    """The config's network in eval mode, with the checkpoint's weights or random ones, and its
+    demo recipe."""
+    spec = model_spec(load_config(config))
     torch.manual_seed(0)
-    model = build_generator("resnet_gca_encoder_29", "res_gca_decoder_22")
+    model = build_network(spec)
     if checkpoint:
-        load_weights(model, checkpoint)
+        load_checkpoint(model, spec, checkpoint)
     else:
         with torch.no_grad():  # converge the power iterations, as training would
             for module in model.modules():
                 if isinstance(module, SpectralNorm):
                     for _ in range(20):
                         module.normalized_weight()
-    return model.eval()
+    return model.eval(), family_of(spec).recipes(spec)[0]
 
 
 def image_size(text: str) -> str:
@@ -73,11 +77,12 @@ def image_size(text: str) -> str:
     return f"{int(parts[0])}x{int(parts[1])}"
 
 
-def run_one(size: str, form: str, checkpoint: Optional[str], device: str, precision: str,
+def run_one(size: str, form: str, config: str, checkpoint: Optional[str], device: str, precision: str,
             alpha_file: Optional[str] = None) -> dict:
     width, height = (int(v) for v in size.split("x"))
     image, trimap = photo_and_trimap(width, height)
-    model = build(checkpoint).to(device)
+    model, recipe = build(config, checkpoint)
+    model.to(device)
     set_gca_block(model, FORMS[form][0])
     model.stripe_rows = FORMS[form][1]
     dev = torch.device(device)
@@ -88,7 +93,7 @@ def run_one(size: str, form: str, checkpoint: Optional[str], device: str, precis
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        alpha, _ = predict_alpha(model, image, trimap, 3, dev, precision)
+        alpha, _ = predict_alpha(model, recipe, image, trimap, dev, precision)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
@@ -100,11 +105,12 @@ def run_one(size: str, form: str, checkpoint: Optional[str], device: str, precis
     return {"size": size, "form": form, "seconds": times[-1], "peak_gib": peak / 2 ** 30, "unknown": unknown}
 
 
-def literal_fits(size: str) -> bool:
+def literal_fits(size: str, config: str) -> bool:
     """Whether the literal form's L x L score volumes (a few alive at once) fit in free memory."""
+    spec = model_spec(load_config(config))
+    padding = family_of(spec).recipes(spec)[0].padding
     width, height = (int(v) for v in size.split("x"))
-    (top, bottom), (left, right) = inference_padding(height, width)
-    length = (height + top + bottom) // 16 * ((width + left + right) // 16)
+    length = (height + sum(padding.sides(height))) // 16 * ((width + sum(padding.sides(width))) // 16)
     free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return 3 * 4 * length ** 2 < 0.5 * free
 
@@ -123,6 +129,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--sizes", nargs="+", type=image_size,
                         default=["800x600", "1920x1080", "2560x1440", "3840x2160"])
     parser.add_argument("--forms", nargs="+", default=["blocked", "literal"], choices=list(FORMS))
+    parser.add_argument("--config", default="config/gca-dist.toml",
+                        help="the model's config (default config/gca-dist.toml: GCA-Matting's GCA)")
     parser.add_argument("--checkpoint")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
@@ -130,7 +138,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--alpha-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(run_one(*args.one, args.checkpoint, args.device, args.precision, args.alpha_file)))
+        print(json.dumps(run_one(*args.one, args.config, args.checkpoint, args.device, args.precision,
+                                 args.alpha_file)))
         return 0
     with tempfile.TemporaryDirectory() as alpha_dir:
         return run_all(args, alpha_dir)
@@ -164,7 +173,7 @@ def run_child(size: str, form: str, precision: str, args: argparse.Namespace, al
     label = form if precision == args.precision else f"{form} {precision}"
     alpha_file = os.path.join(alpha_dir, f"{size}_{form}_{precision}.npy")
     command = [sys.executable, "-m", "networks.benchmark", "--one", size, form, "--alpha-file", alpha_file,
-               "--device", args.device, "--precision", precision]
+               "--config", args.config, "--device", args.device, "--precision", precision]
     if args.checkpoint:
         command += ["--checkpoint", args.checkpoint]
     result, why = run_measured(command, alpha_file)
@@ -187,12 +196,12 @@ def compare(size: str, what: str, result: Optional[dict], reference: Optional[di
 
 def run_all(args: argparse.Namespace, alpha_dir: str) -> int:
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; precision {args.precision}")
+    print(f"device: {name}; precision {args.precision}; model {args.config}")
     print(f"{'size':>10s} {'form':>8s} {'seconds':>8s} {'process s':>9s} {'peak GiB':>8s} {'unknown':>8s}")
     for size in args.sizes:
         results = {}
         for form in args.forms:
-            if form == "literal" and args.device == "cpu" and not literal_fits(size):
+            if form == "literal" and args.device == "cpu" and not literal_fits(size, args.config):
                 print(f"{size:>10s} {form:>8s}   does not fit in this machine's memory (L x L scores)")
                 continue
             results[form] = run_child(size, form, args.precision, args, alpha_dir)

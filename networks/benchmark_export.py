@@ -26,6 +26,7 @@ import numpy as np
 from networks.benchmark import alpha_change, build, image_size, photo_and_trimap, run_measured, speed_ratio
 from networks.export import ExportError, export_onnx, require_export_packages
 from utils.allocator import reuse_freed_memory
+from utils.config import load_config, model_spec
 
 RUNTIMES = ("pytorch", "onnxruntime")
 
@@ -55,7 +56,7 @@ def child_command(runtime: str, size: str, folder: str, args: argparse.Namespace
         return [sys.executable, "-c", ONNXRUNTIME_CHILD, os.path.join(folder, "model.onnx"), *inputs, alpha_file,
                 str(args.threads)]
     command = [sys.executable, "-m", "networks.benchmark", "--one", size, "blocked", "--alpha-file", alpha_file,
-               "--device", "cpu"]
+               "--config", args.config, "--device", "cpu"]
     return command + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
 
 
@@ -80,9 +81,10 @@ def save_inputs(size: str, folder: str) -> None:
     np.save(os.path.join(folder, f"{size}_trimap.npy"), trimap)
 
 
-def export_to(path: str, checkpoint: Optional[str]) -> int:
+def export_to(path: str, config: str, checkpoint: Optional[str]) -> int:
+    network, _ = build(config, checkpoint)
     with open(path, "wb") as f:
-        f.write(export_onnx(build(checkpoint)))
+        f.write(export_onnx(network, model_spec(load_config(config))))
     return 0
 
 
@@ -90,7 +92,7 @@ def run_all(args: argparse.Namespace, folder: str) -> int:
     """The export in a child too: a child's peak RSS (ru_maxrss, which networks.benchmark
     reports) starts from its parent's at the fork, so the parent must stay small."""
     model = os.path.join(folder, "model.onnx")
-    command = [sys.executable, "-m", "networks.benchmark_export", "--export-to", model]
+    command = [sys.executable, "-m", "networks.benchmark_export", "--export-to", model, "--config", args.config]
     start = time.perf_counter()
     subprocess.run(command + (["--checkpoint", args.checkpoint] if args.checkpoint else []), check=True)
     import onnxruntime
@@ -113,6 +115,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", type=image_size, default=["800x600", "1920x1080"])
     parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
+    parser.add_argument("--config", default="config/gca-dist.toml",
+                        help="the model's config (default config/gca-dist.toml: GCA-Matting's GCA)")
     parser.add_argument("--checkpoint")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="onnxruntime's intra-op threads")
     parser.add_argument("--export-to", help=argparse.SUPPRESS)
@@ -123,7 +127,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.export_to:
-        return export_to(args.export_to, args.checkpoint)
+        return export_to(args.export_to, args.config, args.checkpoint)
     with tempfile.TemporaryDirectory() as folder:
         return run_all(args, folder)
 

@@ -30,18 +30,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch._higher_order_ops.scan import scan
 
-from networks.gca import (KEY_NORM_FLOOR, RATE, SELF_MATCH_PENALTY, GuidedCxtAtten, extract_patches,
-                          l2_norm_patches, softmax_scales)
-from networks.generator import WHOLE, Generator, load_generator
-from networks.ops import SpectralNorm
+from networks import gca_matting
+from networks.families import family_of, load_configured
+from networks.gca import RATE, GuidedCxtAtten, extract_patches, softmax_scales
+from networks.generator import WHOLE, Generator
+from networks.ops import SpectralNorm, replace_modules
 from utils.atomic import WriteError, write_bytes
 from utils.checkpoint import CheckpointError
-from utils.config import ConfigError, load_config
+from utils.config import ConfigError, ModelSpec
 from utils.inference import predict_alpha
-from utils.preprocess import (BACKGROUND, BACKGROUND_BELOW, FOREGROUND, FOREGROUND_FROM, IMAGENET_MEAN, IMAGENET_STD,
-                              INFERENCE_MARGIN, SIZE_MULTIPLE, UNKNOWN, force_known_regions)
+from utils.recipe import Recipe, RecipeForward
 
 INPUT_NAMES, OUTPUT_NAME = ("image", "trimap"), "alpha"
+# The exported file's metadata: the model's family and trimap channels (its recipe).
+FAMILY_KEY, TRIMAP_CHANNEL_KEY = "model.family", "model.trimap_channel"
 HEIGHT, WIDTH = "height", "width"
 # torch's exporter implements opsets 18 (lower ones only by a conversion that can fail) to 23.
 MIN_OPSET, DEFAULT_OPSET, MAX_OPSET = 18, 20, 23
@@ -77,37 +79,6 @@ def require_export_packages(names: Sequence[str] = EXPORT_PACKAGES) -> None:
         raise ExportError(f"{', '.join(missing)} not installed; ONNX export and --onnx need: {INSTALL_HINT}")
 
 
-def padded_indices(size: int) -> torch.Tensor:
-    """Source indices along an axis of `size` for inference_padding's reflect padding (32 px
-    before, 32 plus up to a multiple of 32 after), as np.pad(mode="reflect") makes them for
-    pads of any length: the mirror image repeats with period 2 (size - 1)."""
-    stop = SIZE_MULTIPLE * ((size + SIZE_MULTIPLE - 1) // SIZE_MULTIPLE) + INFERENCE_MARGIN
-    index = torch.arange(-INFERENCE_MARGIN, stop)
-    period = torch.full((), torch.sym_max(2 * (size - 1), 1), dtype=torch.long)
-    index = torch.remainder(index, period)
-    return torch.minimum(index, period - index)
-
-
-def normalise_image(image: torch.Tensor) -> torch.Tensor:
-    """uint8 RGB H x W x 3 -> 3 x H x W float32, ImageNet-normalised in image_to_tensor's order."""
-    image = image.permute(2, 0, 1).float() / 255.
-    return (image - IMAGENET_MEAN) / IMAGENET_STD
-
-
-def trimap_classes(trimap: torch.Tensor) -> torch.Tensor:
-    """trimap_to_classes on a tensor: int64 background / unknown / foreground."""
-    unknown = torch.full_like(trimap, UNKNOWN, dtype=torch.long)
-    classes = torch.where(trimap >= FOREGROUND_FROM, FOREGROUND, unknown)
-    return torch.where(trimap < BACKGROUND_BELOW, BACKGROUND, classes)
-
-
-def classes_input(classes: torch.Tensor, trimap_channel: int) -> torch.Tensor:
-    """classes_to_tensor on a tensor: one-hot 3 x H x W, or 1 x H x W holding 0/1/2."""
-    if trimap_channel == 3:
-        return F.one_hot(classes, num_classes=3).permute(2, 0, 1).float()
-    return classes[None].float()
-
-
 def _shifted_sum(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
     """attend_blocked's G for one output row b: the sum over s in {0, 1}^2 of the attention of
     query row b - s_y at (query x - s_x, key - s), from the zero-padded attention rows of query
@@ -130,8 +101,8 @@ def scan_rows(step: Callable, carry: torch.Tensor, rows: Tuple[torch.Tensor, ...
     return carry, torch.stack(outputs)
 
 
-def attend_scanned(patches: torch.Tensor, alpha: torch.Tensor, unknown_keys: torch.Tensor,
-                   scale: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+def attend_scanned(patches: torch.Tensor, keys: torch.Tensor, alpha: torch.Tensor, key_scale: torch.Tensor,
+                   penalty: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
     """attend_blocked as a Scan over the rows of the query grid, one row per step, so that one
     graph serves every image size: the scores of a row's w queries against all L keys (the key
     scales folded into the keys), the self-match penalty, the softmax over keys, and the
@@ -139,18 +110,17 @@ def attend_scanned(patches: torch.Tensor, alpha: torch.Tensor, unknown_keys: tor
     Whole rows keep every shape a plain product of h and w, which torch.export reasons about
     in seconds.
 
-    patches: L x C x 3 x 3 guidance patches (normalised, the keys; flattened, the queries);
-    alpha: 1 x C' x 2h x 2w; unknown_keys: L bools; scale: (unknown_scale, known_scale);
-    grid: (h, w), L = h w. Returns 1 x C' x 2h x 2w."""
+    patches: L x C x 3 x 3 guidance patches (flattened, the queries); keys: the same normalised;
+    alpha: 1 x C' x 2h x 2w; key_scale, penalty: L each (see attend_blocked); grid: (h, w),
+    L = h w. Returns 1 x C' x 2h x 2w."""
     height, width = grid
     length, channels = patches.shape[0], alpha.shape[1]
-    keys = patches / torch.max(l2_norm_patches(patches), patches.new_tensor([KEY_NORM_FLOOR]))
-    key_matrix = keys.reshape(length, -1).t() * torch.where(unknown_keys, scale[0], scale[1])
+    key_matrix = keys.reshape(length, -1).t() * key_scale
     padded = F.pad(alpha, (1, 1, 1, 1), mode="reflect")[0]
     phases = padded.reshape(channels, height + 1, 2, width + 1, 2).permute(1, 3, 2, 4, 0)
     phases = phases.reshape((height + 1) * (width + 1), 4 * channels)
     queries = patches.reshape(height, width, -1)
-    penalty = torch.where(unknown_keys, SELF_MATCH_PENALTY, 0.0).reshape(height, width)
+    penalty = penalty.reshape(height, width)
     key_index = torch.arange(length)
 
     def one_row(previous: torch.Tensor, row: Tuple[torch.Tensor, torch.Tensor, torch.Tensor]):
@@ -183,17 +153,12 @@ class ScannedGCA(GuidedCxtAtten):
         torch._check(unknown.shape[2] == guidance.shape[2])
         torch._check(unknown.shape[3] == guidance.shape[3])
         scales = softmax_scales(unknown).to(alpha)
-        unknown_keys = extract_patches(unknown, kernel=3, stride=1).mean(dim=[2, 3, 4])[0] > 0
+        fractions = extract_patches(unknown, kernel=3, stride=1).mean(dim=[2, 3, 4])[0]
         patches = extract_patches(guidance, kernel=3, stride=1)[0]
-        out = attend_scanned(patches, alpha, unknown_keys, scales[0], tuple(guidance.shape[2:]))
+        key_scale = torch.where(fractions > 0, scales[0, 0], scales[0, 1])
+        out = attend_scanned(patches, self.variant.normalised_keys(patches), alpha, key_scale,
+                             self.variant.penalty(fractions), tuple(guidance.shape[2:]))
         return out, None, scales
-
-
-def _replace_modules(model: nn.Module, kind: type, make: Callable[[nn.Module], nn.Module]) -> None:
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is kind:
-                setattr(parent, name, make(child))
 
 
 def _plain_conv(wrapper: SpectralNorm) -> nn.Module:
@@ -244,39 +209,35 @@ def _phased(conv: nn.ConvTranspose2d) -> nn.Module:
 def _scanned(module: GuidedCxtAtten) -> ScannedGCA:
     scanned = ScannedGCA(module.W[0].in_channels, module.guidance_conv.in_channels)
     scanned.load_state_dict(module.state_dict())
+    scanned.variant = module.variant
     return scanned.eval()
 
 
-def exportable_copy(network: Generator) -> Generator:
+def exportable_copy(network: nn.Module) -> nn.Module:
     """An eval-mode copy computing the same alpha in a form torch.export captures for any size
     and onnxruntime runs in less memory: spectral norms folded into plain weights, ScannedGCA
     attention, PhasedConvTranspose upsampling, the tail unstriped (the stripes' count is
-    Python-level)."""
+    Python-level). Modules a network does not have are left alone."""
     network = copy.deepcopy(network).eval()
-    _replace_modules(network, SpectralNorm, _plain_conv)
-    _replace_modules(network, GuidedCxtAtten, _scanned)
-    _replace_modules(network, nn.ConvTranspose2d, _phased)
-    network.stripe_rows = WHOLE
+    replace_modules(network, SpectralNorm, _plain_conv)
+    replace_modules(network, GuidedCxtAtten, _scanned)
+    replace_modules(network, nn.ConvTranspose2d, _phased)
+    if isinstance(network, Generator):
+        network.stripe_rows = WHOLE
     return network
 
 
 class DemoGraph(nn.Module):
-    """predict_alpha (fp32, no TTA) as one module on uint8 tensors: image H x W x 3 RGB and grey
-    trimap H x W in, uint8 alpha H x W out."""
+    """A network inside its recipe, fp32, no TTA, as one module on uint8 tensors: image H x W x 3
+    RGB and grey trimap H x W in, uint8 alpha H x W out (predict_alpha's)."""
 
-    def __init__(self, network: Generator):
+    def __init__(self, network: nn.Module, recipe: Recipe):
         super().__init__()
-        self.network = network
+        self.forward_recipe = RecipeForward(network, recipe)
 
     def forward(self, image: torch.Tensor, trimap: torch.Tensor) -> torch.Tensor:
-        height, width = trimap.shape
-        rows, columns = padded_indices(height), padded_indices(width)
-        classes = trimap_classes(trimap.index_select(0, rows).index_select(1, columns))
-        image = normalise_image(image.index_select(0, rows).index_select(1, columns))
-        alpha, _ = self.network(image[None], classes_input(classes, self.network.trimap_channel)[None])
-        alpha = force_known_regions(alpha, classes[None, None])
-        crop = alpha[0, 0, INFERENCE_MARGIN:INFERENCE_MARGIN + height, INFERENCE_MARGIN:INFERENCE_MARGIN + width]
-        return (crop * 255).to(torch.uint8)
+        alpha, _ = self.forward_recipe(image, trimap)
+        return self.forward_recipe.recipe.to_uint8(alpha)
 
 
 def _float_clamp_bounds(program: torch.export.ExportedProgram) -> None:
@@ -293,11 +254,16 @@ def check_opset(opset: int) -> None:
                           f"implements (default {DEFAULT_OPSET})")
 
 
-def export_onnx(network: Generator, opset: int = DEFAULT_OPSET) -> bytes:
-    """The serialised ONNX model of demo.py's pipeline around `network` (left unchanged)."""
+def export_onnx(network: nn.Module, spec: ModelSpec, opset: int = DEFAULT_OPSET) -> bytes:
+    """The serialised ONNX model of demo.py's pipeline around `network` (left unchanged): its
+    family's exportable form of it inside the family's demo recipe. The file's metadata names
+    the family and the trimap channels (for the recipe's messages in demo.py --onnx)."""
     check_opset(opset)
     require_export_packages()
-    graph = DemoGraph(exportable_copy(network))
+    family = family_of(spec)
+    if family.export_refusal:
+        raise ExportError(f"{family.title}: {family.export_refusal}")
+    graph = DemoGraph((family.exportable or exportable_copy)(network), family.recipes(spec)[0])
     example = (torch.zeros(45, 70, 3, dtype=torch.uint8), torch.full((45, 70), 128, dtype=torch.uint8))
     # Dim.DYNAMIC, not named Dims: torch.export cannot prove the (true) guards that nearest
     # downsampling by 1/2 puts on the padded size, and named Dims would refuse them.
@@ -311,6 +277,9 @@ def export_onnx(network: Generator, opset: int = DEFAULT_OPSET) -> bytes:
     for value in (*model.graph.input, *model.graph.output):
         for dim, name in zip(value.type.tensor_type.shape.dim, (HEIGHT, WIDTH)):
             dim.dim_param = name
+    for key, value in ((FAMILY_KEY, spec.family), (TRIMAP_CHANNEL_KEY, str(spec.trimap_channel))):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
     return model.SerializeToString()
 
 
@@ -362,6 +331,12 @@ class OnnxMatting:
         except Exception as e:  # onnxruntime raises its own unexported error types
             raise ExportError(f"{self.name}: onnxruntime cannot load it ({_first_line(e)}); "
                               "export it again with python -m networks.export") from None
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        spec = ModelSpec(metadata.get(FAMILY_KEY, gca_matting.NAME), "", "", int(metadata.get(TRIMAP_CHANNEL_KEY, 3)))
+        try:
+            self.recipe = family_of(spec).recipes(spec)[0]
+        except ValueError as e:
+            raise ExportError(f"{self.name}: {e}; export it again with this version of the project") from None
         inputs = tuple(i.name for i in self.session.get_inputs())
         outputs = tuple(o.name for o in self.session.get_outputs())
         if inputs != INPUT_NAMES or outputs != (OUTPUT_NAME,):
@@ -403,14 +378,16 @@ def agreement(alpha: np.ndarray, reference: np.ndarray) -> Tuple[int, float]:
     return int(levels.max()), float((levels <= 1).mean())
 
 
-def verify_export(model: bytes, network: Generator, sizes: Sequence[Tuple[int, int]] = CHECK_SIZES) -> List[str]:
+def verify_export(model: bytes, network: nn.Module, recipe: Recipe,
+                  sizes: Sequence[Tuple[int, int]] = CHECK_SIZES) -> List[str]:
     """Runs the serialised graph on onnxruntime at each (height, width) and compares it with
-    predict_alpha on `network` (demo.py's alpha); one line per size, ExportError on disagreement."""
+    predict_alpha on `network` in `recipe` (demo.py's alpha); one line per size, ExportError on
+    disagreement."""
     matting = OnnxMatting(model)
     lines = []
     for index, (height, width) in enumerate(sizes):
         image, trimap = check_pair(height, width, index)
-        expected, _ = predict_alpha(network, np.ascontiguousarray(image[:, :, ::-1]), trimap, network.trimap_channel,
+        expected, _ = predict_alpha(network, recipe, np.ascontiguousarray(image[:, :, ::-1]), trimap,
                                     torch.device("cpu"))
         largest, within = agreement(matting(image, trimap), expected)
         line = (f"{width}x{height}: {100 * within:.2f} % of pixels within 1/255 of PyTorch's alpha, "
@@ -440,18 +417,6 @@ def output_problem(output: str) -> Optional[str]:
     return None
 
 
-def load_network(config_path: str, checkpoint: str) -> Generator:
-    """The config's network with the checkpoint's weights, in eval mode, its attention blocked
-    per test.gca_block: what the exporter and demo.py's Matter run. Raises ConfigError,
-    CheckpointError."""
-    config = load_config(config_path)
-    try:
-        return load_generator(config.model.arch.encoder, config.model.arch.decoder, config.model.trimap_channel,
-                              config.test.gca_block, checkpoint)
-    except ValueError as e:
-        raise ConfigError(f"{config_path}: {e}") from None
-
-
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="the model's config (.toml)")
@@ -470,13 +435,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         problem = output_problem(args.output)
         if problem:
             raise ExportError(problem)
-        network = load_network(args.config, args.checkpoint)
+        network, family, spec = load_configured(args.config, args.checkpoint)
+        model = export_onnx(network, spec, args.opset)
     except (ExportError, ConfigError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    model = export_onnx(network, args.opset)
     try:
-        checks = verify_export(model, network)
+        checks = verify_export(model, network, family.recipes(spec)[0])
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -5,11 +5,14 @@ number of 16 x 16 patches), whose memory grows with the square of the image area
 needs tens of GB). `attend_blocked` computes the same attention a few rows of queries at a
 time (softmax over all keys per query), so memory is O(L x block), and propagates with a
 quarter of the published form's products. `GuidedCxtAtten.block` chooses: LITERAL for the
-published form (the same arithmetic in the same order), AUTO (the default) for blocks sized to
-the memory budget, or a number of queries per block.
+published form (its code's operations in its memory layouts, so that its float sums run in the
+same order), AUTO (the default) for blocks sized to the memory budget, or a number of queries per
+block. `GuidedCxtAtten.variant` is GCA-Matting's attention (PUBLISHED) or a reimplementation's
+(networks.mmagic.attention.MMAGIC).
 """
 import os
-from typing import Tuple
+from dataclasses import dataclass
+from typing import Callable, Tuple
 
 import torch
 import torch.nn as nn
@@ -37,11 +40,6 @@ def extract_patches(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
     return patches.permute(0, 2, 3, 1, 4, 5).reshape(n, ph * pw, c, kernel, kernel)
 
 
-def l2_norm_patches(patches: torch.Tensor) -> torch.Tensor:
-    """L2 norm of each L x C x k x k patch, summed k, k, C in turn as the published code does."""
-    return (patches ** 2).sum(dim=3, keepdim=True).sum(dim=2, keepdim=True).sum(dim=1, keepdim=True).sqrt()
-
-
 def softmax_scales(unknown: torch.Tensor) -> torch.Tensor:
     """Per image (unknown_scale, known_scale) = clamp(sqrt(p/q)), clamp(sqrt(q/p)), p the unknown
     fraction of the 1/16 mask: N x 1 x h x w -> N x 2."""
@@ -52,31 +50,100 @@ def softmax_scales(unknown: torch.Tensor) -> torch.Tensor:
     return torch.cat([unknown_scale, known_scale], dim=1)
 
 
-def attend_one_image(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                     unknown_keys: torch.Tensor, scale: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Attention for one image in the literal form: an L x h x w score volume.
-
-    query: 1 x C x h x w guidance features; keys: L x C x 3 x 3; values: L x C' x 4 x 4;
-    unknown_keys: L bools; scale: (unknown_scale, known_scale).
-    Returns the propagated features 1 x C' x 2h x 2w and the argmax key index 1 x h x w.
-    """
-    h, w = query.shape[2:]
-    keys = keys / torch.max(l2_norm_patches(keys), keys.new_tensor([KEY_NORM_FLOOR]))
-    scores = F.conv2d(F.pad(query, (1, 1, 1, 1), mode="reflect"), keys)
-    row_scale = torch.where(unknown_keys, scale[0], scale[1]).view(1, -1, 1, 1)
-    scores = scores * row_scale
-    self_match = scores.view(-1, h * w).diagonal()
-    self_match.add_(torch.where(unknown_keys, SELF_MATCH_PENALTY, 0.0).to(scores.dtype))
-    attention = F.softmax(scores, dim=1)
-    _, best_key = torch.max(attention, dim=1)
-    out = F.conv_transpose2d(attention, values, stride=RATE, padding=1) / 4.
-    return out, best_key
+def sequential_key_norms(patches: torch.Tensor) -> torch.Tensor:
+    """L2 norm of each L x C x k x k patch, summed over C, then the two k in turn (GCA-Matting's
+    order): L x 1 x 1 x 1."""
+    return (patches ** 2).sum(dim=1, keepdim=True).sum(dim=2, keepdim=True).sum(dim=3, keepdim=True).sqrt()
 
 
-def attend_blocked(query: torch.Tensor, keys: torch.Tensor, alpha: torch.Tensor,
-                   unknown_keys: torch.Tensor, scale: torch.Tensor,
-                   block: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """attend_one_image computed a few rows of queries at a time, with 4x fewer
+def published_key_norms(patches: torch.Tensor) -> torch.Tensor:
+    """sequential_key_norms of L x C x 3 x 3 patches laid out in memory as GCA-Matting lays them
+    (C innermost), so that the sums round as its code's do, whatever the layout given."""
+    return sequential_key_norms(patches.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2))
+
+
+def binary_penalty(fractions: torch.Tensor) -> torch.Tensor:
+    """The self-match penalty of each key, from the unknown fraction of its 3 x 3 mask patch: the
+    full penalty for any unknown pixel in it, none otherwise (GCA-Matting)."""
+    return torch.where(fractions > 0, SELF_MATCH_PENALTY, 0.0).to(fractions.dtype)
+
+
+def self_match_mask(h: int, w: int) -> torch.Tensor:
+    """1 x L x h x w float, the penalty at (key l, query l) and 0 elsewhere, laid out as the
+    published codes make it (one-hot over the keys, then permuted to the channels)."""
+    one_hot = F.one_hot(torch.arange(h * w).view(h, w), num_classes=h * w)
+    return one_hot.permute(2, 0, 1).view(1, h * w, h, w).float() * SELF_MATCH_PENALTY
+
+
+def scaled_by_key(scores: torch.Tensor, mask: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Scores times the unknown scale for keys whose mask value is > 0, the known one for the rest,
+    in the published codes' arithmetic (a sum of two masked scales)."""
+    return scores * (scale[0] * mask.gt(0.).float() + scale[1] * mask.le(0.).float())
+
+
+def patch_padding(kernel: int, stride: int) -> Tuple[int, int, int, int]:
+    """F.pad's (left, right, top, bottom) that makes (H / stride) x (W / stride) patches."""
+    left, right = (kernel - stride + 1) // 2, (kernel - stride) // 2
+    return left, right, left, right
+
+
+def published_patches(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """N x L x C x k x k patches laid out in memory as GCA-Matting lays them (a view of an
+    N x h x w x k x k x C array): the layout decides the order of its float sums."""
+    x = F.pad(x, patch_padding(kernel, stride), mode="reflect")
+    patches = x.unfold(2, kernel, stride).unfold(3, kernel, stride)
+    n, c, h, w = patches.shape[:4]
+    patches = patches.permute(0, 2, 3, 4, 5, 1).contiguous()
+    return patches.view(n, h * w, kernel, kernel, c).permute(0, 1, 4, 2, 3)
+
+
+def attend_literal_published(guidance: torch.Tensor, alpha: torch.Tensor, unknown: torch.Tensor,
+                             scales: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """GCA-Matting's attention as its code computes it, operation by operation and in its memory
+    layouts, so that its float sums run in the same order: an L x h x w score volume per image.
+
+    guidance: N x C x h x w and unknown: N x 1 x h x w, both at 1/16; alpha: N x C' x 2h x 2w;
+    scales: N x 2. Returns the propagated features N x C' x 2h x 2w and the argmax key N x h x w."""
+    h, w = guidance.shape[2:]
+    values = published_patches(alpha, 2 * RATE, RATE)
+    keys = published_patches(guidance, 3, 1)
+    mask = published_patches(unknown, 3, 1)[:, :, 0]
+    mask = mask.mean(dim=2, keepdim=True).mean(dim=3, keepdim=True).gt(0.).float()
+    self_mask = self_match_mask(h, w).to(alpha)
+    floor = torch.tensor([KEY_NORM_FLOOR]).to(alpha)
+    outs, best_keys = [], []
+    for i in range(guidance.shape[0]):
+        normed = keys[i] / torch.max(sequential_key_norms(keys[i]), floor)
+        scores = F.conv2d(F.pad(guidance[i:i + 1], (1, 1, 1, 1), mode="reflect"), normed)
+        scores = scores.permute(0, 2, 3, 1).contiguous().view(1, h, w, h * w).permute(0, 3, 1, 2)
+        scores = scaled_by_key(scores, mask[i:i + 1], scales[i]) + self_mask * mask[i:i + 1]
+        attention = F.softmax(scores, dim=1)
+        best_keys.append(torch.max(attention, dim=1)[1])
+        outs.append(F.conv_transpose2d(attention, values[i], stride=RATE, padding=1) / 4.)
+    return torch.cat(outs), torch.cat(best_keys)
+
+
+@dataclass(frozen=True)
+class AttentionVariant:
+    """What a reimplementation of the attention changed: how a key patch's norm is summed, how the
+    self-match penalty depends on the key's unknown fraction, and the literal form (its own code's
+    operations and layouts)."""
+    name: str
+    key_norms: Callable[[torch.Tensor], torch.Tensor]
+    penalty: Callable[[torch.Tensor], torch.Tensor]
+    literal: Callable[..., Tuple[torch.Tensor, torch.Tensor]]
+
+    def normalised_keys(self, patches: torch.Tensor) -> torch.Tensor:
+        """L x C x 3 x 3 patches over their norms, the norms floored at KEY_NORM_FLOOR."""
+        return patches / torch.max(self.key_norms(patches), patches.new_tensor([KEY_NORM_FLOOR]))
+
+
+PUBLISHED = AttentionVariant("gca-matting", published_key_norms, binary_penalty, attend_literal_published)
+
+
+def attend_blocked(query: torch.Tensor, keys: torch.Tensor, alpha: torch.Tensor, key_scale: torch.Tensor,
+                   penalty: torch.Tensor, block: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The literal attention of one image computed a few rows of queries at a time, with 4x fewer
     propagation products.
 
     Scores (the key scales folded into the keys), self-match penalty, softmax over all L keys
@@ -88,21 +155,21 @@ def attend_blocked(query: torch.Tensor, keys: torch.Tensor, alpha: torch.Tensor,
     diagonally shifted copies of the attention) and phases[m] holds the four pixels
     a_pad[2m + phase]: an L' x 4C product instead of L x 16C, L' = (h + 1)(w + 1).
 
-    query: 1 x C x h x w guidance; keys: L x C x 3 x 3; alpha: 1 x C' x 2h x 2w; block: queries
-    per block, rounded down to whole rows of the h x w grid (at least one row).
+    query: 1 x C x h x w guidance; keys: L x C x 3 x 3, normalised; alpha: 1 x C' x 2h x 2w;
+    key_scale, penalty: L each (the softmax scale of each key, the penalty added to its score for
+    its own query); block: queries per block, rounded down to whole rows of the h x w grid (at
+    least one row).
     """
     h, w = query.shape[2:]
     length = h * w
     channels = alpha.shape[1]
-    keys = keys / torch.max(l2_norm_patches(keys), keys.new_tensor([KEY_NORM_FLOOR]))
-    key_scale = torch.where(unknown_keys, scale[0], scale[1]).view(1, -1).to(keys.dtype)
     # scaling the keys rather than the scores saves a pass over every score block
-    key_matrix = keys.reshape(length, -1).t() * key_scale
+    key_matrix = keys.reshape(length, -1).t() * key_scale.view(1, -1).to(keys.dtype)
     # score rows a multiple of 8 floats long keep the matmul on its fast path (10-15 % faster);
     # the extra columns get -inf scores, so no attention
     key_matrix = F.pad(key_matrix, (0, -length % 8))
     queries = F.unfold(F.pad(query, (1, 1, 1, 1), mode="reflect"), kernel_size=3)[0].t()
-    penalty = torch.where(unknown_keys, SELF_MATCH_PENALTY, 0.0).to(key_matrix.dtype)
+    penalty = penalty.to(key_matrix.dtype)
     padded = F.pad(alpha, (1, 1, 1, 1), mode="reflect")[0]
     phases = padded.view(channels, h + 1, 2, w + 1, 2).permute(1, 3, 2, 4, 0).reshape((h + 1) * (w + 1), 4 * channels)
     out = phases.new_empty(h + 1, w + 1, 4 * channels)
@@ -169,6 +236,7 @@ class GuidedCxtAtten(nn.Module):
     def __init__(self, out_channels: int = 128, guidance_channels: int = 128):
         super().__init__()
         self.block = AUTO
+        self.variant = PUBLISHED
         self.guidance_conv = nn.Conv2d(guidance_channels, guidance_channels // 2, kernel_size=1)
         self.W = nn.Sequential(
             nn.Conv2d(out_channels, out_channels, kernel_size=1, bias=False),
@@ -188,28 +256,33 @@ class GuidedCxtAtten(nn.Module):
             y, offsets, scales = self.attend(guidance.float(), alpha.float(), unknown.float())
         return self.W(y.to(alpha.dtype)) + alpha, (offsets, scales)
 
-    def attend(self, guidance: torch.Tensor, alpha: torch.Tensor, unknown: torch.Tensor):
+    def downsampled(self, guidance: torch.Tensor, unknown: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Guidance and unknown mask from 1/8 to the attention's 1/16 grid."""
         guidance = F.interpolate(guidance, scale_factor=1 / RATE, mode="nearest")
-        keys = extract_patches(guidance, kernel=3, stride=1)
         unknown = F.interpolate(unknown, scale_factor=1 / RATE, mode="nearest")
         if unknown.shape[2:] != guidance.shape[2:]:
             raise ValueError(f"GCA: unknown mask {tuple(unknown.shape[2:])} and guidance "
                              f"{tuple(guidance.shape[2:])} differ at 1/16; the input size must be a multiple of 32")
+        return guidance, unknown
+
+    def attend(self, guidance: torch.Tensor, alpha: torch.Tensor, unknown: torch.Tensor):
+        guidance, unknown = self.downsampled(guidance, unknown)
         scales = softmax_scales(unknown).to(alpha)
-        unknown_keys = extract_patches(unknown, kernel=3, stride=1).mean(dim=[2, 3, 4]) > 0
         block = choose_block(guidance.shape[2] * guidance.shape[3], self.block, alpha.device)
-        outs, best_keys = [], []
-        for i in range(alpha.shape[0]):
-            if block == LITERAL:
-                values = extract_patches(alpha[i:i + 1], kernel=2 * RATE, stride=RATE)[0]
-                out, best_key = attend_one_image(guidance[i:i + 1], keys[i], values, unknown_keys[i], scales[i])
-            else:
-                out, best_key = attend_blocked(guidance[i:i + 1], keys[i], alpha[i:i + 1], unknown_keys[i],
-                                               scales[i], block)
-            outs.append(out)
-            best_keys.append(best_key)
-        offsets = self.offsets_from_indices(torch.cat(best_keys, dim=0), guidance.shape[3])
-        return torch.cat(outs, dim=0), offsets, scales
+        if block == LITERAL:
+            out, best_keys = self.variant.literal(guidance, alpha, unknown, scales)
+        else:
+            keys = extract_patches(guidance, kernel=3, stride=1)
+            fractions = extract_patches(unknown, kernel=3, stride=1).mean(dim=[2, 3, 4])
+            outs, best = [], []
+            for i in range(alpha.shape[0]):
+                key_scale = torch.where(fractions[i] > 0, scales[i, 0], scales[i, 1])
+                out, best_key = attend_blocked(guidance[i:i + 1], self.variant.normalised_keys(keys[i]),
+                                               alpha[i:i + 1], key_scale, self.variant.penalty(fractions[i]), block)
+                outs.append(out)
+                best.append(best_key)
+            out, best_keys = torch.cat(outs, dim=0), torch.cat(best, dim=0)
+        return out, self.offsets_from_indices(best_keys, guidance.shape[3]), scales
 
     @staticmethod
     def offsets_from_indices(best_key: torch.Tensor, width: int) -> torch.Tensor:

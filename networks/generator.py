@@ -7,7 +7,6 @@ import torch.nn as nn
 from networks.decoders import DECODERS
 from networks.encoders import ENCODERS
 from networks.gca import AUTO, GuidedCxtAtten, memory_budget
-from utils.checkpoint import load_weights
 
 WHOLE = -1
 # Working set of one stripe of the full-resolution tail.
@@ -105,12 +104,3 @@ def set_gca_block(model: nn.Module, block: int) -> None:
     for module in model.modules():
         if isinstance(module, GuidedCxtAtten):
             module.block = block
-
-
-def load_generator(encoder: str, decoder: str, trimap_channel: int, gca_block: int, checkpoint: str) -> Generator:
-    """The named network with `checkpoint`'s weights, its attention blocked per `gca_block`, in
-    eval mode. Raises ValueError for what cannot be built, CheckpointError for the file."""
-    model = build_generator(encoder, decoder, trimap_channel)
-    set_gca_block(model, gca_block)
-    load_weights(model, checkpoint)
-    return model.eval()

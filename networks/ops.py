@@ -1,4 +1,6 @@
 """Layers shared by the encoders and decoders: the checkpoints' own spectral norm."""
+from typing import Callable
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -23,8 +25,7 @@ class SpectralNorm(nn.Module):
         self.module = module
         self.power_iterations = power_iterations
         weight = module.weight.data
-        height = weight.shape[0]
-        width = weight.view(height, -1).shape[1]
+        height, width = self.matrix(weight).shape
         u = nn.Parameter(l2normalize(weight.new_empty(height).normal_(0, 1)), requires_grad=False)
         v = nn.Parameter(l2normalize(weight.new_empty(width).normal_(0, 1)), requires_grad=False)
         del module._parameters["weight"]
@@ -32,19 +33,25 @@ class SpectralNorm(nn.Module):
         module.register_parameter("weight_v", v)
         module.register_parameter("weight_bar", nn.Parameter(weight))
 
+    def matrix(self, weight: torch.Tensor) -> torch.Tensor:
+        """The weight as the matrix whose largest singular value is sigma: rows of dim 0."""
+        return weight.view(weight.shape[0], -1)
+
+    def normalize(self, vector: torch.Tensor) -> torch.Tensor:
+        return l2normalize(vector)
+
     def normalized_weight(self) -> torch.Tensor:
         """``W / sigma``; in training mode u and v first take one power-iteration step each."""
         u, v, w = self.module.weight_u, self.module.weight_v, self.module.weight_bar
-        height = w.shape[0]
         if self.training:
             with torch.no_grad():
-                w_mat = w.detach().view(height, -1)
+                w_mat = self.matrix(w.detach())
                 for _ in range(self.power_iterations):
-                    v.copy_(l2normalize(torch.mv(w_mat.t(), u)))
-                    u.copy_(l2normalize(torch.mv(w_mat, v)))
+                    v.copy_(self.normalize(torch.mv(w_mat.t(), u)))
+                    u.copy_(self.normalize(torch.mv(w_mat, v)))
             # autograd keeps u and v for backward; the next training forward writes them in place
             u, v = u.clone(), v.clone()
-        sigma = u.dot(w.view(height, -1).mv(v))
+        sigma = u.dot(self.matrix(w).mv(v))
         return w / sigma.expand_as(w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,3 +69,11 @@ def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 
 def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+
+def replace_modules(model: nn.Module, kind: type, make: Callable[[nn.Module], nn.Module]) -> None:
+    """Replaces every submodule that is a `kind` by make(it), in place."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, kind):
+                setattr(parent, name, make(child))

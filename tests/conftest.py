@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from networks import build_generator
+from networks import build_generator, gca_matting
+from utils.config import ModelSpec
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 GCA_ARCH = ("resnet_gca_encoder_29", "res_gca_decoder_22")
@@ -49,3 +50,8 @@ def random_gca(forwards: int) -> torch.nn.Module:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def demo_recipe(trimap_channel: int = 3):
+    """GCA-Matting's demo recipe (what demo.py runs the gca-dist configs with)."""
+    return gca_matting.recipes(ModelSpec("gca-matting", *GCA_ARCH, trimap_channel))[0]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import random_gca
+from conftest import demo_recipe, random_gca
 from demo import Matter
 from utils.inference import predict_alpha
 
@@ -47,7 +47,7 @@ def test_the_readme_example_runs_as_written(checkout, monkeypatch):
     assert len([line for line in code.splitlines() if line.strip()]) == 6
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
-    expected, _ = predict_alpha(model, image_bgr, trimap, 3, torch.device("cpu"))
+    expected, _ = predict_alpha(model, demo_recipe(), image_bgr, trimap, torch.device("cpu"))
     assert np.array_equal(namespace["alpha"], expected)
     rgba = namespace["rgba"]
     assert rgba.shape == (60, 70, 4) and rgba.dtype == np.uint8
@@ -59,7 +59,7 @@ def test_matter_takes_rgb_masks_and_label_trimaps(checkout):
                     str(root / "checkpoints" / "gca-dist-all-data" / "gca-dist-all-data.pth"), device="cpu")
     image_rgb = image_bgr[:, :, ::-1]
     alpha = matter(image_rgb, trimap)
-    assert np.array_equal(alpha, predict_alpha(model, image_bgr, trimap, 3, torch.device("cpu"))[0])
+    assert np.array_equal(alpha, predict_alpha(model, demo_recipe(), image_bgr, trimap, torch.device("cpu"))[0])
     labels = np.select([trimap == 0, trimap == 128], [0, 1], 2).astype(np.uint8)
     assert np.array_equal(matter(image_rgb, labels), alpha)
     mask = np.zeros((60, 70), np.uint8)

@@ -5,8 +5,20 @@ import pytest
 import torch
 
 from conftest import BASELINE_ARCH, GCA_ARCH, state_dict_from_key_list
-from networks import build_generator
-from utils.checkpoint import CheckpointError, extract_state_dict, load_weights, read_checkpoint
+from networks.families import build_network, load_checkpoint
+from utils.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
+from utils.config import ModelSpec
+
+
+def spec(arch, trimap_channel=3):
+    return ModelSpec("gca-matting", *arch, trimap_channel)
+
+
+def load_into(arch, path, trimap_channel=3):
+    """A GCA-Matting network of `arch` with the checkpoint's weights, as every entry point loads one."""
+    model = build_network(spec(arch, trimap_channel))
+    load_checkpoint(model, spec(arch, trimap_channel), path)
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +45,7 @@ def test_accepted_layouts(tmp_path, gca_state, wrap):
         "bare_module": prefixed,
         "training": {"iter": 10, "loss": 0.5, "state_dict": gca_state, "opt_state_dict": {}, "lr_state_dict": {}},
     }[wrap]
-    model = build_generator(*GCA_ARCH)
-    load_weights(model, save(tmp_path / "ckpt.pth", obj))
-    assert_loaded(model, gca_state)
+    assert_loaded(load_into(GCA_ARCH, save(tmp_path / "ckpt.pth", obj)), gca_state)
 
 
 def test_only_one_module_prefix_is_removed():
@@ -45,9 +55,7 @@ def test_only_one_module_prefix_is_removed():
 
 def test_legacy_serialisation_of_torch_1_x(tmp_path, gca_state):
     path = save(tmp_path / "legacy.pth", {"state_dict": gca_state}, _use_new_zipfile_serialization=False)
-    model = build_generator(*GCA_ARCH)
-    load_weights(model, path)
-    assert_loaded(model, gca_state)
+    assert_loaded(load_into(GCA_ARCH, path), gca_state)
 
 
 def test_tensors_saved_on_cuda_load_on_a_cpu_only_machine(tmp_path, gca_state):
@@ -75,18 +83,27 @@ class RunsCode:
         return (os.system, ("touch pwned-by-checkpoint",))
 
 
-def test_a_pickle_that_would_run_code_is_refused(tmp_path, monkeypatch):
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_pickle_that_would_run_code_loads_its_tensors_and_runs_nothing(tmp_path, monkeypatch, gca_state, legacy):
     monkeypatch.chdir(tmp_path)
-    path = save(tmp_path / "evil.pth", {"state_dict": {}, "payload": RunsCode()})
-    with pytest.raises(CheckpointError, match="refused to load.*could run code"):
-        read_checkpoint(path)
+    path = save(tmp_path / "evil.pth", {"state_dict": gca_state, "payload": RunsCode()},
+                _use_new_zipfile_serialization=not legacy)
+    assert_loaded(load_into(GCA_ARCH, path), gca_state)
+    assert not os.path.exists(tmp_path / "pwned-by-checkpoint")
+
+
+def test_a_pickle_that_would_run_code_without_tensors_is_refused_for_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = save(tmp_path / "evil.pth", RunsCode())
+    with pytest.raises(CheckpointError, match="expected a dict"):
+        extract_state_dict(read_checkpoint(path), path)
     assert not os.path.exists(tmp_path / "pwned-by-checkpoint")
 
 
 def test_other_architecture_names_keys_and_model_arch(tmp_path):
     path = save(tmp_path / "baseline.pth", {"state_dict": state_dict_from_key_list("baseline")})
     with pytest.raises(CheckpointError) as e:
-        load_weights(build_generator(*GCA_ARCH), path)
+        load_into(GCA_ARCH, path)
     message = str(e.value)
     assert "missing keys: encoder.guidance_head" in message
     assert "model.arch" in message and "res_shortcut_encoder_29" in message
@@ -95,13 +112,13 @@ def test_other_architecture_names_keys_and_model_arch(tmp_path):
 def test_gca_checkpoint_into_baseline_model(tmp_path, gca_state):
     path = save(tmp_path / "gca.pth", {"state_dict": gca_state})
     with pytest.raises(CheckpointError, match="unexpected keys: encoder.guidance_head.*resnet_gca_encoder_29"):
-        load_weights(build_generator(*BASELINE_ARCH), path)
+        load_into(BASELINE_ARCH, path)
 
 
 def test_trimap_channel_mismatch_points_at_the_config(tmp_path, gca_state):
     path = save(tmp_path / "gca.pth", {"state_dict": gca_state})
     with pytest.raises(CheckpointError, match="model.trimap_channel = 3"):
-        load_weights(build_generator(*GCA_ARCH, trimap_channel=1), path)
+        load_into(GCA_ARCH, path, trimap_channel=1)
 
 
 @pytest.mark.parametrize("content,match", [(b"", "not a readable"), (b"garbage" * 10, "not a readable")])

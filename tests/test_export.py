@@ -19,11 +19,11 @@ from networks.decoders.res_shortcut_dec import ResShortCut_D_Dec
 from networks.encoders.res_gca_enc import ResGuidedCxtAtten
 from networks.encoders.res_shortcut_enc import ResShortCut_D
 from networks.gca import LITERAL, GuidedCxtAtten
-from networks import generator
+from networks import gca_matting
+from networks.mmagic import network as mmagic_network
 from networks.generator import Generator
+from utils.config import ModelSpec
 from utils.inference import predict_alpha
-from utils.preprocess import (classes_to_tensor, image_to_tensor, inference_padding, reflect_pad,
-                              trimap_to_classes)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The GCA model with a one-hot trimap, and the baseline with a one-channel trimap.
@@ -80,8 +80,12 @@ def pair(height: int, width: int, seed: int):
     return image, trimap
 
 
+def demo_recipe(model: Generator):
+    return gca_matting.recipes(ModelSpec("gca-matting", "", "", model.trimap_channel))[0]
+
+
 def demo_alpha(model: Generator, image_rgb: np.ndarray, trimap: np.ndarray) -> np.ndarray:
-    return predict_alpha(model, np.ascontiguousarray(image_rgb[:, :, ::-1]), trimap, model.trimap_channel,
+    return predict_alpha(model, demo_recipe(model), np.ascontiguousarray(image_rgb[:, :, ::-1]), trimap,
                          torch.device("cpu"))[0]
 
 
@@ -96,7 +100,7 @@ def exported(onnx_packages, tmp_path_factory):
     folder = tmp_path_factory.mktemp("export")
     files = {}
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(generator, "build_generator", small_generator)
+        patch.setattr(gca_matting, "build_generator", small_generator)
         for arch, config in CONFIGS.items():
             model = small_generator(*ARCHS[arch])
             checkpoint, output = str(folder / f"{arch}.pth"), str(folder / f"{arch}.onnx")
@@ -108,24 +112,6 @@ def exported(onnx_packages, tmp_path_factory):
             assert code == 0
             files[arch] = (model, output, stdout.getvalue())
     return files
-
-
-def test_padded_indices_are_numpys_reflect_padding():
-    for size in (1, 2, 3, 5, 31, 32, 33, 45, 70, 97):
-        expected = reflect_pad(np.arange(size)[:, None], inference_padding(size, 1))[:, 0]
-        assert export.padded_indices(size).tolist() == expected.tolist(), size
-
-
-def test_graph_preprocessing_is_the_numpy_path(rng):
-    image = rng.integers(0, 256, (7, 9, 3), dtype=np.uint8)
-    expected = image_to_tensor(np.ascontiguousarray(image[:, :, ::-1]))
-    assert torch.equal(export.normalise_image(torch.from_numpy(image)), expected)
-    grey = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    classes = export.trimap_classes(torch.from_numpy(grey))
-    assert classes.tolist() == trimap_to_classes(grey).tolist()
-    for channels in (1, 3):
-        expected = classes_to_tensor(trimap_to_classes(grey), channels)
-        assert torch.equal(export.classes_input(classes, channels), expected)
 
 
 @pytest.mark.parametrize("grid", [(4, 6), (6, 4), (2, 2), (3, 7)])
@@ -160,7 +146,7 @@ def test_phased_conv_transpose_is_the_transposed_convolution():
 @pytest.mark.parametrize("arch", list(CONFIGS))
 def test_exported_form_in_pytorch_gives_the_demo_alpha(arch):
     model = small_generator(*ARCHS[arch])
-    graph = export.DemoGraph(export.exportable_copy(model))
+    graph = export.DemoGraph(export.exportable_copy(model), demo_recipe(model))
     for index, (height, width) in enumerate(SIZES):
         image, trimap = pair(height, width, index)
         with torch.no_grad():
@@ -298,3 +284,35 @@ def test_a_bad_opset(tmp_path, capsys):
     code, err = run_cli(["--config", "unused.toml", "--checkpoint", "unused.pth", "--output",
                          str(tmp_path / "model.onnx"), "--opset", "11"], capsys)
     assert code == 2 and "--opset 11: choose 18..23" in err
+
+
+@pytest.mark.parametrize("config,arch", [("mmagic-gca.toml", "gca"), ("mmagic-baseline-dimaug.toml", "baseline")])
+def test_an_mmagic_model_is_exported_in_its_own_recipe(onnx_packages, tmp_path, monkeypatch, capsys, config, arch):
+    # MMagic's recipe (normalisation, exact trimap greys, bottom/right padding, rounding), torch's
+    # spectral norm and MMagic's attention, in the graph; demo.py --onnx reads the recipe's family.
+    encoder, decoder, channels = ARCHS[arch]
+    monkeypatch.setattr(mmagic_network, "build_generator", small_generator)
+    torch.manual_seed(1)
+    model = mmagic_network.build_mmagic_generator(ModelSpec("mmagic", encoder, decoder, channels))
+    with torch.no_grad():
+        for _ in range(5):
+            model(torch.randn(2, 3, 64, 64), torch.rand(2, channels, 64, 64))
+    checkpoint, output = str(tmp_path / "mmagic.pth"), str(tmp_path / "mmagic.onnx")
+    torch.save({"state_dict": model.state_dict(), "config": {"model": {"family": "mmagic"}}}, checkpoint)
+    assert export.main(["--config", os.path.join(ROOT, "config", config), "--checkpoint", checkpoint,
+                        "--output", output]) == 0
+    assert "checked with onnxruntime" in capsys.readouterr().out
+    images, trimaps = tmp_path / "images", tmp_path / "trimaps"
+    images.mkdir()
+    trimaps.mkdir()
+    image, trimap = pair(45, 70, 3)
+    cv2.imwrite(str(images / "a.png"), image[:, :, ::-1])
+    cv2.imwrite(str(trimaps / "a.png"), trimap)
+    out = str(tmp_path / "out")
+    assert demo.main(["--onnx", output, "--image-dir", str(images), "--trimap-dir", str(trimaps), "--output", out]) == 0
+    assert demo.main(["--config", os.path.join(ROOT, "config", config), "--checkpoint", checkpoint, "--image-dir",
+                      str(images), "--trimap-dir", str(trimaps), "--output", out, "--device", "cpu"]) == 0
+    onnx = cv2.imread(os.path.join(out, "onnx_mmagic.onnx", "a.png"), cv2.IMREAD_UNCHANGED)
+    pytorch = cv2.imread(os.path.join(out, f"{config[:-5]}_mmagic.pth", "a.png"), cv2.IMREAD_UNCHANGED)
+    assert within_one_level(onnx, pytorch) >= export.AGREEMENT
+    assert export.OnnxMatting(output).recipe.name == "mmagic"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BASELINE_ARCH, GCA_ARCH, key_list, state_dict_from_key_list
+from conftest import BASELINE_ARCH, GCA_ARCH, demo_recipe, key_list, state_dict_from_key_list
 from networks import build_generator
 from utils.inference import predict_alpha
 
@@ -70,7 +70,7 @@ def test_prediction_at_a_size_not_divisible_by_32(trimap_channel, rng):
     trimap = np.full((77, 45), 128, np.uint8)
     trimap[:20] = 0
     trimap[-20:] = 255
-    alpha, info = predict_alpha(model, image, trimap, trimap_channel, torch.device("cpu"))
+    alpha, info = predict_alpha(model, demo_recipe(trimap_channel), image, trimap, torch.device("cpu"))
     assert alpha.shape == (77, 45) and alpha.dtype == np.uint8
     assert (alpha[:20] == 0).all() and (alpha[-20:] == 255).all()
     # 77 + 64 -> 160, 45 + 64 -> 128 after padding: offsets live on the 1/16 grid of that.

@@ -550,8 +550,8 @@ def test_the_test_phase_runs_with_test_time_augmentation(toy, tmp_path, capsys, 
     config = write_config(str(tmp_path), toy, total_step=2, val_step=100)
     assert run_main(config) == 0
     used = []
-    real = main.predict_eval_batch
-    monkeypatch.setattr(main, "predict_eval_batch", lambda *args: used.append(args[4]) or real(*args))
+    real = main.evaluate_sample
+    monkeypatch.setattr(main, "evaluate_sample", lambda *args: used.append(args[5]) or real(*args))
     text = open(config).read().replace("[test]\n", '[test]\ntta = "flip"\n')
     open(config, "w").write(text)
     capsys.readouterr()

@@ -3,15 +3,17 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import random_gca
+from conftest import GCA_ARCH, random_gca
 from dataloader.datasets import EvalDataset
 from dataloader.file_lists import EvalList
 from dataloader.loader import eval_loader
-from utils.inference import predict_alpha, predict_eval_batch
-from utils.preprocess import (alpha_to_uint8, classes_to_tensor, force_known_regions, image_to_tensor,
-                              inference_padding, reflect_pad, trimap_to_classes)
+from networks import gca_matting
+from utils.config import ModelSpec
+from utils.inference import evaluate_sample, predict_alpha
+from utils.preprocess import image_to_tensor, trimap_to_classes, trimap_to_tensor
 
 CPU = torch.device("cpu")
+DEMO, TEST = gca_matting.recipes(ModelSpec("gca-matting", *GCA_ARCH, 3))
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +64,8 @@ def levels_apart(a, b) -> int:
 
 def test_flip_makes_a_mirror_symmetric_input_give_a_mirror_symmetric_alpha(gca, rng):
     image, trimap = mirror_symmetric(rng, 48, 80)
-    single, _ = predict_alpha(gca, image, trimap, 3, CPU)
-    flip, _ = predict_alpha(gca, image, trimap, 3, CPU, tta="flip")
+    single, _ = predict_alpha(gca, DEMO, image, trimap, CPU)
+    flip, _ = predict_alpha(gca, DEMO, image, trimap, CPU, tta="flip")
     assert levels_apart(single, single[:, ::-1]) > 1
     assert levels_apart(flip, flip[:, ::-1]) <= 1
 
@@ -72,30 +74,34 @@ def test_d8_makes_a_square_symmetric_input_give_a_square_symmetric_alpha(gca, rn
     image, trimap = square_symmetric(rng, 64)
     assert all(np.array_equal(view, image) for view in square_symmetries(image))
     assert all(np.array_equal(view, trimap) for view in square_symmetries(trimap))
-    single, _ = predict_alpha(gca, image, trimap, 3, CPU)
-    d8, _ = predict_alpha(gca, image, trimap, 3, CPU, tta="d8")
+    single, _ = predict_alpha(gca, DEMO, image, trimap, CPU)
+    d8, _ = predict_alpha(gca, DEMO, image, trimap, CPU, tta="d8")
     assert max(levels_apart(single, view) for view in square_symmetries(single)) > 1
     assert max(levels_apart(d8, view) for view in square_symmetries(d8)) <= 1
 
 
 def test_none_is_the_published_single_pass_to_the_bit(gca, rng):
+    # GCA-Matting's demo: numpy reflect padding of 32 px plus bottom/right to a multiple of 32,
+    # classes by the thresholds, forced on the padded classes, cropped, alpha x 255 truncated
     image, trimap = random_pair(rng, 50, 70)
-    alpha, info = predict_alpha(gca, image, trimap, 3, CPU, tta="none")
-    (top, bottom), (left, right) = padding = inference_padding(50, 70)
-    classes = trimap_to_classes(reflect_pad(trimap, padding))
-    network_input = image_to_tensor(reflect_pad(image, padding))[None], classes_to_tensor(classes, 3)[None]
+    alpha, info = predict_alpha(gca, DEMO, image, trimap, CPU, tta="none")
+    padding = ((32, 32 + 14), (32, 32 + 26))
+    classes = trimap_to_classes(np.pad(trimap, padding, mode="reflect"))
+    network_input = (image_to_tensor(np.pad(image, padding + ((0, 0),), mode="reflect"))[None],
+                     trimap_to_tensor(np.pad(trimap, padding, mode="reflect"), 3)[None])
     with torch.no_grad():
         raw, expected_info = gca(*network_input)
-    raw = force_known_regions(raw, torch.from_numpy(classes)[None, None])[0, 0].numpy()
-    assert np.array_equal(alpha, alpha_to_uint8(raw)[top:-bottom, left:-right])
+    raw = raw[0, 0].numpy()
+    raw[classes == 2], raw[classes == 0] = 1, 0
+    assert np.array_equal(alpha, (raw * 255).astype(np.uint8)[32:-46, 32:-58])
     assert np.array_equal(info["offset_1"][0], expected_info["offset_1"][0])
 
 
 def test_views_map_back_onto_the_image(rng):
     image, trimap = random_pair(rng, 37, 70)
-    single, _ = predict_alpha(Pointwise(), image, trimap, 3, CPU)
-    flip, _ = predict_alpha(Pointwise(), image, trimap, 3, CPU, tta="flip")
-    d8, info = predict_alpha(Pointwise(), image, trimap, 3, CPU, tta="d8")
+    single, _ = predict_alpha(Pointwise(), DEMO, image, trimap, CPU)
+    flip, _ = predict_alpha(Pointwise(), DEMO, image, trimap, CPU, tta="flip")
+    d8, info = predict_alpha(Pointwise(), DEMO, image, trimap, CPU, tta="d8")
     assert np.array_equal(flip, single) and levels_apart(d8, single) <= 1 and info is None
 
 
@@ -106,24 +112,22 @@ def write_eval_sample(folder, image, trimap):
     return next(iter(eval_loader(EvalDataset(EvalList(*[[p] for p in paths])))))
 
 
-def test_eval_batch_views_are_padded_each_and_map_back(gca, rng, tmp_path):
-    batch = write_eval_sample(tmp_path, *random_pair(rng, 37, 70))
-    with torch.no_grad():
-        alpha, single, target = predict_eval_batch(Pointwise(), batch, CPU)
-        d8_alpha, d8, d8_target = predict_eval_batch(Pointwise(), batch, CPU, "fp32", "d8")
-    assert d8_alpha.shape == alpha.shape == (1, 1, 37, 70)
-    assert torch.allclose(d8_alpha, alpha, atol=1e-6) and levels_apart(d8, single) <= 1
+def test_eval_sample_views_are_padded_each_and_map_back(gca, rng, tmp_path):
+    sample = write_eval_sample(tmp_path, *random_pair(rng, 37, 70))
+    alpha, single, target = evaluate_sample(Pointwise(), TEST, sample, CPU)
+    d8_alpha, d8, d8_target = evaluate_sample(Pointwise(), TEST, sample, CPU, "fp32", "d8")
+    assert d8_alpha.shape == alpha.shape == (37, 70)
+    assert np.allclose(d8_alpha, alpha, atol=1e-6) and levels_apart(d8, single) <= 1
     assert np.array_equal(d8_target, target)
-    batch = write_eval_sample(tmp_path, *mirror_symmetric(rng, 40, 72))
-    with torch.no_grad():
-        _, single, _ = predict_eval_batch(gca, batch, CPU)
-        _, flip, _ = predict_eval_batch(gca, batch, CPU, tta="flip")
+    sample = write_eval_sample(tmp_path, *mirror_symmetric(rng, 40, 72))
+    _, single, _ = evaluate_sample(gca, TEST, sample, CPU)
+    _, flip, _ = evaluate_sample(gca, TEST, sample, CPU, tta="flip")
     assert levels_apart(single, single[:, ::-1]) > 1 and levels_apart(flip, flip[:, ::-1]) <= 1
 
 
 def test_an_unknown_tta_is_refused_naming_the_accepted_ones(rng):
     image, trimap = random_pair(rng, 32, 32)
     with pytest.raises(ValueError, match="tta must be one of none, flip, d8, got 'd4'"):
-        predict_alpha(Pointwise(), image, trimap, 3, CPU, tta="d4")
+        predict_alpha(Pointwise(), DEMO, image, trimap, CPU, tta="d4")
     with pytest.raises(ValueError, match="tta must be one of none, flip, d8"):
-        predict_eval_batch(Pointwise(), {"alpha_shape": (32, 32)}, CPU, tta="rot")
+        evaluate_sample(Pointwise(), TEST, {"image": image, "trimap": trimap, "alpha": trimap}, CPU, tta="rot")

@@ -1,7 +1,15 @@
-"""Reading checkpoints safely: the released GCA files, training checkpoints and bare state dicts."""
+"""Reading checkpoints safely: the released files, training checkpoints and bare state dicts.
+
+Nothing in a checkpoint ever runs: files of tensors and plain containers load through
+torch.load(weights_only=True); files that also hold other Python objects (OpenMMLab's mmengine
+logs, numpy values) load through an unpickler that rebuilds tensors and turns every other object
+into an inert placeholder, without importing or calling anything the file names."""
+import logging
 import os
 import pickle
-from typing import Dict, List
+import types
+from collections import OrderedDict
+from typing import Dict, List, Optional, Set, Tuple
 
 import torch
 import torch.nn as nn
@@ -9,6 +17,17 @@ import torch.nn as nn
 from utils.atomic import atomic_file
 
 MODULE_PREFIX = "module."
+logger = logging.getLogger(__name__)
+UNPICKLER_ERROR = "WeightsUnpickler error:"
+# What the tensors of a torch.save file are rebuilt with (storages are torch's own affair).
+TENSOR_GLOBALS = {
+    "torch._utils._rebuild_tensor": torch._utils._rebuild_tensor,
+    "torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
+    "torch._utils._rebuild_parameter": torch._utils._rebuild_parameter,
+    "torch._utils._rebuild_parameter_with_state": torch._utils._rebuild_parameter_with_state,
+    "collections.OrderedDict": OrderedDict,
+    "torch.Size": torch.Size,
+}
 
 
 class CheckpointError(RuntimeError):
@@ -16,7 +35,8 @@ class CheckpointError(RuntimeError):
 
 
 def read_checkpoint(path: str) -> Dict:
-    """torch.load on the CPU with weights_only=True: a file whose pickle would run code is refused."""
+    """The checkpoint's contents on the CPU, with nothing in it run: torch.load(weights_only=True),
+    or for a file holding other objects besides tensors, load_tensors_only."""
     if os.path.isdir(path):
         found = sorted(os.path.join(path, name) for name in os.listdir(path) if name.endswith(".pth"))
         inside = f"the .pth files in it: {_few(found)}" if found else "it holds no .pth file"
@@ -27,22 +47,58 @@ def read_checkpoint(path: str) -> Dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         reason = _torch_reason(e)
-        if "GLOBAL" in reason:
-            raise CheckpointError(
-                f"{path}: refused to load. The file holds Python objects other than tensors and plain "
-                "containers, and unpickling it could run code from the file. Checkpoints from this "
-                "project and the released gca-dist*.pth files hold only tensors; if you made this file "
-                f"yourself, save just its state_dict. (torch said: {reason})") from None
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+        if "GLOBAL" not in reason:
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
     except (RuntimeError, EOFError, OSError) as e:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_torch_reason(e)})") from None
+    try:
+        checkpoint, ignored = load_tensors_only(path)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_torch_reason(e)})") from None
+    logger.info("%s: loaded its tensors; %d kinds of other objects in it were left out: %s", path, len(ignored),
+                ", ".join(sorted(ignored)))
+    return checkpoint
+
+
+class Inert:
+    """What every non-tensor object of a checkpoint becomes: it takes any arguments and any state,
+    and does nothing with them."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state) -> None:
+        pass
+
+
+def load_tensors_only(path: str) -> Tuple[Dict, Set[str]]:
+    """torch.load whose unpickler rebuilds tensors and gives Inert for every other global the file
+    names (classes, functions: none is imported or called), and the names it replaced."""
+    ignored: Set[str] = set()
+
+    class TensorsOnlyUnpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            full_name = f"{module}.{name}"
+            if full_name in TENSOR_GLOBALS:
+                return TENSOR_GLOBALS[full_name]
+            ignored.add(full_name)
+            return Inert
+
+    tensors_only = types.ModuleType("tensors_only_pickle")
+    tensors_only.Unpickler = TensorsOnlyUnpickler
+    tensors_only.load = lambda f, **kwargs: TensorsOnlyUnpickler(f, **kwargs).load()
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False, pickle_module=tensors_only)
+    return checkpoint, ignored
 
 
 def _torch_reason(error: Exception) -> str:
     """The specific line of a torch.load error, without its boilerplate about weights_only."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(UNPICKLER_ERROR):
+            return line[len(UNPICKLER_ERROR):].strip()
     specific = [line for line in lines if not line.startswith(("Weights only load failed", "Check the documentation",
-                                                               "Please file an issue"))]
+                                                               "Please file an issue", "(1) ", "(2) "))]
     return (specific or lines or [type(error).__name__])[0]
 
 
@@ -62,34 +118,28 @@ def _few(keys: List[str], n: int = 5) -> str:
     return shown + (f" ... ({len(keys)} in all)" if len(keys) > n else "")
 
 
-def load_weights(model: nn.Module, path: str) -> Dict:
-    """Loads the checkpoint at `path` into `model` strictly; returns the whole checkpoint dict.
-    A checkpoint of another architecture gets an error naming keys and the config to fix."""
-    checkpoint = read_checkpoint(path)
-    state_dict = extract_state_dict(checkpoint, path)
+def saved_family(checkpoint: Dict) -> Optional[str]:
+    """The model.family of the config a checkpoint of this project was trained with; None for a
+    file without one (the released files, and this project's from before families)."""
+    config = checkpoint.get("config") if isinstance(checkpoint, dict) else None
+    model = config.get("model") if isinstance(config, dict) else None
+    return model.get("family") if isinstance(model, dict) else None
+
+
+def load_state_dict_checked(model: nn.Module, state_dict: Dict[str, torch.Tensor], path: str) -> None:
+    """model.load_state_dict(state_dict, strict=True), or a CheckpointError that names the missing
+    and unexpected keys, or the tensors whose shapes differ."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     if missing or unexpected:
-        has_gca = any(".gca." in k for k in state_dict)
-        raise CheckpointError(
-            f"{path} does not fit the model built from the config: "
-            f"missing keys: {_few(missing) or 'none'}; unexpected keys: {_few(unexpected) or 'none'}. "
-            f"The checkpoint looks like a {'GCA' if has_gca else 'baseline (no GCA)'} model: set "
-            + ("model.arch.encoder = \"resnet_gca_encoder_29\" and model.arch.decoder = \"res_gca_decoder_22\""
-               if has_gca else
-               "model.arch.encoder = \"res_shortcut_encoder_29\" and model.arch.decoder = \"res_shortcut_decoder_22\"")
-            + " in the config (model.arch).")
+        raise CheckpointError(f"{path} does not fit the model built from the config: "
+                              f"missing keys: {_few(missing) or 'none'}; unexpected keys: {_few(unexpected) or 'none'}.")
     mismatched = [f"{k} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
                   for k, v in expected.items() if state_dict[k].shape != v.shape]
     if mismatched:
-        hint = ""
-        if any(m.startswith("encoder.conv1.") for m in mismatched):
-            in_channels = state_dict["encoder.conv1.module.weight_bar"].shape[1]
-            hint = f" The checkpoint takes {in_channels} input channels: set model.trimap_channel = {in_channels - 3}."
-        raise CheckpointError(f"{path}: tensor shapes differ from the model: {_few(mismatched, 3)}.{hint}")
+        raise CheckpointError(f"{path}: tensor shapes differ from the model: {_few(mismatched, 3)}.")
     model.load_state_dict(state_dict, strict=True)
-    return checkpoint
 
 
 def save_checkpoint(obj: Dict, path: str) -> None:

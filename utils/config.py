@@ -6,6 +6,7 @@ import copy
 import difflib
 import fnmatch
 import os
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from easydict import EasyDict
@@ -20,6 +21,7 @@ _DEFAULTS: Dict[str, Any] = {
     "phase": "train",
     "dist": False,
     "model": {
+        "family": "gca-matting",
         "batch_size": 16,
         "imagenet_pretrain": True,
         "imagenet_pretrain_path": None,
@@ -207,6 +209,23 @@ def load_config(path: str) -> EasyDict:
         if config[section][key] is not None:
             config[section][key] = os.path.join(config[section][key], config.version)
     return config
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model a config describes, as plain values for networks/: its family (network, recipe and
+    checkpoint layout), the encoder and decoder by name, the trimap channels, the GCA blocking."""
+    family: str
+    encoder: str
+    decoder: str
+    trimap_channel: int
+    gca_block: int = 0
+
+
+def model_spec(config: Dict) -> ModelSpec:
+    model = config["model"]
+    return ModelSpec(model["family"], model["arch"]["encoder"], model["arch"]["decoder"], model["trimap_channel"],
+                     config["test"]["gca_block"])
 
 
 def format_config(config: Dict) -> str:

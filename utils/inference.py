@@ -1,4 +1,4 @@
-"""One image through a matting network: pad, forward, force the known regions, crop back."""
+"""One image through a matting network inside its family's recipe, with test-time augmentation."""
 import warnings
 from functools import partial
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -7,8 +7,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from utils.preprocess import (alpha_to_uint8, alpha_to_uint8_rounded, bottom_right_padding, classes_to_tensor,
-                              force_known_regions, image_to_tensor, inference_padding, reflect_pad, trimap_to_classes)
+from utils.recipe import Recipe, RecipeForward
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -78,80 +77,53 @@ def _average_views(predict: Callable[[np.ndarray, np.ndarray], Tuple[np.ndarray,
     return total / len(TTA_VIEWS[tta]), first
 
 
-def _predict_padded(model: nn.Module, image_bgr: np.ndarray, trimap: np.ndarray, trimap_channel: int,
-                    device: torch.device, precision: str) -> Tuple[np.ndarray, Optional[Dict]]:
-    """Float alpha H x W of one view, padded as inference_padding says and cropped back."""
-    height, width = trimap.shape
-    padding = inference_padding(height, width)
-    classes = trimap_to_classes(reflect_pad(trimap, padding))
-    image = image_to_tensor(reflect_pad(image_bgr, padding))[None].to(device)
-    trimap_tensor = classes_to_tensor(classes, trimap_channel)[None].to(device)
+def predict_float(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, trimap: np.ndarray,
+                  device: torch.device, precision: str = "fp32") -> Tuple[np.ndarray, Optional[Dict]]:
+    """One view through the recipe and the network: H x W x 3 BGR and grey H x W (0..255 scale) ->
+    float alpha H x W, the known regions forced, and the network's info (GCA's offsets and scales,
+    on the padded 1/16 grid) or None. FloatingPointError for a non-finite alpha."""
+    image = torch.from_numpy(np.ascontiguousarray(image_bgr[:, :, ::-1])).to(device)
+    trimap_tensor = torch.from_numpy(np.ascontiguousarray(trimap)).to(device)
     with torch.no_grad():
-        with autocast_for(precision, device):
-            alpha, info = model(image, trimap_tensor)
-        alpha = force_known_regions(alpha.float(), torch.from_numpy(classes)[None, None].to(device))
-    (top, _), (left, _) = padding
-    alpha = alpha[0, 0].float().cpu().numpy()
+        alpha, info = RecipeForward(network, recipe, partial(autocast_for, precision, device))(image, trimap_tensor)
+    alpha = alpha.cpu().numpy()
     if not np.isfinite(alpha).all():
         raise FloatingPointError("the network produced NaN or infinite alpha values; "
                                  "the checkpoint may be damaged")
-    return alpha[top:top + height, left:left + width], info
+    return alpha, info
 
 
-def predict_alpha(model: nn.Module, image_bgr: np.ndarray, trimap: np.ndarray, trimap_channel: int,
-                  device: torch.device, precision: str = "fp32",
-                  tta: str = "none") -> Tuple[np.ndarray, Optional[Dict]]:
-    """image H x W x 3 BGR and grey trimap H x W (0..255 scale) -> uint8 alpha H x W and the
-    network's info dict (GCA offsets and scales, on the padded 1/16 grid of the untransformed
-    view) or None. bf16 / fp16 run the convolutions under autocast; GCA's attention stays fp32.
+def predict_views(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, trimap: np.ndarray,
+                  device: torch.device, precision: str = "fp32", tta: str = "none") -> Tuple[np.ndarray, Optional[Dict]]:
+    """predict_float, averaged over the views of test-time augmentation `tta` (see predict_alpha)."""
+    predict = partial(predict_float, network, recipe, device=device, precision=precision)
+    return _average_views(predict, image_bgr, trimap, tta)
+
+
+def to_uint8(recipe: Recipe, alpha: np.ndarray) -> np.ndarray:
+    """A float alpha as the recipe quantises it."""
+    return recipe.to_uint8(torch.from_numpy(np.ascontiguousarray(alpha))).numpy()
+
+
+def predict_alpha(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, trimap: np.ndarray,
+                  device: torch.device, precision: str = "fp32", tta: str = "none") -> Tuple[np.ndarray, Optional[Dict]]:
+    """image H x W x 3 BGR and grey trimap H x W (0..255 scale) -> uint8 alpha H x W as the recipe
+    makes it, and the network's info (of the untransformed view) or None. bf16 / fp16 run the
+    network under autocast; GCA's attention stays fp32.
 
     tta (test-time augmentation): "none", one pass; "flip", the image and its left-right mirror;
     "d8", the 4 rotations x 2 mirrorings, as AEMatter's evaluation uses. Each view is padded on
     its own, so a rotated one is as valid an input as the original. The float alphas of the
-    views are averaged and truncated to uint8 once, so "none" is the published single pass to
-    the bit. AEMatter's evaluation instead averages passes each already truncated to uint8,
-    so every pass's truncation (0 to 1 level, half a level on average) stays in its mean."""
-    predict = partial(_predict_padded, model, trimap_channel=trimap_channel, device=device, precision=precision)
-    alpha, info = _average_views(predict, image_bgr, trimap, tta)
-    return alpha_to_uint8(alpha), info
+    views are averaged and quantised once, so "none" is the single pass to the bit. AEMatter's
+    evaluation instead averages passes each already truncated to uint8, so every pass's
+    truncation (0 to 1 level, half a level on average) stays in its mean."""
+    alpha, info = predict_views(network, recipe, image_bgr, trimap, device, precision, tta)
+    return to_uint8(recipe, alpha), info
 
 
-def predict_batch(model: nn.Module, image: torch.Tensor, trimap: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
-    """Alpha for a padded evaluation batch, the known regions forced."""
-    with autocast_for(precision, image.device):
-        alpha, _ = model(image, trimap)
-    classes = trimap.argmax(dim=1, keepdim=True) if trimap.shape[1] == 3 else trimap.long()
-    return force_known_regions(alpha.float(), classes)
-
-
-def _predict_bottom_right_padded(model: nn.Module, image: np.ndarray, trimap: np.ndarray, device: torch.device,
-                                 precision: str) -> Tuple[np.ndarray, None]:
-    """Float alpha H x W of one view of network-ready H x W x C arrays, reflect-padded at the
-    bottom/right to a multiple of 32 as EvalDataset pads, and cropped back."""
-    height, width = image.shape[:2]
-    padding = bottom_right_padding(height, width)
-
-    def to_batch(array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(reflect_pad(array, padding).transpose(2, 0, 1)))[None].to(device)
-    alpha = predict_batch(model, to_batch(image), to_batch(trimap), precision)
-    return alpha[0, 0, :height, :width].cpu().numpy(), None
-
-
-def predict_eval_batch(model: nn.Module, batch: Dict, device: torch.device, precision: str = "fp32",
-                       tta: str = "none") -> Tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """One evaluation sample as eval_loader batches it (padded image and trimap, `alpha_shape` to
-    crop back to) -> the alpha cropped to the image, 1 x 1 x h x w on the CPU, and the
-    prediction and the ground truth as the uint8 mattes the metrics compare. With tta (see
-    predict_alpha) each view of the unpadded sample is padded at the bottom/right on its own;
-    the mean float alpha is rounded, as the single pass is."""
-    check_tta(tta)
-    h, w = (int(v) for v in batch["alpha_shape"])
-    if tta == "none":
-        alpha = predict_batch(model, batch["image"].to(device), batch["trimap"].to(device), precision)
-        alpha = alpha[..., :h, :w].cpu()
-    else:
-        image, trimap = (batch[key][0, :, :h, :w].cpu().permute(1, 2, 0).numpy() for key in ("image", "trimap"))
-        predict = partial(_predict_bottom_right_padded, model, device=device, precision=precision)
-        mean, _ = _average_views(predict, image, trimap, tta)
-        alpha = torch.from_numpy(np.ascontiguousarray(mean))[None, None]
-    return alpha, alpha_to_uint8_rounded(alpha[0, 0].numpy()), alpha_to_uint8_rounded(batch["alpha"][0, 0].numpy())
+def evaluate_sample(network: nn.Module, recipe: Recipe, sample: Dict, device: torch.device, precision: str = "fp32",
+                    tta: str = "none") -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An evaluation sample (dataloader.datasets.EvalDataset's) through the recipe: the float alpha,
+    the prediction as the recipe quantises it, and the ground truth rounded to uint8."""
+    alpha, _ = predict_views(network, recipe, sample["image"], sample["trimap"], device, precision, tta)
+    return alpha, to_uint8(recipe, alpha), np.round(sample["alpha"]).astype(np.uint8)

@@ -1,0 +1,60 @@
+"""The model families this project runs, by the config's model.family, and the one way every entry
+point builds and loads a network."""
+from typing import Dict, Tuple
+
+import torch.nn as nn
+
+from networks import gca_matting
+from networks.family import Family
+from networks.mmagic import family as mmagic
+from utils.checkpoint import CheckpointError, load_state_dict_checked, read_checkpoint
+from utils.config import ConfigError, ModelSpec, load_config, model_spec
+
+FAMILIES: Dict[str, Family] = {family.name: family for family in (gca_matting.FAMILY, mmagic.FAMILY)}
+
+
+def family_of(spec: ModelSpec) -> Family:
+    if spec.family not in FAMILIES:
+        raise ValueError(f"model.family {spec.family!r} is not one of this project's: {', '.join(FAMILIES)}")
+    return FAMILIES[spec.family]
+
+
+def build_network(spec: ModelSpec) -> nn.Module:
+    """The spec's network with initial weights, in training mode. ValueError for a spec that names
+    no network."""
+    return family_of(spec).build(spec)
+
+
+def load_checkpoint(network: nn.Module, spec: ModelSpec, path: str) -> Dict:
+    """Loads the checkpoint at `path` into `network` (built from `spec`) strictly and returns the
+    file's contents. A file that does not fit gets a CheckpointError that names what it looks like
+    and the settings or config to use."""
+    checkpoint = read_checkpoint(path)
+    family = family_of(spec)
+    try:
+        load_state_dict_checked(network, family.state_dict(checkpoint, path, list(network.state_dict())), path)
+    except CheckpointError as e:
+        hints = [hint for other in FAMILIES.values() if (hint := other.recognise(checkpoint))]
+        raise CheckpointError(f"{e} The file looks like {hints[0]}." if hints else str(e)) from None
+    return checkpoint
+
+
+def load_network(spec: ModelSpec, path: str) -> nn.Module:
+    """The spec's network with the checkpoint's weights, in eval mode."""
+    network = build_network(spec)
+    load_checkpoint(network, spec, path)
+    return network.eval()
+
+
+def load_configured(config_path: str, checkpoint: str) -> Tuple[nn.Module, Family, ModelSpec]:
+    """(the network of the config at `config_path` with the checkpoint's weights, in eval mode, its
+    family, its spec): what demo.py, the page and the exporter run. Raises ConfigError,
+    CheckpointError."""
+    spec = model_spec(load_config(config_path))
+    try:
+        family = family_of(spec)
+        network = build_network(spec)
+    except ValueError as e:
+        raise ConfigError(f"{config_path}: {e}") from None
+    load_checkpoint(network, spec, checkpoint)
+    return network.eval(), family, spec

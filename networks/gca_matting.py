@@ -1,0 +1,63 @@
+"""The GCA-Matting family: the published network (encoders/, decoders/, gca.py, generator.py), its
+recipes (the demo's and the test phase's) and the layout of its released files gca-dist.pth and
+gca-dist-all-data.pth, which are also this project's training checkpoints' layout."""
+from typing import Dict, List, Optional, Tuple
+
+from networks.family import Family, StateDict
+from networks.generator import build_generator, set_gca_block
+from utils.checkpoint import CheckpointError, extract_state_dict, saved_family
+from utils.config import ModelSpec
+from utils.recipe import (Padding, Recipe, imagenet_normalised, threshold_background, threshold_foreground,
+                          threshold_labels, threshold_one_hot)
+
+NAME = "gca-matting"
+GCA_ARCH = {"model.arch.encoder": "resnet_gca_encoder_29", "model.arch.decoder": "res_gca_decoder_22"}
+BASELINE_ARCH = {"model.arch.encoder": "res_shortcut_encoder_29", "model.arch.decoder": "res_shortcut_decoder_22"}
+STEM_KEY = "encoder.conv1.module.weight_bar"
+
+
+def build(spec: ModelSpec):
+    network = build_generator(spec.encoder, spec.decoder, spec.trimap_channel)
+    set_gca_block(network, spec.gca_block)
+    return network
+
+
+def recipes(spec: ModelSpec) -> Tuple[Recipe, Recipe]:
+    """demo.py's (32 px reflected on every side, then bottom/right to a multiple of 32; alpha x 255
+    truncated) and the test phase's (bottom/right only; rounded); ImageNet normalisation and the
+    grey thresholds < 85 / >= 170 in both."""
+    trimap = threshold_one_hot if spec.trimap_channel == 3 else threshold_labels
+    demo = Recipe("gca-matting demo", imagenet_normalised, trimap, Padding(multiple=32, margin=32),
+                  threshold_foreground, threshold_background, "truncate")
+    test = Recipe("gca-matting test", imagenet_normalised, trimap, Padding(multiple=32),
+                  threshold_foreground, threshold_background, "round")
+    return demo, test
+
+
+def state_dict(checkpoint: Dict, path: str, keys: List[str]) -> StateDict:
+    family = saved_family(checkpoint)
+    if family not in (None, NAME):
+        raise CheckpointError(f"{path} was trained with model.family = \"{family}\", not \"{NAME}\".")
+    return extract_state_dict(checkpoint, path)
+
+
+def recognise(checkpoint: Dict) -> Optional[str]:
+    """The settings for a state dict in GCA-Matting's layout, or None."""
+    if saved_family(checkpoint) not in (None, NAME):
+        return None
+    try:
+        stem = extract_state_dict(checkpoint).get(STEM_KEY)
+    except CheckpointError:
+        return None
+    if stem is None:
+        return None
+    gca = any(".gca." in key for key in extract_state_dict(checkpoint))
+    settings = {"model.family": NAME, **(GCA_ARCH if gca else BASELINE_ARCH), "model.trimap_channel": stem.shape[1] - 3}
+    config = f"config/{'gca-dist' if gca else 'baseline'}{'-dimaug' if stem.shape[1] == 4 else ''}.toml"
+    shown = ", ".join(f"{key} = {value!r}".replace("'", '"') for key, value in settings.items())
+    return (f"a GCA-Matting {'GCA' if gca else 'baseline (no GCA)'} checkpoint with {stem.shape[1]} input channels: "
+            f"set {shown} (as {config} does)")
+
+
+FAMILY = Family(name=NAME, title="GCA-Matting (Li and Lu, AAAI 2020; gca-dist.pth, gca-dist-all-data.pth)",
+                build=build, recipes=recipes, state_dict=state_dict, recognise=recognise)
