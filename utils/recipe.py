@@ -7,8 +7,9 @@ The steps are torch operations on one image (H x W x 3 RGB and H x W grey, uint8
 0..255 scale), so the same code serves demo.py, the test phase and the ONNX export, whose graph
 torch.export captures for any image size.
 """
+import contextlib
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -186,6 +187,16 @@ class Recipe:
         alpha = torch.where(self.foreground(trimap), 1.0, alpha)
         return torch.where(self.background(trimap), 0.0, alpha)
 
+    def run(self, network: nn.Module, image_rgb: torch.Tensor, trimap: torch.Tensor,
+            autocast: Optional[Callable] = None) -> Tuple[torch.Tensor, Optional[Dict]]:
+        """(alpha H x W float in [0, 1], the network's info) for image H x W x 3 RGB and grey trimap
+        H x W: inputs, the network (inside `autocast()` where given), finish. A family whose
+        inference is more than one padded pass (several scales, say) overrides this."""
+        image, trimap_input = self.inputs(image_rgb, trimap)
+        with autocast() if autocast is not None else contextlib.nullcontext():
+            alpha, info = network(image, trimap_input)
+        return self.finish(alpha, trimap), info
+
     def unknown(self, trimap: torch.Tensor) -> torch.Tensor:
         """The pixels whose alpha is the network's (neither forced)."""
         return ~(self.foreground(trimap) | self.background(trimap))
@@ -201,20 +212,14 @@ class Recipe:
 
 
 class RecipeForward(nn.Module):
-    """A network inside its recipe: forward(image H x W x 3 RGB, trimap H x W grey) -> (alpha H x W
-    float in [0, 1], the network's info). `autocast` wraps the network's call (the recipe's
-    arithmetic stays fp32)."""
+    """A network inside its recipe, as one module: forward(image H x W x 3 RGB, trimap H x W grey)
+    -> (alpha H x W float in [0, 1], the network's info); `autocast` wraps the network's call (the
+    recipe's arithmetic stays fp32). What predict_float runs and the ONNX export captures."""
 
-    def __init__(self, network: nn.Module, recipe: Recipe, autocast: Callable = None):
+    def __init__(self, network: nn.Module, recipe: Recipe, autocast: Optional[Callable] = None):
         super().__init__()
         self.network, self.recipe = network, recipe
         self.autocast = autocast
 
     def forward(self, image_rgb: torch.Tensor, trimap: torch.Tensor):
-        image, trimap_input = self.recipe.inputs(image_rgb, trimap)
-        if self.autocast is None:
-            alpha, info = self.network(image, trimap_input)
-        else:
-            with self.autocast():
-                alpha, info = self.network(image, trimap_input)
-        return self.recipe.finish(alpha, trimap), info
+        return self.recipe.run(self.network, image_rgb, trimap, self.autocast)
