@@ -63,27 +63,29 @@ def check_tta(tta: str) -> None:
         raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
 
 
-def _average_views(predict: Callable[[np.ndarray, np.ndarray], Tuple[np.ndarray, Any]], image: np.ndarray,
-                   trimap: np.ndarray, tta: str) -> Tuple[np.ndarray, Any]:
-    """The mean of the float alphas `predict` gives for each view of (image, trimap), each mapped
-    back, and what else it returned for the identity view. For tta="none" the one alpha, unchanged."""
+def _average_views(predict: Callable[[np.ndarray, Optional[np.ndarray]], Tuple[np.ndarray, Any]], image: np.ndarray,
+                   trimap: Optional[np.ndarray], tta: str) -> Tuple[np.ndarray, Any]:
+    """The mean of the float alphas `predict` gives for each view of (image, trimap or None), each
+    mapped back, and what else it returned for the identity view. For tta="none" the one alpha,
+    unchanged."""
     check_tta(tta)
     total, first = 0, None
     for index, (forward, inverse) in enumerate(TTA_VIEWS[tta]):
-        alpha, extra = predict(forward(image), forward(trimap))
+        alpha, extra = predict(forward(image), None if trimap is None else forward(trimap))
         total = total + inverse(alpha)
         if index == 0:
             first = extra
     return total / len(TTA_VIEWS[tta]), first
 
 
-def predict_float(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, trimap: np.ndarray,
+def predict_float(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, trimap: Optional[np.ndarray],
                   device: torch.device, precision: str = "fp32") -> Tuple[np.ndarray, Optional[Dict]]:
-    """One view through the recipe and the network: H x W x 3 BGR and grey H x W (0..255 scale) ->
-    float alpha H x W, the known regions forced, and the network's info (GCA's offsets and scales,
-    on the padded 1/16 grid) or None. FloatingPointError for a non-finite alpha."""
+    """One view through the recipe and the network: H x W x 3 BGR and grey H x W (0..255 scale; None
+    for a recipe that takes no trimap) -> float alpha H x W, the known regions forced, and the
+    network's info (GCA's offsets and scales on the padded 1/16 grid, AIM's trimap) or None.
+    FloatingPointError for a non-finite alpha."""
     image = torch.from_numpy(np.ascontiguousarray(image_bgr[:, :, ::-1])).to(device)
-    trimap_tensor = torch.from_numpy(np.ascontiguousarray(trimap)).to(device)
+    trimap_tensor = None if trimap is None else torch.from_numpy(np.ascontiguousarray(trimap)).to(device)
     with torch.no_grad():
         alpha, info = RecipeForward(network, recipe, partial(autocast_for, precision, device))(image, trimap_tensor)
     alpha = alpha.cpu().numpy()
@@ -93,7 +95,7 @@ def predict_float(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, tri
     return alpha, info
 
 
-def predict_views(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, trimap: np.ndarray,
+def predict_views(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, trimap: Optional[np.ndarray],
                   device: torch.device, precision: str = "fp32", tta: str = "none") -> Tuple[np.ndarray, Optional[Dict]]:
     """predict_float, averaged over the views of test-time augmentation `tta` (see predict_alpha)."""
     predict = partial(predict_float, network, recipe, device=device, precision=precision)
@@ -105,11 +107,11 @@ def to_uint8(recipe: Recipe, alpha: np.ndarray) -> np.ndarray:
     return recipe.to_uint8(torch.from_numpy(np.ascontiguousarray(alpha))).numpy()
 
 
-def predict_alpha(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, trimap: np.ndarray,
+def predict_alpha(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, trimap: Optional[np.ndarray],
                   device: torch.device, precision: str = "fp32", tta: str = "none") -> Tuple[np.ndarray, Optional[Dict]]:
-    """image H x W x 3 BGR and grey trimap H x W (0..255 scale) -> uint8 alpha H x W as the recipe
-    makes it, and the network's info (of the untransformed view) or None. bf16 / fp16 run the
-    network under autocast; GCA's attention stays fp32.
+    """image H x W x 3 BGR and grey trimap H x W (0..255 scale; None for a recipe that takes none) ->
+    uint8 alpha H x W as the recipe makes it, and the network's info (of the untransformed view) or
+    None. bf16 / fp16 run the network under autocast; GCA's attention stays fp32.
 
     tta (test-time augmentation): "none", one pass; "flip", the image and its left-right mirror;
     "d8", the 4 rotations x 2 mirrorings, as AEMatter's evaluation uses. Each view is padded on
@@ -127,3 +129,10 @@ def evaluate_sample(network: nn.Module, recipe: Recipe, sample: Dict, device: to
     the prediction as the recipe quantises it, and the ground truth rounded to uint8."""
     alpha, _ = predict_views(network, recipe, sample["image"], sample["trimap"], device, precision, tta)
     return alpha, to_uint8(recipe, alpha), np.round(sample["alpha"]).astype(np.uint8)
+
+
+def predicted_trimap(info: Optional[Dict]) -> Optional[np.ndarray]:
+    """The grey trimap a model that needs none made for itself (AIM's: the semantic map its fusion
+    used), from its info, or None."""
+    trimap = (info or {}).get("trimap")
+    return None if trimap is None else trimap.cpu().numpy()
