@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import torch
 
-from demo import TRIMAP_FROM_EXAMPLE, TRIMAP_FROM_FORM, TRIMAP_SOURCES, AutomaticTrimap, Matter, parse_trimap_from
+from demo import TRIMAP_FROM_EXAMPLE, TRIMAP_FROM_FORM, TRIMAP_SOURCES, AutomaticTrimap, Matter, trimap_model
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError
 from utils.flow_vis import gca_offset_pictures
@@ -441,21 +441,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         matter = Matter(args.config, args.checkpoint, args.device)
+        if args.trimap_from and not matter.recipe.takes_trimap:
+            raise ValueError(f"{args.config}: its model predicts from the photo alone; drop --trimap-from")
+        automatic = trimap_model(args.trimap_from, args.device) if args.trimap_from else None
     except (ConfigError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.trimap_from and not matter.recipe.takes_trimap:
-        print(f"error: {args.config}: its model predicts from the photo alone; drop --trimap-from", file=sys.stderr)
-        return 2
-    try:
-        trimap_model = parse_trimap_from(args.trimap_from) if args.trimap_from else None
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        automatic = AutomaticTrimap(*trimap_model, args.device) if trimap_model else None
-    except (ConfigError, CheckpointError, ValueError) as e:
-        print(f"error: --trimap-from {args.trimap_from}: {e}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="gca-app-") as download_folder:
         page = build_page(matter, args.max_side, download_folder, automatic)

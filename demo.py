@@ -278,6 +278,15 @@ class AutomaticTrimap:
         return self.predict_bgr(np.ascontiguousarray(image[:, :, ::-1]), source, unknown_width)
 
 
+def trimap_model(spec: str, device: str = "auto", precision: str = "fp32") -> AutomaticTrimap:
+    """The AutomaticTrimap a --trimap-from value names; ValueError naming the flag and what is wrong."""
+    config, checkpoint = parse_trimap_from(spec)
+    try:
+        return AutomaticTrimap(config, checkpoint, device, precision)
+    except (ConfigError, CheckpointError, ValueError) as e:
+        raise ValueError(f"--trimap-from {spec}: {e}") from None
+
+
 class OnnxMatter:
     """Matter.predict_bgr through an exported file (networks.export) on onnxruntime: the alpha
     as demo.py writes it, no network info (so no offsets)."""
@@ -395,7 +404,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         config = None if args.onnx else load_config(args.config)
         # An exported graph always takes a trimap (the export refuses families that take none).
         kind = guide_kind(args, config is None or takes_trimap(model_spec(config)))
-        trimap_model = parse_trimap_from(args.trimap_from) if kind == "automatic" else None
+        if kind == "automatic":
+            parse_trimap_from(args.trimap_from)
         problem = onnx_problem(args) if args.onnx else None
         if problem:
             raise ValueError(problem)
@@ -435,13 +445,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             require_pymatting()
         matter = (OnnxMatter(args.onnx, args.device) if args.onnx
                   else Matter(args.config, args.checkpoint, args.device, args.precision))
+        automatic = trimap_model(args.trimap_from, args.device, args.precision) if kind == "automatic" else None
     except (ConfigError, CheckpointError, MissingExtraError, ExportError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        automatic = AutomaticTrimap(*trimap_model, args.device, args.precision) if trimap_model else None
-    except (ConfigError, CheckpointError, ValueError) as e:
-        print(f"error: --trimap-from {args.trimap_from}: {e}", file=sys.stderr)
         return 2
 
     trimap_of = {"trimap": partial(read_trimap, matter.recipe), "mask": partial(mask_trimap, args.unknown_width),

@@ -10,6 +10,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from utils.checkpoint import CheckpointError, extract_state_dict
 from utils.config import ModelSpec
 from utils.recipe import Recipe
 
@@ -36,3 +37,14 @@ class Family:
     exportable: Optional[Callable[[nn.Module], nn.Module]] = None
     export_refusal: str = ""
     training_refusal: str = ""
+
+
+def recognise_state_dict(describe: Callable[[StateDict], Optional[str]]) -> Callable[[Dict], Optional[str]]:
+    """A Family.recognise from a function that describes a state dict of the family's layout (None
+    for another): None too for a file that holds no state dict."""
+    def recognise(checkpoint: Dict) -> Optional[str]:
+        try:
+            return describe(extract_state_dict(checkpoint))
+        except CheckpointError:
+            return None
+    return recognise

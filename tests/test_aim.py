@@ -13,7 +13,7 @@ import torch
 
 import aim_transcription as published
 import demo
-from conftest import random_gca
+from conftest import random_gca, randomise_batch_norms
 from demo import AutomaticTrimap, Matter
 from networks.aim.layout import from_released
 from networks.aim.network import fuse
@@ -37,13 +37,8 @@ def random_aim(seed: int = 0) -> published.AimNet:
     scaled up so that the maps are not flat."""
     torch.manual_seed(seed)
     model = published.AimNet()
+    randomise_batch_norms(model)
     with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 1.5)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
         model.decoder_final_g.weight.mul_(40)
         model.decoder_final_l.weight.mul_(10)
         model.eval()
@@ -291,7 +286,7 @@ def test_the_page_offers_no_trimap_for_aim_and_the_automatic_trimap_for_others(m
 
 def test_the_test_phase_scores_aims_float_alpha_with_the_aim500_protocol(model, checkpoint, tmp_path, capsys):
     import main
-    images = write_photos(tmp_path / "original")
+    write_photos(tmp_path / "original")
     for name in ("mask", "trimap"):
         (tmp_path / name).mkdir()
     truth = np.zeros(SIZE, np.uint8)

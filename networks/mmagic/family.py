@@ -1,9 +1,9 @@
 """MMagic's GCA and baseline models (OpenMMLab; gca_r34_4x10_200k_comp1k_SAD-33.38_20220615-65595f39.pth,
 baseline_r34_4x10_200k_comp1k_SAD-34.61_20220620-96f85d56.pth and the two dimaug files): the network
 with torch's spectral norm and MMagic's attention, MMagic's recipe, MMagic's checkpoint layout."""
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
-from networks.family import Family, StateDict
+from networks.family import Family, StateDict, recognise_state_dict
 from networks.mmagic.layout import describe, from_mmagic, is_mmagic_layout
 from networks.mmagic.network import build_mmagic_generator
 from utils.checkpoint import CheckpointError, extract_state_dict, saved_family
@@ -42,13 +42,6 @@ def state_dict(checkpoint: Dict, path: str, keys: List[str]) -> StateDict:
     raise CheckpointError(f"{path} is not an MMagic checkpoint: its tensors are not under \"backbone.\".")
 
 
-def recognise(checkpoint: Dict) -> Optional[str]:
-    try:
-        return describe(extract_state_dict(checkpoint))
-    except CheckpointError:
-        return None
-
-
 FAMILY = Family(name=NAME, title="MMagic's GCA and baseline (OpenMMLab, Composition-1K SAD 33.38 / 34.61)",
-                build=build_mmagic_generator, recipes=recipes, state_dict=state_dict, recognise=recognise,
+                build=build_mmagic_generator, recipes=recipes, state_dict=state_dict, recognise=recognise_state_dict(describe),
                 training_refusal=TRAINING_REFUSAL)
