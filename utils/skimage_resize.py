@@ -5,14 +5,16 @@ scikit-image's dependencies. Its defaults changed between releases; two behaviou
 
 "skimage-0.14" (0.14.x, the version AIM's requirements pin): no anti-aliasing; mode 'constant'
 (zeros beyond the border, so an upscaled map darkens along its edges); warp's bilinear
-interpolation at the source position scale * (i + 0.5) - 0.5, in float64; the clip keeps
-exact zeros when 0 lies outside the input's range.
+interpolation at the source position scale * (i + 0.5) - 0.5 through the transform 0.14
+estimates (with its rounding), in float64; the clip keeps exact zeros when 0 lies outside the
+input's range.
 
 "skimage-0.19" (0.19 to 0.26, what pip installs today; 0.15 to 0.18 compute the same through warp):
 before downscaling, a Gaussian filter with sigma max(0, (scale - 1) / 2) per axis; mode
 'reflect' (mirrored without repeating the edge pixel) in the filter and the interpolation;
 scipy.ndimage.zoom's bilinear weights; a float32 input gives float32.
 """
+import math
 from typing import Tuple
 
 import cv2
@@ -43,10 +45,41 @@ def clip_to_input(out: np.ndarray, image: np.ndarray, keep_zeros: bool) -> np.nd
     return out
 
 
-def warp_positions(size_in: int, size_out: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(floor, ceil, fraction) of the source positions warp samples along one axis."""
-    scale = size_in / size_out
-    position = scale * np.arange(size_out) + (scale * 0.5 - 0.5)
+def normalising_matrix(points: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(the similarity that centres 2-D points and scales their RMS distance to sqrt(2), the points
+    so moved), as the DLT estimate normalises its correspondences."""
+    centroid = points.mean(axis=0)
+    scale = math.sqrt(2) / math.sqrt(np.sum((points - centroid) ** 2) / len(points))
+    matrix = np.array([[scale, 0, -scale * centroid[0]], [0, scale, -scale * centroid[1]], [0, 0, 1]])
+    moved = matrix @ np.vstack([points.T, np.ones(len(points))])
+    return matrix, (moved[:2] / moved[2]).T
+
+
+def resize_transform_014(shape_in: Tuple[int, int], shape_out: Tuple[int, int]) -> np.ndarray:
+    """The 3 x 3 map from output (column, row) to input position skimage 0.14's resize warps with: an
+    affine transform estimated through an SVD (normalised DLT) from three output corners and their
+    positions scale * (i + 0.5) - 0.5, then its shear set to 0. Its rounding (not the exact scale
+    and offset) decides where a position that is an integer in exact arithmetic lands."""
+    (rows_in, columns_in), (rows, columns) = shape_in, shape_out
+    if rows == 1 and columns == 1:
+        return np.array([[1.0, 0, columns_in / 2 - 0.5], [0, 1.0, rows_in / 2 - 0.5], [0, 0, 1]])
+    output = np.array([[0, 0], [0, rows - 1], [columns - 1, rows - 1]])
+    source = np.stack([columns_in / columns * (output[:, 0] + 0.5) - 0.5,
+                       rows_in / rows * (output[:, 1] + 0.5) - 0.5], 1)
+    (output_matrix, output_points), (source_matrix, source_points) = map(normalising_matrix, (output, source))
+    (x, y), (u, v) = output_points.T, source_points.T
+    zero, one = np.zeros(3), np.ones(3)
+    system = np.vstack([np.stack([x, y, one, zero, zero, zero, u], 1), np.stack([zero, zero, zero, x, y, one, v], 1)])
+    solution = np.linalg.svd(system)[2][-1]
+    affine = np.vstack([-solution[:-1].reshape(2, 3) / solution[-1], [0, 0, 1]])
+    transform = np.linalg.inv(source_matrix) @ (affine @ output_matrix)
+    transform[2], transform[0, 1], transform[1, 0] = (0, 0, 1), 0, 0
+    return transform
+
+
+def warp_positions(scale: float, offset: float, size_out: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(floor, ceil, fraction) of the source positions scale * i + offset warp samples along one axis."""
+    position = scale * np.arange(size_out) + offset
     low = np.floor(position)
     return low.astype(np.int64), np.ceil(position).astype(np.int64), position - low
 
@@ -64,8 +97,9 @@ def resize_014(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """skimage 0.14's resize: (1 - dr) * top + dr * bottom, top = (1 - dc) * left + dc * right
     (its Cython bilinear_interpolation), float64."""
     image = as_float(image).astype(np.float64, copy=False)
-    rows = warp_positions(image.shape[0], height)
-    columns = warp_positions(image.shape[1], width)
+    transform = resize_transform_014(image.shape[:2], (height, width))
+    rows = warp_positions(transform[1, 1], transform[1, 2], height)
+    columns = warp_positions(transform[0, 0], transform[0, 2], width)
     fraction_c = columns[2].reshape((1, -1) + (1,) * (image.ndim - 2))
     left, right = constant_gather(image, columns[0], 1), constant_gather(image, columns[1], 1)
     across = (1 - fraction_c) * left + fraction_c * right
