@@ -381,10 +381,11 @@ def guide_kind(args: argparse.Namespace, needs_trimap: bool) -> str:
     """Where each image's trimap comes from: 'trimap' (files), 'mask' (files made into trimaps),
     'automatic' (--trimap-from) or 'none' (the model takes none); ValueError for flags that do not go
     together or with the model."""
-    given = [kind for kind, value in (("trimap", args.trimap_dir), ("mask", args.mask_dir),
+    given = [kind for kind, value in (("mask", args.mask_dir), ("trimap", args.trimap_dir),
                                       ("automatic", args.trimap_from)) if value]
     if len(given) > 1:
-        raise ValueError(f"{' and '.join(GUIDE_FLAGS[kind] for kind in given)} given; give one way to the trimaps")
+        raise ValueError(f"{' and '.join(GUIDE_FLAGS[kind] for kind in given)} {'both' if len(given) == 2 else 'all'} "
+                         "given; give one way to the trimaps (masks and --trimap-from are made into trimaps)")
     if not needs_trimap and given:
         raise ValueError(f"{args.config}: its model predicts from the photo alone; drop {GUIDE_FLAGS[given[0]]}")
     kind = given[0] if given else ("trimap" if needs_trimap else "none")
