@@ -2,6 +2,7 @@
 module tree with torch's own spectral norm, random weights, converged spectral norms, random
 BatchNorm statistics and mmengine-style extras) loads unchanged, with no code run and no mmengine,
 and gives the transcription's alpha."""
+import hashlib
 import os
 import re
 import sys
@@ -237,3 +238,14 @@ def test_every_entry_point_runs_each_mmagic_config(tmp_path, mattors, key, capsy
     predicted = cv2.imread(str(tmp_path / "prediction" / CONFIGS[key] / "p0.png"), cv2.IMREAD_UNCHANGED)
     assert np.abs(predicted.astype(int) - expected).max() <= 1  # MMagic's recipe in the test phase too
     assert f"{CONFIGS[key]} on 2 images" in capsys.readouterr().out
+
+
+def test_a_released_file_whose_contents_do_not_match_its_name_is_named_damaged(tmp_path, mattors):
+    name = "baseline_r34_4x10_200k_comp1k_SAD-34.61_20220620-{}.pth"
+    path = save_mmagic_checkpoint(mattors[(False, 6)], str(tmp_path / name.format("00000000")))
+    with pytest.raises(CheckpointError, match="not 00000000 as its name says: the file is incomplete or damaged"):
+        read_checkpoint(path)
+    digest = hashlib.sha256(open(path, "rb").read()).hexdigest()[:8]
+    renamed = str(tmp_path / name.format(digest))
+    os.rename(path, renamed)
+    assert len(read_checkpoint(renamed)["state_dict"]) == 538

@@ -4,9 +4,11 @@ Nothing in a checkpoint ever runs: files of tensors and plain containers load th
 torch.load(weights_only=True); files that also hold other Python objects (OpenMMLab's mmengine
 logs, numpy values) load through an unpickler that rebuilds tensors and turns every other object
 into an inert placeholder, without importing or calling anything the file names."""
+import hashlib
 import logging
 import os
 import pickle
+import re
 import types
 from collections import OrderedDict
 from typing import Dict, List, Optional, Set, Tuple
@@ -19,6 +21,7 @@ from utils.atomic import atomic_file
 MODULE_PREFIX = "module."
 logger = logging.getLogger(__name__)
 UNPICKLER_ERROR = "WeightsUnpickler error:"
+OPENMMLAB_NAME = re.compile(r"_\d{8}(?:_\d{6})?-([0-9a-f]{8})\.pth$")
 # What the tensors of a torch.save file are rebuilt with (storages are torch's own affair).
 TENSOR_GLOBALS = {
     "torch._utils._rebuild_tensor": torch._utils._rebuild_tensor,
@@ -43,6 +46,7 @@ def read_checkpoint(path: str) -> Dict:
         raise CheckpointError(f"checkpoint {path} is a folder; give the checkpoint's .pth file ({inside})")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
+    check_name_hash(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -58,6 +62,23 @@ def read_checkpoint(path: str) -> Dict:
     logger.info("%s: loaded its tensors; %d kinds of other objects in it were left out: %s", path, len(ignored),
                 ", ".join(sorted(ignored)))
     return checkpoint
+
+
+def check_name_hash(path: str) -> None:
+    """OpenMMLab names its released files ..._<date>[_<time>]-<first 8 hex digits of the sha256>.pth:
+    a file so named whose contents do not hash to that prefix (an interrupted or damaged download)
+    gets a CheckpointError saying so."""
+    match = OPENMMLAB_NAME.search(os.path.basename(path))
+    if match is None:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2 ** 20), b""):
+            digest.update(block)
+    if not digest.hexdigest().startswith(match.group(1)):
+        raise CheckpointError(
+            f"{path}: its sha256 begins {digest.hexdigest()[:8]}, not {match.group(1)} as its name says: the file is "
+            "incomplete or damaged (an interrupted download?); download it again")
 
 
 class Inert:
