@@ -92,6 +92,19 @@ def load_weights(model: nn.Module, path: str) -> Dict:
     return checkpoint
 
 
+def init_from_checkpoint(model: nn.Module, path: str) -> str:
+    """Loads the weights, and only the weights, of the checkpoint at `path` into `model` for
+    fine-tuning (train.init_checkpoint): a released gca-dist*.pth, a checkpoint of this project or
+    a bare state dict, strictly (a mismatch raises CheckpointError naming the keys). Its optimizer,
+    schedule and step are not used. Returns a line describing what was loaded, for the log."""
+    checkpoint = load_weights(model, path)
+    tensors = len(extract_state_dict(checkpoint, path))
+    if "iter" in checkpoint:
+        return (f"{path}: {tensors} tensors of a run after its step {int(checkpoint['iter']) + 1} "
+                "(its optimizer, schedule and step are not used)")
+    return f"{path}: {tensors} tensors"
+
+
 def save_checkpoint(obj: Dict, path: str) -> None:
     """torch.save written atomically (utils.atomic): a crash mid-save leaves the previous file intact."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
