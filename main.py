@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from dataloader.datasets import EvalDataset, TrainDataset, usable_eval_files
-from dataloader.file_lists import DataListError, EvalList, eval_list, training_list
+from dataloader.file_lists import DataListError, EvalList, TrainList, eval_list, photo_training_list, training_list
 from dataloader.loader import eval_loader, train_loader
-from networks.families import build_network, family_of, load_checkpoint
+from networks.families import build_network, family_of, init_from_checkpoint, load_checkpoint
 from trainer import Trainer, TrainingError, checkpoint_file
 from utils import distributed as du
 from utils.allocator import reuse_freed_memory
@@ -82,6 +82,36 @@ def checked_eval_list(merged: str, alpha: str, trimap: str, keys) -> Tuple[EvalL
     return files, len(problems)
 
 
+def training_files(data) -> TrainList:
+    """Photos with alphas (data.train_merged) and their estimated foregrounds, or Adobe-style
+    foregrounds with alphas; and the backgrounds."""
+    if data.train_merged:
+        return photo_training_list(data.train_merged, data.train_alpha, data.train_fg, data.train_bg)
+    return training_list(data.train_fg, data.train_alpha, data.train_bg)
+
+
+def initial_weights(config, model) -> None:
+    """Where training starts from, unless it resumes: train.init_checkpoint (fine-tuning), else
+    the ImageNet backbone (model.imagenet_pretrain), else the initialisation."""
+    if config.train.resume_checkpoint:
+        if config.train.init_checkpoint:
+            logger.info("train.init_checkpoint is not used: the run resumes from train.resume_checkpoint = %r",
+                        config.train.resume_checkpoint)
+        return
+    if config.train.init_checkpoint:
+        try:
+            loaded = init_from_checkpoint(model, model_spec(config), config.train.init_checkpoint)
+        except CheckpointError as e:
+            raise CheckpointError(f"train.init_checkpoint: {e}") from None
+        logger.info("weights from train.init_checkpoint = %s; training starts at step 1 with a fresh optimizer "
+                    "and learning-rate schedule", loaded)
+    elif config.model.imagenet_pretrain:
+        left = load_imagenet_backbone(model.encoder, config.model.imagenet_pretrain_path or "",
+                                      config.model.trimap_channel)
+        logger.info("ImageNet backbone loaded from %s (%d encoder tensors keep their init)",
+                    config.model.imagenet_pretrain_path, len(left))
+
+
 def run_training(config, dist_info: du.DistInfo, stop: StopRequest) -> int:
     """Trains; returns 0 when the run is finished, 128 + the signal number when a signal
     stopped it (latest_model.pth saved)."""
@@ -91,15 +121,12 @@ def run_training(config, dist_info: du.DistInfo, stop: StopRequest) -> int:
         raise ConfigError(f"{config.model.family!r} (model.family): {family.training_refusal}")
     torch.manual_seed(config.train.seed)
     model = build_network(spec)
-    if config.model.imagenet_pretrain and not config.train.resume_checkpoint:
-        left = load_imagenet_backbone(model.encoder, config.model.imagenet_pretrain_path or "",
-                                      config.model.trimap_channel)
-        logger.info("ImageNet backbone loaded from %s (%d encoder tensors keep their init)",
-                    config.model.imagenet_pretrain_path, len(left))
+    initial_weights(config, model)
     data = config.data
-    files = training_list(data.train_fg, data.train_alpha, data.train_bg)
+    files = training_files(data)
     dataset = TrainDataset(files, data.crop_size, data.augmentation, data.random_interp, data.pipeline,
-                           config.model.trimap_channel, config.train.seed, dist_info.rank, data.decode_cache)
+                           config.model.trimap_channel, config.train.seed, dist_info.rank, data.decode_cache,
+                           own_background_prob=data.own_background_prob)
     loader = train_loader(dataset, config.model.batch_size, data.workers, config.train.seed, dist_info.rank,
                           dist_info.world_size, pin_memory=dist_info.device.type == "cuda")
     validation = None
@@ -113,9 +140,9 @@ def run_training(config, dist_info: du.DistInfo, stop: StopRequest) -> int:
     if du.is_main_process():
         from tensorboardX import SummaryWriter
         writer = SummaryWriter(config.log.tensorboard_path)
-    logger.info("%d foregrounds, %d backgrounds, %d validation images, %d process(es) on %s",
-                len(files.fg), len(files.bg), len(validation.dataset) if validation else 0,
-                dist_info.world_size, dist_info.device)
+    logger.info("%d %s, %d backgrounds, %d validation images, %d process(es) on %s", len(files.fg),
+                "photos" if files.merged else "foregrounds", len(files.bg),
+                len(validation.dataset) if validation else 0, dist_info.world_size, dist_info.device)
     trainer = Trainer(config, model, loader, validation, dist_info, writer, stop, eval_recipe=family.recipes(spec)[1])
     trainer.remove_interrupted_saves()
     if config.train.resume_checkpoint:

@@ -127,7 +127,7 @@ def test_a_non_finite_step_is_skipped(toy, tmp_path):
     batch = torch.utils.data.default_collate([dataset[(0, 0)], dataset[(0, 1)]])
     batch["image"][0, 0, 0, 0] = float("nan")
     before = [p.detach().clone() for p in trainer.params]
-    _, norm, finite, _, _ = trainer.train_step(batch, 0)
+    _, norm, finite, _, _ = trainer.train_step([batch], 0)
     assert not finite and math.isnan(norm)
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.params))
 
@@ -583,3 +583,16 @@ def test_the_test_phase_takes_a_protocol_and_categories(toy, tmp_path, capsys):
     open(config, "w").write(text.replace('"aim500"', '"sim"'))
     assert run_main(config, "--phase", "test") == 2
     assert "test.protocol" in capsys.readouterr().err
+
+
+def test_a_data_loading_error_in_a_worker_ends_the_run_instead_of_hanging(toy, tmp_path):
+    data = str(tmp_path / "data")
+    shutil.copytree(os.path.join(toy, "train"), os.path.join(data, "train"))
+    shutil.copytree(os.path.join(toy, "test"), os.path.join(data, "test"))
+    for name in os.listdir(os.path.join(data, "train", "bg")):  # every sample unreadable: no batch at all
+        open(os.path.join(data, "train", "bg", name), "wb").write(b"not an image")
+    config = write_config(str(tmp_path), data, workers=1, total_step=4, val_step=100)
+    result = subprocess.run([sys.executable, "main.py", "--config", config], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "data loading failed before step 1" in result.stdout and "10 unreadable samples in a row" in result.stdout

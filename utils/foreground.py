@@ -63,6 +63,18 @@ def estimate_foreground(image_bgr: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return to_uint8(foreground * 255.0)
 
 
+def solve_background(image_bgr: np.ndarray, fg_bgr: np.ndarray, alpha_uint8: np.ndarray) -> np.ndarray:
+    """The background B that completes image = alpha F + (1 - alpha) B for a known F: H x W x 3
+    float32, (image - alpha F) / (1 - alpha) clipped to 0..255 where alpha < 1, the image itself
+    where alpha is 1 (B has no weight there). Compositing F over it gives the image back, except
+    where F is off by more than a background in 0..255 can make up for."""
+    weight = alpha_uint8.astype(np.float32)[..., None] / 255
+    image = image_bgr.astype(np.float32)
+    remainder = image - weight * fg_bgr.astype(np.float32)
+    background = np.divide(remainder, 1 - weight, out=image.copy(), where=np.broadcast_to(weight < 1, image.shape))
+    return np.clip(background, 0, 255)
+
+
 def rgba_image(fg_bgr: np.ndarray, alpha_uint8: np.ndarray) -> np.ndarray:
     """H x W x 4 BGRA uint8 with straight (not premultiplied) alpha, as cv2 writes PNG: colour =
     the foreground, alpha channel = alpha_uint8 exactly."""
@@ -136,3 +148,12 @@ def load_alpha(path: str) -> Tuple[np.ndarray, str]:
         return alpha, (f"{path}: the alpha is a colour image; its first (red) channel is used. "
                        "Save alphas as grey images")
     return alpha, ""
+
+
+def load_grey_alpha(path: str) -> np.ndarray:
+    """As load_alpha, but a colour file (channels that differ) is an ImageReadError naming it:
+    where alphas become training or test data, a colour image is a mistake, not a matte."""
+    alpha, warning = load_alpha(path)
+    if warning:
+        raise ImageReadError(f"{path}: not a grey alpha (its colour channels differ); save alphas as grey images")
+    return alpha
