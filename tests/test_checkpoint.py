@@ -138,7 +138,8 @@ NOT_CHECKPOINTS = {
     "zip of something else": (zip_without_pickle, "a zip archive without the data.pkl of torch.save's files"),
     "truncated legacy file": (truncated_legacy, "a Python pickle (protocol 2) cut short or not written by torch.save"),
     "plain pickle": (lambda tmp_path: pickle.dumps({"a": 1}, protocol=2), "a Python pickle (protocol 2)"),
-    "binary": (lambda tmp_path: b"\0\1\2\3" * 40, "neither a zip archive nor a pickle; it starts with bytes 00 01 02 03"),
+    "binary": (lambda tmp_path: b"\0\1\2\3" * 40,
+               "neither a zip archive nor a pickle; it starts with bytes 00 01 02 03"),
 }
 
 
