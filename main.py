@@ -4,6 +4,11 @@ python main.py --config config/gca-dist.toml                       # one process
 torchrun --nproc_per_node=4 main.py --config config/gca-dist.toml    # one process per GPU
 python -m torch.distributed.launch --nproc_per_node=4 main.py --config=config/gca-dist.toml
 python main.py --config config/gca-dist.toml --phase test
+python main.py --config config/quickstart.toml --resume latest_model   # continue a stopped run
+
+A run never replaces another run's checkpoints: training into a log.checkpoint_path/<version>
+that holds latest_model.pth or best_model.pth is refused unless it resumes from there or
+--overwrite is given.
 """
 import argparse
 import logging
@@ -20,7 +25,7 @@ from dataloader.datasets import EvalDataset, TrainDataset, usable_eval_files
 from dataloader.file_lists import DataListError, EvalList, TrainList, eval_list, photo_training_list, training_list
 from dataloader.loader import eval_loader, train_loader
 from networks.families import build_network, family_of, init_from_checkpoint, load_checkpoint
-from trainer import Trainer, TrainingError, checkpoint_file
+from trainer import Trainer, TrainingError, checkpoint_file, earlier_run_problem
 from utils import distributed as du
 from utils.allocator import reuse_freed_memory
 from utils.checkpoint import CheckpointError, load_imagenet_backbone
@@ -29,6 +34,7 @@ from utils.categories import CategoriesError, assign_labels, categories_from_pre
 from utils.evaluate import PROTOCOLS, coverage_note, format_metrics, mean_metrics, units_line
 from utils.image_io import write_image
 from utils.inference import check_precision, check_tta, evaluate_sample
+from utils.memory import OutOfMemory, named_out_of_memory
 from utils.progress import progress
 from utils.signals import StopRequest, exit_code
 
@@ -39,9 +45,37 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True)
     parser.add_argument("--phase", choices=("train", "test"), default="train")
+    parser.add_argument("--resume", metavar="CHECKPOINT",
+                        help="continue training from this checkpoint: a name in the run's checkpoint folder "
+                             "(latest_model, best_model) or a path; overrides train.resume_checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train even where the run's checkpoint folder holds an earlier run's "
+                             "latest_model.pth / best_model.pth, replacing them")
     parser.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=None,
                         help="set by torch.distributed.launch; torchrun sets LOCAL_RANK instead")
     return parser.parse_args(argv)
+
+
+def apply_run_flags(config, args: argparse.Namespace) -> None:
+    """--resume into the config; ConfigError for training flags given to the test phase."""
+    if args.phase == "test" and (args.resume or args.overwrite):
+        raise ConfigError(f"{'--resume' if args.resume else '--overwrite'} goes with training, not --phase test; "
+                          "the test phase reads test.checkpoint")
+    if args.resume:
+        config.train.resume_checkpoint = args.resume
+
+
+def refused_by_earlier_run(config, overwrite: bool, device: torch.device) -> bool:
+    """Whether training must not start because its checkpoint folder holds another run's
+    checkpoints (named on stderr); rank 0 decides for every rank, before anything is written."""
+    if overwrite:
+        return False
+    problem = (earlier_run_problem(config.log.checkpoint_path, config.train.resume_checkpoint)
+               if du.is_main_process() else "")
+    refused = du.main_process_decides(bool(problem), device)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+    return refused
 
 
 def setup_logging(config, main_process: bool) -> None:
@@ -187,8 +221,8 @@ def report_categories(config, sads: dict, table: dict) -> None:
 
 
 def run_test(config, dist_info: du.DistInfo) -> int:
-    """Predicts and scores the test set; 1 when an image could not be read or written (named
-    in the log, left out of the means or kept in them), else 0."""
+    """Predicts and scores the test set; 1 when an image could not be read, predicted (out of
+    memory) or written (named in the log, left out of the means or kept in them), else 0."""
     try:
         check_tta(config.test.tta)
     except ValueError as e:
@@ -219,8 +253,15 @@ def run_test(config, dist_info: du.DistInfo) -> int:
                 problems += 1
                 logger.warning("left out of the means: %s", batch["error"])
                 continue
-            _, pred, target = evaluate_sample(model, recipe, batch, dist_info.device, config.test.precision,
-                                              config.test.tta)
+            height, width = batch["trimap"].shape
+            try:
+                with named_out_of_memory(name, width, height):
+                    _, pred, target = evaluate_sample(model, recipe, batch, dist_info.device, config.test.precision,
+                                                      config.test.tta)
+            except OutOfMemory as e:
+                problems += 1
+                logger.warning("left out of the means: %s", e)
+                continue
             if out_dir:
                 try:
                     write_image(os.path.join(out_dir, os.path.splitext(name)[0] + ".png"), pred)
@@ -247,6 +288,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
         config = load_config(args.config)
+        apply_run_flags(config, args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -256,6 +298,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     # behaviour, so that a stuck rendezvous can still be interrupted).
     stop = StopRequest().install() if args.phase == "train" else None
     try:
+        if args.phase == "train" and refused_by_earlier_run(config, args.overwrite, dist_info.device):
+            return 2
         setup_logging(config, du.is_main_process())
         if du.is_main_process():
             logger.info("resolved config:\n%s", format_config(config))

@@ -61,6 +61,25 @@ def checkpoint_file(checkpoint_dir: str, name: str) -> str:
     return os.path.join(checkpoint_dir, name if name.endswith(".pth") else f"{name}.pth")
 
 
+RUN_CHECKPOINTS = ("latest_model.pth", "best_model.pth")
+RESUME_HINT = "--resume latest_model (or train.resume_checkpoint = \"latest_model\" in the config)"
+
+
+def earlier_run_problem(checkpoint_dir: str, resume_checkpoint: Optional[str]) -> str:
+    """'' when training may write into checkpoint_dir, else why not: the folder holds another run's
+    checkpoints and this run does not resume from that folder, so its saves would replace them."""
+    found = [name for name in RUN_CHECKPOINTS if os.path.isfile(os.path.join(checkpoint_dir, name))]
+    if not found:
+        return ""
+    if resume_checkpoint:
+        resumed = checkpoint_file(checkpoint_dir, resume_checkpoint)
+        if os.path.realpath(os.path.dirname(os.path.abspath(resumed))) == os.path.realpath(checkpoint_dir):
+            return ""
+    return (f"{checkpoint_dir} already holds {' and '.join(found)} of an earlier run, which this run would replace; "
+            f"nothing was written. To continue that run, resume it: {RESUME_HINT}. To start a new run, give it "
+            "another name (version in the config), or pass --overwrite to replace those checkpoints.")
+
+
 class Trainer:
     def __init__(self, config, model: nn.Module, train_loader, eval_loader, dist_info: du.DistInfo,
                  writer=None, stop: Optional[StopRequest] = None, eval_recipe: Optional[Recipe] = None):
@@ -362,8 +381,7 @@ class Trainer:
                 self.save_latest(step)
                 raise TrainingError(
                     f"{self.nonfinite_run} steps in a row had non-finite gradients (last: step {done}); "
-                    "training stopped. Lower train.G_lr, or set train.amp = \"off\", and resume "
-                    "from latest_model (train.resume_checkpoint = \"latest_model\").")
+                    f"training stopped. Lower train.G_lr, or set train.amp = \"off\", and resume with {RESUME_HINT}.")
         if du.is_main_process():
             if done % log.logging_step == 0 or done == t.total_step:
                 tick, tick_step = self.tick
@@ -392,8 +410,8 @@ class Trainer:
         self.save_latest(last)
         if du.is_main_process():
             if last >= 0:
-                logger.info("stopped by %s after step %d; latest_model.pth holds it: resume with "
-                            "train.resume_checkpoint = \"latest_model\"", signal_name(signum), last + 1)
+                logger.info("stopped by %s after step %d; latest_model.pth holds it: resume with %s",
+                            signal_name(signum), last + 1, RESUME_HINT)
             else:
                 logger.info("stopped by %s before the first step; nothing to save", signal_name(signum))
         return signum

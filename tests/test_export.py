@@ -254,6 +254,17 @@ def test_a_checkpoint_of_the_other_architecture(onnx_packages, tmp_path, capsys)
     assert not os.path.exists(output)
 
 
+@pytest.mark.parametrize("content", [b"hello world\n", b"", b'{"error": 404}'], ids=["text", "empty", "json"])
+def test_a_file_that_is_not_a_checkpoint(onnx_packages, tmp_path, capsys, content):
+    checkpoint = tmp_path / "gca-dist.pth"
+    checkpoint.write_bytes(content)
+    output = str(tmp_path / "model.onnx")
+    code, err = run_cli(["--config", os.path.join(ROOT, "config", "gca-dist.toml"), "--checkpoint", str(checkpoint),
+                         "--output", output], capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: {checkpoint}: not a PyTorch checkpoint (")
+    assert not os.path.exists(output)
+
+
 def test_an_output_that_cannot_be_written(onnx_packages, tmp_path, capsys):
     config = os.path.join(ROOT, "config", "gca-dist.toml")
     blocker = tmp_path / "file"

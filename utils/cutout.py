@@ -16,12 +16,13 @@ import sys
 from functools import partial
 from typing import List, Optional
 
-from utils.batch import (check_same_size, drop_clashing, folders_problem, output_folder_problem, pair_by_stem,
-                         process_pairs, report_failures, write_all)
+from utils.batch import (COMPOSITE_SUFFIX, CUTOUT_SUFFIXES, check_same_size, drop_clashing, folders_problem,
+                         output_folder_problem, pair_by_stem, process_pairs, report_failures, write_all)
 from utils.extras import MissingExtraError
 from utils.foreground import (ACCEPTED_BACKGROUNDS, Background, composite, estimate_foreground, load_alpha,
                               parse_background, require_pymatting, rgba_image)
 from utils.image_io import list_images, read_image, stem
+from utils.memory import named_out_of_memory
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -40,21 +41,22 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def output_names(image_path: str, with_composite: bool) -> List[str]:
-    names = [f"{stem(image_path)}_fg.png", f"{stem(image_path)}_rgba.png"]
-    return names + [f"{stem(image_path)}_composite.png"] if with_composite else names
+    suffixes = CUTOUT_SUFFIXES + ((COMPOSITE_SUFFIX,) if with_composite else ())
+    return [f"{stem(image_path)}{suffix}.png" for suffix in suffixes]
 
 
 def cut_out(image_path: str, alpha_path: str, output: str, background: Optional[Background]) -> None:
-    """Writes the image's outputs into `output`; ImageReadError or WriteError naming the file."""
+    """Writes the image's outputs into `output`; ImageReadError, WriteError or OutOfMemory naming the file."""
     image = read_image(image_path)
     alpha, warning = load_alpha(alpha_path)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     check_same_size(image, alpha, image_path, alpha_path, "alpha")
-    foreground = estimate_foreground(image, alpha)
-    pictures = [foreground, rgba_image(foreground, alpha)]
-    if background is not None:
-        pictures.append(composite(foreground, alpha, background.fill(*alpha.shape)))
+    with named_out_of_memory(image_path, alpha.shape[1], alpha.shape[0]):
+        foreground = estimate_foreground(image, alpha)
+        pictures = [foreground, rgba_image(foreground, alpha)]
+        if background is not None:
+            pictures.append(composite(foreground, alpha, background.fill(*alpha.shape)))
     write_all([os.path.join(output, name) for name in output_names(image_path, background is not None)], pictures)
 
 

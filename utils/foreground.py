@@ -18,8 +18,8 @@ COLOUR_NAMES = {  # R, G, B
     "white": (255, 255, 255), "black": (0, 0, 0), "red": (255, 0, 0), "green": (0, 255, 0),
     "blue": (0, 0, 255), "grey": (128, 128, 128), "gray": (128, 128, 128),
 }
-ACCEPTED_BACKGROUNDS = (f"a colour (#rrggbb, R,G,B with values 0 to 255, or one of {', '.join(COLOUR_NAMES)}) "
-                        "or an image file")
+ACCEPTED_BACKGROUNDS = (f"a colour (#rrggbb or #rgb, R,G,B with values 0 to 255, or one of "
+                        f"{', '.join(COLOUR_NAMES)}) or an image file")
 
 
 def to_uint8(values: np.ndarray) -> np.ndarray:
@@ -107,10 +107,13 @@ class Background:
 
 
 def parse_colour(spec: str) -> Optional[Tuple[int, int, int]]:
-    """BGR for '#rrggbb', 'R,G,B' (0..255) or a colour name; None when spec has none of these forms."""
+    """BGR for '#rrggbb', CSS's short '#rgb' (#0f0 is #00ff00), 'R,G,B' (0..255) or a colour name;
+    None when spec has none of these forms."""
     text = spec.strip().lower()
     if text in COLOUR_NAMES:
         rgb = COLOUR_NAMES[text]
+    elif re.fullmatch(r"#[0-9a-f]{3}", text):
+        rgb = tuple(int(digit * 2, 16) for digit in text[1:])
     elif re.fullmatch(r"#[0-9a-f]{6}", text):
         rgb = tuple(int(text[i:i + 2], 16) for i in (1, 3, 5))
     elif re.fullmatch(r"\d{1,3}\s*,\s*\d{1,3}\s*,\s*\d{1,3}", text):
