@@ -10,10 +10,22 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from utils.checkpoint import CheckpointError, extract_state_dict
 from utils.config import ModelSpec
 from utils.recipe import Recipe
 
 StateDict = Dict[str, torch.Tensor]
+
+
+def recogniser(describe: Callable[[StateDict], Optional[str]]) -> Callable[[Dict], Optional[str]]:
+    """A Family.recognise from `describe` (a state dict -> the hint, or None): None as well for a
+    checkpoint that holds no state dict."""
+    def recognise(checkpoint: Dict) -> Optional[str]:
+        try:
+            return describe(extract_state_dict(checkpoint))
+        except CheckpointError:
+            return None
+    return recognise
 
 
 @dataclass(frozen=True)

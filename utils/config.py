@@ -29,6 +29,7 @@ _DEFAULTS: Dict[str, Any] = {
         "arch": {
             "encoder": "res_shortcut_encoder_29",
             "decoder": "res_shortcut_decoder_22",
+            "refiner": "",
         },
     },
     "data": {
@@ -214,18 +215,20 @@ def load_config(path: str) -> EasyDict:
 @dataclass(frozen=True)
 class ModelSpec:
     """The model a config describes, as plain values for networks/: its family (network, recipe and
-    checkpoint layout), the encoder and decoder by name, the trimap channels, the GCA blocking."""
+    checkpoint layout), the encoder and decoder by name, the trimap channels, the GCA blocking, the
+    refiner by name ("" for none)."""
     family: str
     encoder: str
     decoder: str
     trimap_channel: int
     gca_block: int = 0
+    refiner: str = ""
 
 
 def model_spec(config: Dict) -> ModelSpec:
     model = config["model"]
     return ModelSpec(model["family"], model["arch"]["encoder"], model["arch"]["decoder"], model["trimap_channel"],
-                     config["test"]["gca_block"])
+                     config["test"]["gca_block"], model["arch"]["refiner"])
 
 
 def format_config(config: Dict) -> str:
