@@ -172,12 +172,15 @@ def test_stripe_context_is_needed(networks, monkeypatch):
     assert not torch.allclose(striped, whole, atol=1e-5)
 
 
-def test_training_never_stripes(networks, monkeypatch):
+def test_training_never_stripes_and_gives_both_predictions(networks, monkeypatch):
     network = copy.deepcopy(networks[True]).train()
     network.stripe_rows = 32
     monkeypatch.setattr(dim_network.DeepImageMatting, "forward_striped", lambda *args: pytest.fail("striped"))
-    alpha, _ = network(torch.randn(1, 3, 64, 64), torch.rand(1, 1, 64, 64))
-    assert alpha.shape == (1, 1, 64, 64)
+    image, trimap = torch.randn(1, 3, 64, 64), torch.rand(1, 1, 64, 64)
+    alpha, info = network(image, trimap)
+    decoder_alpha, refined = network.predictions(image, trimap)
+    assert alpha.shape == (1, 1, 64, 64) and torch.equal(alpha, refined)
+    assert torch.equal(info["decoder_alpha"], decoder_alpha) and torch.equal(info["refined_alpha"], refined)
 
 
 def test_window_codes_give_the_pooling_indices_back():

@@ -316,3 +316,36 @@ def test_an_mmagic_model_is_exported_in_its_own_recipe(onnx_packages, tmp_path, 
     pytorch = cv2.imread(os.path.join(out, f"{config[:-5]}_mmagic.pth", "a.png"), cv2.IMREAD_UNCHANGED)
     assert within_one_level(onnx, pytorch) >= export.AGREEMENT
     assert export.OnnxMatting(output).recipe.name == "mmagic"
+
+
+def test_a_dim_model_is_exported_with_its_pooling_indices(onnx_packages, tmp_path, capsys):
+    # MaxPool's indices and the max-unpooling (ScatterND) in the graph, MMagic's recipe with the
+    # trimap as grey / 255; a checkpoint of this project trained as the family loads as it is.
+    from networks.families import build_network
+    torch.manual_seed(2)
+    model = build_network(ModelSpec("mmagic-dim", "vgg16", "plain_decoder", 1, 0, "plain_refiner"))
+    with torch.no_grad():  # He-normal weights, so that the alpha varies
+        for conv in model.modules():
+            if isinstance(conv, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(conv.weight)
+                conv.bias.uniform_(-0.1, 0.1)
+    config = os.path.join(ROOT, "config", "mmagic-dim-stage3.toml")
+    checkpoint, output = str(tmp_path / "dim.pth"), str(tmp_path / "dim.onnx")
+    torch.save({"state_dict": model.state_dict(), "config": {"model": {"family": "mmagic-dim"}}}, checkpoint)
+    assert export.main(["--config", config, "--checkpoint", checkpoint, "--output", output]) == 0
+    printed = capsys.readouterr()
+    assert "checked with onnxruntime" in printed.out and "Attribute type is ambiguous" not in printed.err
+    images, trimaps = tmp_path / "images", tmp_path / "trimaps"
+    images.mkdir()
+    trimaps.mkdir()
+    image, trimap = pair(45, 70, 3)
+    cv2.imwrite(str(images / "a.png"), image[:, :, ::-1])
+    cv2.imwrite(str(trimaps / "a.png"), trimap)
+    out = str(tmp_path / "out")
+    assert demo.main(["--onnx", output, "--image-dir", str(images), "--trimap-dir", str(trimaps), "--output", out]) == 0
+    assert demo.main(["--config", config, "--checkpoint", checkpoint, "--image-dir", str(images), "--trimap-dir",
+                      str(trimaps), "--output", out, "--device", "cpu"]) == 0
+    onnx = cv2.imread(os.path.join(out, "onnx_dim.onnx", "a.png"), cv2.IMREAD_UNCHANGED)
+    pytorch = cv2.imread(os.path.join(out, "mmagic-dim-stage3_dim.pth", "a.png"), cv2.IMREAD_UNCHANGED)
+    assert within_one_level(onnx, pytorch) >= export.AGREEMENT and len(np.unique(pytorch)) > 20
+    assert export.OnnxMatting(output).recipe.name == "mmagic-dim"

@@ -10,7 +10,7 @@ In eval mode, images taller than a stripe run their full- and half-resolution la
 encoder's first two stages, the decoder's last two, the refiner) a stripe of rows at a time,
 each with context rows above and below that are dropped: the same values without the
 64-channel full-resolution maps of the whole image."""
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -179,8 +179,10 @@ def stripes(height: int, rows: int) -> List[Tuple[int, int, int, int]]:
 
 
 class DeepImageMatting(nn.Module):
-    """network(image N x 3 x H x W normalised, trimap N x 1 x H x W grey / 255) -> (alpha, None),
-    H and W multiples of 32; the alpha is the refined one where the network has a refiner."""
+    """network(image N x 3 x H x W normalised, trimap N x 1 x H x W grey / 255) -> (alpha, info),
+    H and W multiples of 32; the alpha is the refined one where the network has a refiner. info
+    is None in eval mode; in training mode {"decoder_alpha", "refined_alpha" (None without a
+    refiner)}, the two predictions DIM's losses weigh (through forward, as DDP needs)."""
 
     def __init__(self, refine: bool):
         super().__init__()
@@ -197,18 +199,18 @@ class DeepImageMatting(nn.Module):
         return alpha, self.refiner(image, alpha, raw_alpha)
 
     def predictions(self, image: torch.Tensor, trimap: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """(the decoder's alpha, the refined alpha or None) for the whole image at once: what
-        training needs (DIM's losses weigh both)."""
+        """(the decoder's alpha, the refined alpha or None) for the whole image at once."""
         features, indices = self.encoder(torch.cat((image, trimap), dim=1))
         return self.finish(image, self.decoder(features, indices))
 
-    def forward(self, image: torch.Tensor, trimap: torch.Tensor) -> Tuple[torch.Tensor, None]:
+    def forward(self, image: torch.Tensor, trimap: torch.Tensor) -> Tuple[torch.Tensor, Optional[Dict]]:
         if not self.training:
             rows = choose_stripe_rows(image.shape[3], self.stripe_rows, image.device, STRIPE_BYTES_PER_PIXEL)
             if rows != WHOLE and rows < image.shape[2]:
                 return self.forward_striped(image, trimap, -(-rows // QUARTER) * QUARTER), None
         alpha, refined = self.predictions(image, trimap)
-        return (alpha if refined is None else refined), None
+        info = {"decoder_alpha": alpha, "refined_alpha": refined} if self.training else None
+        return (alpha if refined is None else refined), info
 
     def forward_striped(self, image: torch.Tensor, trimap: torch.Tensor, rows: int) -> torch.Tensor:
         """forward's alpha with the full- and half-resolution layers run `rows` full-resolution
