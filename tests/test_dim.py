@@ -181,6 +181,12 @@ def test_training_never_stripes_and_gives_both_predictions(networks, monkeypatch
     decoder_alpha, refined = network.predictions(image, trimap)
     assert alpha.shape == (1, 1, 64, 64) and torch.equal(alpha, refined)
     assert torch.equal(info["decoder_alpha"], decoder_alpha) and torch.equal(info["refined_alpha"], refined)
+    trimap = torch.tensor([0, 128, 255], dtype=torch.uint8)[torch.randint(0, 3, (1, 1, 64, 64))] / 255.
+    alpha, info = network(image, trimap)
+    batch = {"alpha": torch.rand(1, 1, 64, 64), "fg": torch.rand(1, 3, 64, 64), "bg": torch.rand(1, 3, 64, 64),
+             "merged": torch.rand(1, 3, 64, 64), "trimap": trimap}
+    dim_losses(info["decoder_alpha"], info["refined_alpha"], batch, True, True)["total"].backward()
+    assert all(parameter.grad is not None and parameter.grad.abs().sum() > 0 for parameter in network.parameters())
 
 
 def test_window_codes_give_the_pooling_indices_back():
