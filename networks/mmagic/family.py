@@ -12,8 +12,6 @@ from utils.recipe import (Encoder, Padding, Recipe, exact_background, exact_fore
                           imagenet_normalised_255)
 
 NAME = "mmagic"
-TRAINING_REFUSAL = ("training MMagic's GCA models is not supported yet; fine-tune with model.family = "
-                    "\"gca-matting\" from a GCA-Matting checkpoint instead")
 
 
 def mattor_recipe(name: str, trimap: Encoder) -> Recipe:
@@ -37,4 +35,4 @@ def recipes(spec: ModelSpec) -> Tuple[Recipe, Recipe]:
 
 FAMILY = Family(name=NAME, title="MMagic's GCA and baseline (OpenMMLab, Composition-1K SAD 33.38 / 34.61)",
                 build=build_mmagic_generator, recipes=recipes, state_dict=partial(mmagic_state_dict, family=NAME),
-                recognise=recogniser(describe), training_refusal=TRAINING_REFUSAL)
+                recognise=recogniser(describe))
