@@ -222,14 +222,6 @@ def test_settings_that_are_not_dims_are_named(tmp_path, released, key, value):
         Matter(str(config), released[True], device="cpu")
 
 
-def test_training_a_dim_config_gives_a_message(tmp_path, capsys):
-    import main
-    config = tmp_path / "train.toml"
-    config.write_text(open(CONFIGS[1]).read() + f'\n[log]\nlogging_path = "{tmp_path}/logs"\n')
-    assert main.main(["--config", str(config)]) == 2
-    assert "training DIM's three stages is not wired into main.py yet" in capsys.readouterr().out
-
-
 @pytest.mark.parametrize("stage", [3])
 def test_every_entry_point_runs_dim(tmp_path, mattors, released, stage, capsys):
     import app

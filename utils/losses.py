@@ -9,6 +9,7 @@ from typing import Dict, Optional
 import cv2
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 
@@ -103,6 +104,13 @@ def matting_losses(alpha: torch.Tensor, batch: Dict[str, torch.Tensor], weights:
     losses["total"] = sum(weights[f"{name}_weight"] * value for name, value in losses.items())
     return losses
 
+
+
+def gca_losses(network: nn.Module, alpha: torch.Tensor, info: Optional[Dict], batch: Dict[str, torch.Tensor],
+               weights: Dict[str, float]) -> Dict[str, torch.Tensor]:
+    """The trainer's losses for GCA-Matting's and MMagic's GCA families (a Family's train_losses):
+    matting_losses on the float alpha; the network and its info are not needed."""
+    return matting_losses(alpha.float(), batch, weights)
 
 # MMagic's CharbonnierLoss / CharbonnierCompLoss epsilon (inside the root, on the unmasked
 # difference) and its masked mean's (added to the mask's sum).

@@ -6,8 +6,10 @@ files' layout."""
 from functools import partial
 from typing import Tuple
 
-from networks.dim.layout import describe, dim_key
+from networks.dim.layout import REFINER_PREFIX, describe, dim_key
 from networks.dim.network import DeepImageMatting, xavier_init
+from networks.dim.pretrain import load_vgg16_imagenet
+from networks.dim.training import train_losses, train_tensors
 from networks.family import Family, recogniser
 from networks.mmagic.family import mattor_recipe
 from networks.mmagic.layout import mmagic_state_dict
@@ -17,8 +19,6 @@ from utils.recipe import Recipe, grey_unit
 NAME = "mmagic-dim"
 ENCODER, DECODER, REFINER = "vgg16", "plain_decoder", "plain_refiner"
 TRIMAP_CHANNEL = 1
-TRAINING_REFUSAL = ("training DIM's three stages is not wired into main.py yet (issue 24, phase 2); its losses "
-                    "(utils/losses.py: dim_losses) and the VGG16 initialisation (networks/dim/pretrain.py) exist")
 
 
 def build(spec: ModelSpec) -> DeepImageMatting:
@@ -47,4 +47,6 @@ def recipes(spec: ModelSpec) -> Tuple[Recipe, Recipe]:
 
 FAMILY = Family(name=NAME, title="MMagic's Deep Image Matting (OpenMMLab, Composition-1K SAD 53.8 / 52.3 / 50.6)",
                 build=build, recipes=recipes, state_dict=partial(mmagic_state_dict, family=NAME, name_of=dim_key),
-                recognise=recogniser(describe), training_refusal=TRAINING_REFUSAL)
+                recognise=recogniser(describe), train_tensors=partial(train_tensors, recipe=dim_recipe()),
+                train_losses=train_losses, init_may_lack=(REFINER_PREFIX,),
+                imagenet_backbone=load_vgg16_imagenet)
