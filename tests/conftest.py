@@ -82,6 +82,12 @@ def config_for_test_phase(folder, config: str, checkpoint: str, folders, test_se
     for published, ours in zip(("merged", "trimaps", "alpha_copy"), folders):
         text = text.replace(f"data/Composition-1k-testset/{published}", ours)
     text = text.replace('alpha_path = "prediction"', f'alpha_path = "{folder}/prediction"\n{test_settings}')
+    logging = f'logging_path = "{folder}/logs"'
+    if re.search(r"^\[log\]$", text, flags=re.M):  # the config's own [log] table (a training config's)
+        text = re.sub(r"^\[log\]$", f"[log]\n{logging}", re.sub(r"^logging_path = .*$", "", text, flags=re.M),
+                      count=1, flags=re.M)
+    else:
+        text += f"\n[log]\n{logging}\n"
     path = folder / "test.toml"
-    path.write_text(text + f'\n[log]\nlogging_path = "{folder}/logs"\n')
+    path.write_text(text)
     return str(path)
