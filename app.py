@@ -33,6 +33,7 @@ from utils.foreground import (Background, composite, estimate_foreground, parse_
                               to_uint8)
 from utils.image_io import ImageReadError, read_grey, read_image, stem, write_image
 from utils.inference import PRECISIONS, TTA_MODES, check_precision
+from utils.memory import OutOfMemory, named_out_of_memory, preflight_warning
 from utils.preprocess import trimap_to_classes
 from utils.recipe import FOREGROUND, Recipe
 from utils.quickstart_report import checkerboard
@@ -123,11 +124,9 @@ def painted_problem(trimap: np.ndarray, recipe: Recipe) -> str:
     return ""
 
 
-def uploaded_trimap_note(trimap: np.ndarray, recipe: Recipe) -> str:
-    if recipe.has_unknown(trimap):
-        return ""
-    return ("The trimap has no unknown pixel, so the alpha is just its known regions and the network's prediction "
-            "is not used; mark the uncertain band grey (128).")
+def as_note(warning: str) -> str:
+    """A warning clause as a sentence on the page ('' stays '')."""
+    return f"{warning[:1].upper()}{warning[1:]}." if warning else ""
 
 
 def colour_background(spec: str) -> Background:
@@ -213,7 +212,7 @@ def trimap_of(inputs: Inputs, image: np.ndarray, matter: Matter) -> Tuple[np.nda
         trimap = matter.trimap_for(image, guide, None, None)
     except ValueError as e:
         raise PageError(str(e)) from None
-    return trimap, [note, uploaded_trimap_note(trimap, matter.recipe)]
+    return trimap, [note]
 
 
 def matte(matter: Matter, inputs: Inputs, max_side: int,
@@ -229,20 +228,18 @@ def matte(matter: Matter, inputs: Inputs, max_side: int,
     trimap, notes = trimap_of(inputs, image, matter)
     background = (Background(picture=read_upload(inputs.background, "background picture")) if inputs.background
                   else colour_background(inputs.colour))
-    notes.append(precision_warning(inputs.precision, matter.device))
+    height, width = trimap.shape
+    notes += [precision_warning(inputs.precision, matter.device), as_note(matter.recipe.known_regions_warning(trimap)),
+              as_note(preflight_warning(width, height, matter.peak_estimate()))]
     progress(0.2, "Running the model")
     try:
-        alpha, info = matter.predict_bgr(image, trimap, inputs.tta, inputs.precision)
-    except FloatingPointError as e:
+        with named_out_of_memory("the photo", width, height, matter.peak_estimate()):
+            alpha, info = matter.predict_bgr(image, trimap, inputs.tta, inputs.precision)
+            progress(0.6, "Estimating the foreground colours")
+            foreground = estimate_foreground(image, alpha)
+    except (FloatingPointError, OutOfMemory) as e:
         raise PageError(str(e)) from None
-    except (MemoryError, torch.OutOfMemoryError):
-        height, width = image.shape[:2]
-        raise PageError(f"out of memory for a {width} x {height} px photo on {matter.device.type}; try a smaller "
-                        "photo, or test-time augmentation none") from None
-    progress(0.6, "Estimating the foreground colours")
-    foreground = estimate_foreground(image, alpha)
     progress(0.9, "Compositing")
-    height, width = alpha.shape
     board = checkerboard(height, width, square=max(16, max(height, width) // 48))
     return Results(alpha=alpha, trimap=trimap,
                    over_checkerboard=composite(foreground, alpha, board)[:, :, ::-1],

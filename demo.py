@@ -19,6 +19,7 @@ From Python, `Matter` loads a model once and predicts numpy arrays without touch
 import argparse
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import List, Optional, Tuple, Union
@@ -29,8 +30,8 @@ import torch
 from networks.export import ExportError, OnnxMatting, onnx_providers
 from networks.families import load_configured
 from utils.allocator import reuse_freed_memory
-from utils.batch import (check_same_size, drop_clashing, is_inside, pair_by_stem, process_pairs, report_failures,
-                         write_all)
+from utils.batch import (COMPOSITE_SUFFIX, CUTOUT_SUFFIXES, OFFSET_SUFFIXES, TRIMAP_SUFFIX, check_same_size,
+                         drop_clashing, is_inside, pair_by_stem, process_pairs, report_failures, write_all)
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError, load_config
 from utils.flow_vis import gca_offset_pictures
@@ -39,8 +40,8 @@ from utils.foreground import (Background, composite, estimate_foreground, parse_
                               rgba_image)
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_grey, read_image, stem
 from utils.inference import TTA_MODES, check_precision, predict_alpha
+from utils.memory import PeakEstimate, named_out_of_memory, preflight_warning
 from utils.preprocess import label_trimap_to_grey
-from utils.recipe import Recipe
 from utils.trimap import mask_problem, mask_to_trimap
 
 
@@ -123,25 +124,17 @@ class Outputs:
 
     def names(self, image_path: str) -> List[str]:
         """The file names an image's results are written under, in the order process_one makes them."""
-        name = stem(image_path)
-        names = [name + ".png"]
-        names += [f"{name}_offset{index}.png" for index in (1, 2)] if self.offsets else []
-        names += [f"{name}_trimap.png"] if self.trimap else []
-        names += [f"{name}_fg.png", f"{name}_rgba.png"] if self.cutout else []
-        names += [f"{name}_composite.png"] if self.composite else []
-        return names
+        suffixes = [""] + (list(OFFSET_SUFFIXES) if self.offsets else []) + ([TRIMAP_SUFFIX] if self.trimap else [])
+        suffixes += (list(CUTOUT_SUFFIXES) if self.cutout else []) + ([COMPOSITE_SUFFIX] if self.composite else [])
+        return [f"{stem(image_path)}{suffix}.png" for suffix in suffixes]
 
 
-def grey_trimap(trimap: np.ndarray, source: str, recipe: Recipe) -> np.ndarray:
-    """A 0/1/2 label trimap mapped to grey with a note; a warning when the recipe leaves no pixel
-    to the network."""
+def grey_trimap(trimap: np.ndarray, source: str) -> np.ndarray:
+    """A 0/1/2 label trimap mapped to grey with a note."""
     grey = label_trimap_to_grey(trimap)
     if grey is not None:
         print(f"note: {source}: read as a 0/1/2 label trimap", file=sys.stderr)
         trimap = grey
-    if not recipe.has_unknown(trimap):
-        print(f"warning: {source}: the trimap has no unknown pixel, so the alpha is just its known regions "
-              "and the network's prediction is not used; mark the uncertain band grey (128)", file=sys.stderr)
     return trimap
 
 
@@ -164,7 +157,11 @@ class Matter:
         alpha = matter(image, mask=mask, unknown_width=10, tta="flip")
         rgba = matter.cutout(image, trimap)                     # H x W x 4 uint8, straight alpha
 
-    Errors: ConfigError, CheckpointError, ValueError (bad device, precision, sizes, masks)."""
+    A trimap the network can do little with (see utils.recipe.Recipe.known_regions_warning) and an image the
+    network's memory estimate says will not fit get a UserWarning (the warnings module).
+
+    Errors: ConfigError, CheckpointError, ValueError (bad device, precision, sizes, masks),
+    utils.memory.OutOfMemory (the image's size and the failed allocation named)."""
 
     def __init__(self, config: str, checkpoint: str, device: str = "auto", precision: str = "fp32"):
         self.device = pick_device(device)
@@ -173,6 +170,11 @@ class Matter:
         self.network, self.family, spec = load_configured(config, checkpoint)
         self.network.to(self.device)
         self.recipe = self.family.recipes(spec)[0]
+
+    def peak_estimate(self) -> Optional[PeakEstimate]:
+        """The network's own estimate of the memory one image needs, where its model family gives
+        one (an `inference_peak_bytes(height, width)` method); CPU figures, so on the CPU only."""
+        return getattr(self.network, "inference_peak_bytes", None) if self.device.type == "cpu" else None
 
     def predict_bgr(self, image_bgr: np.ndarray, trimap: np.ndarray, tta: str = "none",
                     precision: Optional[str] = None):
@@ -198,13 +200,19 @@ class Matter:
                  unknown_width: Optional[int] = None, tta: str = "none") -> np.ndarray:
         """The alpha matte, H x W uint8."""
         guide = self.trimap_for(image, trimap, mask, unknown_width)
-        return self.predict_bgr(np.ascontiguousarray(image[:, :, ::-1]), guide, tta)[0]
+        height, width = guide.shape
+        for warning in (self.recipe.known_regions_warning(guide), preflight_warning(width, height, self.peak_estimate())):
+            if warning:
+                warnings.warn(warning, stacklevel=2)
+        with named_out_of_memory("the image", width, height, self.peak_estimate()):
+            return self.predict_bgr(np.ascontiguousarray(image[:, :, ::-1]), guide, tta)[0]
 
     def cutout(self, image: np.ndarray, trimap: Optional[np.ndarray] = None, *, mask: Optional[np.ndarray] = None,
                unknown_width: Optional[int] = None, tta: str = "none") -> np.ndarray:
         """The RGBA cutout, H x W x 4 uint8: estimated foreground colours, the alpha as predicted."""
         alpha = self(image, trimap, mask=mask, unknown_width=unknown_width, tta=tta)
-        fg_bgr = estimate_foreground(np.ascontiguousarray(image[:, :, ::-1]), alpha)
+        with named_out_of_memory("the image", alpha.shape[1], alpha.shape[0]):
+            fg_bgr = estimate_foreground(np.ascontiguousarray(image[:, :, ::-1]), alpha)
         return np.ascontiguousarray(rgba_image(fg_bgr, alpha)[:, :, [2, 1, 0, 3]])
 
 
@@ -215,6 +223,10 @@ class OnnxMatter:
     def __init__(self, path: str, device: str = "auto"):
         self.matting = OnnxMatting(path, onnx_providers(device))
         self.recipe = self.matting.recipe
+
+    def peak_estimate(self) -> None:
+        """None: onnxruntime's own out-of-memory error names the image (networks.export)."""
+        return None
 
     def predict_bgr(self, image_bgr: np.ndarray, trimap: np.ndarray, tta: str = "none") -> Tuple[np.ndarray, None]:
         if tta != "none":
@@ -244,19 +256,25 @@ def process_one(matter: Union[Matter, OnnxMatter], image_path: str, guide_path: 
         except ValueError as e:
             raise ImageReadError(str(e)) from None
     else:
-        trimap = grey_trimap(guide, guide_path, matter.recipe)
-    alpha, info = matter.predict_bgr(image, trimap, tta)
-    pictures = [alpha] + (gca_offset_pictures(info) if outputs.offsets else [])
+        trimap = grey_trimap(guide, guide_path)
+    height, width = trimap.shape
+    for source, warning in ((guide_path, matter.recipe.known_regions_warning(trimap)),
+                            (image_path, preflight_warning(width, height, matter.peak_estimate()))):
+        if warning:
+            print(f"warning: {source}: {warning}", file=sys.stderr)
+    with named_out_of_memory(image_path, width, height, matter.peak_estimate()):
+        alpha, info = matter.predict_bgr(image, trimap, tta)
+        pictures = [alpha] + (gca_offset_pictures(info) if outputs.offsets else [])
+        if outputs.trimap:
+            pictures.append(trimap)
+        if outputs.cutout:
+            foreground = estimate_foreground(image, alpha)
+            pictures += [foreground, rgba_image(foreground, alpha)]
+        if outputs.composite:
+            pictures.append(composite(foreground, alpha, background.fill(*alpha.shape)))
     names = outputs.names(image_path)
     if outputs.offsets and info is None:  # a model without GCA has no offsets
-        names = [n for n in names if not n.endswith(("_offset1.png", "_offset2.png"))]
-    if outputs.trimap:
-        pictures.append(trimap)
-    if outputs.cutout:
-        foreground = estimate_foreground(image, alpha)
-        pictures += [foreground, rgba_image(foreground, alpha)]
-    if outputs.composite:
-        pictures.append(composite(foreground, alpha, background.fill(*alpha.shape)))
+        names = [n for n in names if not n.endswith(tuple(f"{suffix}.png" for suffix in OFFSET_SUFFIXES))]
     write_all([os.path.join(save_dir, name) for name in names], pictures)
 
 

@@ -4,6 +4,11 @@ python main.py --config config/gca-dist.toml                       # one process
 torchrun --nproc_per_node=4 main.py --config config/gca-dist.toml    # one process per GPU
 python -m torch.distributed.launch --nproc_per_node=4 main.py --config=config/gca-dist.toml
 python main.py --config config/gca-dist.toml --phase test
+python main.py --config config/quickstart.toml --resume latest_model   # continue a stopped run
+
+A run never replaces another run's checkpoints: training into a log.checkpoint_path/<version>
+that holds latest_model.pth or best_model.pth is refused unless it resumes from there or
+--overwrite is given.
 """
 import argparse
 import logging
@@ -17,10 +22,10 @@ import numpy as np
 import torch
 
 from dataloader.datasets import EvalDataset, TrainDataset, usable_eval_files
-from dataloader.file_lists import DataListError, EvalList, eval_list, training_list
+from dataloader.file_lists import DataListError, EvalList, TrainList, eval_list, photo_training_list, training_list
 from dataloader.loader import eval_loader, train_loader
-from networks.families import build_network, family_of, load_checkpoint
-from trainer import Trainer, TrainingError, checkpoint_file
+from networks.families import build_network, family_of, init_from_checkpoint, load_checkpoint
+from trainer import Trainer, TrainingError, checkpoint_file, earlier_run_problem
 from utils import distributed as du
 from utils.allocator import reuse_freed_memory
 from utils.checkpoint import CheckpointError, load_imagenet_backbone
@@ -29,6 +34,7 @@ from utils.categories import CategoriesError, assign_labels, categories_from_pre
 from utils.evaluate import PROTOCOLS, coverage_note, format_metrics, mean_metrics, units_line
 from utils.image_io import write_image
 from utils.inference import check_precision, check_tta, evaluate_sample
+from utils.memory import OutOfMemory, named_out_of_memory
 from utils.progress import progress
 from utils.signals import StopRequest, exit_code
 
@@ -39,9 +45,37 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True)
     parser.add_argument("--phase", choices=("train", "test"), default="train")
+    parser.add_argument("--resume", metavar="CHECKPOINT",
+                        help="continue training from this checkpoint: a name in the run's checkpoint folder "
+                             "(latest_model, best_model) or a path; overrides train.resume_checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train even where the run's checkpoint folder holds an earlier run's "
+                             "latest_model.pth / best_model.pth, replacing them")
     parser.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=None,
                         help="set by torch.distributed.launch; torchrun sets LOCAL_RANK instead")
     return parser.parse_args(argv)
+
+
+def apply_run_flags(config, args: argparse.Namespace) -> None:
+    """--resume into the config; ConfigError for training flags given to the test phase."""
+    if args.phase == "test" and (args.resume or args.overwrite):
+        raise ConfigError(f"{'--resume' if args.resume else '--overwrite'} goes with training, not --phase test; "
+                          "the test phase reads test.checkpoint")
+    if args.resume:
+        config.train.resume_checkpoint = args.resume
+
+
+def refused_by_earlier_run(config, overwrite: bool, device: torch.device) -> bool:
+    """Whether training must not start because its checkpoint folder holds another run's
+    checkpoints (named on stderr); rank 0 decides for every rank, before anything is written."""
+    if overwrite:
+        return False
+    problem = (earlier_run_problem(config.log.checkpoint_path, config.train.resume_checkpoint)
+               if du.is_main_process() else "")
+    refused = du.main_process_decides(bool(problem), device)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+    return refused
 
 
 def setup_logging(config, main_process: bool) -> None:
@@ -82,6 +116,36 @@ def checked_eval_list(merged: str, alpha: str, trimap: str, keys) -> Tuple[EvalL
     return files, len(problems)
 
 
+def training_files(data) -> TrainList:
+    """Photos with alphas (data.train_merged) and their estimated foregrounds, or Adobe-style
+    foregrounds with alphas; and the backgrounds."""
+    if data.train_merged:
+        return photo_training_list(data.train_merged, data.train_alpha, data.train_fg, data.train_bg)
+    return training_list(data.train_fg, data.train_alpha, data.train_bg)
+
+
+def initial_weights(config, model) -> None:
+    """Where training starts from, unless it resumes: train.init_checkpoint (fine-tuning), else
+    the ImageNet backbone (model.imagenet_pretrain), else the initialisation."""
+    if config.train.resume_checkpoint:
+        if config.train.init_checkpoint:
+            logger.info("train.init_checkpoint is not used: the run resumes from train.resume_checkpoint = %r",
+                        config.train.resume_checkpoint)
+        return
+    if config.train.init_checkpoint:
+        try:
+            loaded = init_from_checkpoint(model, model_spec(config), config.train.init_checkpoint)
+        except CheckpointError as e:
+            raise CheckpointError(f"train.init_checkpoint: {e}") from None
+        logger.info("weights from train.init_checkpoint = %s; training starts at step 1 with a fresh optimizer "
+                    "and learning-rate schedule", loaded)
+    elif config.model.imagenet_pretrain:
+        left = load_imagenet_backbone(model.encoder, config.model.imagenet_pretrain_path or "",
+                                      config.model.trimap_channel)
+        logger.info("ImageNet backbone loaded from %s (%d encoder tensors keep their init)",
+                    config.model.imagenet_pretrain_path, len(left))
+
+
 def run_training(config, dist_info: du.DistInfo, stop: StopRequest) -> int:
     """Trains; returns 0 when the run is finished, 128 + the signal number when a signal
     stopped it (latest_model.pth saved)."""
@@ -91,15 +155,12 @@ def run_training(config, dist_info: du.DistInfo, stop: StopRequest) -> int:
         raise ConfigError(f"{config.model.family!r} (model.family): {family.training_refusal}")
     torch.manual_seed(config.train.seed)
     model = build_network(spec)
-    if config.model.imagenet_pretrain and not config.train.resume_checkpoint:
-        left = load_imagenet_backbone(model.encoder, config.model.imagenet_pretrain_path or "",
-                                      config.model.trimap_channel)
-        logger.info("ImageNet backbone loaded from %s (%d encoder tensors keep their init)",
-                    config.model.imagenet_pretrain_path, len(left))
+    initial_weights(config, model)
     data = config.data
-    files = training_list(data.train_fg, data.train_alpha, data.train_bg)
+    files = training_files(data)
     dataset = TrainDataset(files, data.crop_size, data.augmentation, data.random_interp, data.pipeline,
-                           config.model.trimap_channel, config.train.seed, dist_info.rank, data.decode_cache)
+                           config.model.trimap_channel, config.train.seed, dist_info.rank, data.decode_cache,
+                           own_background_prob=data.own_background_prob)
     loader = train_loader(dataset, config.model.batch_size, data.workers, config.train.seed, dist_info.rank,
                           dist_info.world_size, pin_memory=dist_info.device.type == "cuda")
     validation = None
@@ -113,9 +174,9 @@ def run_training(config, dist_info: du.DistInfo, stop: StopRequest) -> int:
     if du.is_main_process():
         from tensorboardX import SummaryWriter
         writer = SummaryWriter(config.log.tensorboard_path)
-    logger.info("%d foregrounds, %d backgrounds, %d validation images, %d process(es) on %s",
-                len(files.fg), len(files.bg), len(validation.dataset) if validation else 0,
-                dist_info.world_size, dist_info.device)
+    logger.info("%d %s, %d backgrounds, %d validation images, %d process(es) on %s", len(files.fg),
+                "photos" if files.merged else "foregrounds", len(files.bg),
+                len(validation.dataset) if validation else 0, dist_info.world_size, dist_info.device)
     trainer = Trainer(config, model, loader, validation, dist_info, writer, stop, eval_recipe=family.recipes(spec)[1])
     trainer.remove_interrupted_saves()
     if config.train.resume_checkpoint:
@@ -160,8 +221,8 @@ def report_categories(config, sads: dict, table: dict) -> None:
 
 
 def run_test(config, dist_info: du.DistInfo) -> int:
-    """Predicts and scores the test set; 1 when an image could not be read or written (named
-    in the log, left out of the means or kept in them), else 0."""
+    """Predicts and scores the test set; 1 when an image could not be read, predicted (out of
+    memory) or written (named in the log, left out of the means or kept in them), else 0."""
     try:
         check_tta(config.test.tta)
     except ValueError as e:
@@ -192,8 +253,15 @@ def run_test(config, dist_info: du.DistInfo) -> int:
                 problems += 1
                 logger.warning("left out of the means: %s", batch["error"])
                 continue
-            _, pred, target = evaluate_sample(model, recipe, batch, dist_info.device, config.test.precision,
-                                              config.test.tta)
+            height, width = batch["trimap"].shape
+            try:
+                with named_out_of_memory(name, width, height):
+                    _, pred, target = evaluate_sample(model, recipe, batch, dist_info.device, config.test.precision,
+                                                      config.test.tta)
+            except OutOfMemory as e:
+                problems += 1
+                logger.warning("left out of the means: %s", e)
+                continue
             if out_dir:
                 try:
                     write_image(os.path.join(out_dir, os.path.splitext(name)[0] + ".png"), pred)
@@ -220,6 +288,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
         config = load_config(args.config)
+        apply_run_flags(config, args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -229,6 +298,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     # behaviour, so that a stuck rendezvous can still be interrupted).
     stop = StopRequest().install() if args.phase == "train" else None
     try:
+        if args.phase == "train" and refused_by_earlier_run(config, args.overwrite, dist_info.device):
+            return 2
         setup_logging(config, du.is_main_process())
         if du.is_main_process():
             logger.info("resolved config:\n%s", format_config(config))

@@ -9,15 +9,18 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "== installing requirements"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-photos.txt
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-cutout.txt
+# Last: an install after this --no-deps wheel would report its skipped dependencies as an ERROR.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-photos.txt
 py=.venv/bin/python
 
 echo "== making the toy data set in data/toy"
 $py -m dataloader.toy --out data/toy
 
 echo "== training config/quickstart.toml (300 steps, 128 px crops, CPU)"
-$py main.py --config config/quickstart.toml
+# --overwrite: a rerun of the quickstart trains its model afresh (main.py alone refuses to
+# replace an earlier run's checkpoints).
+$py main.py --config config/quickstart.toml --overwrite
 
 echo "== predicting the toy test set with demo.py"
 rm -rf demo/quickstart

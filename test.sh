@@ -2,4 +2,5 @@
 # Evaluate test.checkpoint of a config on its test set (test.merged / alpha / trimap).
 set -euo pipefail
 cd "$(dirname "$0")"
-python main.py --config="${1:-config/gca-dist.toml}" --phase=test
+source ./find_python.sh
+"$PY" main.py --config="${1:-config/gca-dist.toml}" --phase=test

@@ -2,19 +2,23 @@
 
 Adam, linear warm-up then per-step cosine, adaptive gradient clipping, L1 on the unknown
 region (plus optional weighted losses), validation every `train.val_step`, `latest_model.pth`
-every `log.checkpoint_step` and `best_model.pth` by validation MSE, written atomically. A
+every `log.checkpoint_step` and `best_model.pth` by validation MSE, written atomically. A step
+is one optimizer step: with `train.accumulate = N` it sums the gradients of N batches, and
+schedule, logging, validation and checkpoints all count such steps. Parts named in
+`train.freeze` are kept in eval mode without gradients (utils.freeze). A
 SIGINT / SIGTERM (utils.signals) saves `latest_model.pth` and stops, whatever the moment;
 non-finite steps are skipped and counted; a run of them stops training.
 
 Step numbers in messages count steps done (1-based, as the progress lines); a checkpoint's
 `iter` is the 0-based index of its last step, as in the released files.
 """
+import contextlib
 import json
 import logging
 import math
 import os
 import time
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +32,7 @@ from networks.families import load_checkpoint
 from utils.checkpoint import save_checkpoint
 from utils.config import model_spec
 from utils.flow_vis import flow_to_image
+from utils.freeze import FreezeError, freeze
 from utils.inference import autocast_for, evaluate_sample
 from utils.losses import matting_losses, regression_loss
 from utils.metrics import mse, sad
@@ -57,6 +62,25 @@ def checkpoint_file(checkpoint_dir: str, name: str) -> str:
     return os.path.join(checkpoint_dir, name if name.endswith((".pth", ".ckpt")) else f"{name}.pth")
 
 
+RUN_CHECKPOINTS = ("latest_model.pth", "best_model.pth")
+RESUME_HINT = "--resume latest_model (or train.resume_checkpoint = \"latest_model\" in the config)"
+
+
+def earlier_run_problem(checkpoint_dir: str, resume_checkpoint: Optional[str]) -> str:
+    """'' when training may write into checkpoint_dir, else why not: the folder holds another run's
+    checkpoints and this run does not resume from that folder, so its saves would replace them."""
+    found = [name for name in RUN_CHECKPOINTS if os.path.isfile(os.path.join(checkpoint_dir, name))]
+    if not found:
+        return ""
+    if resume_checkpoint:
+        resumed = checkpoint_file(checkpoint_dir, resume_checkpoint)
+        if os.path.realpath(os.path.dirname(os.path.abspath(resumed))) == os.path.realpath(checkpoint_dir):
+            return ""
+    return (f"{checkpoint_dir} already holds {' and '.join(found)} of an earlier run, which this run would replace; "
+            f"nothing was written. To continue that run, resume it: {RESUME_HINT}. To start a new run, give it "
+            "another name (version in the config), or pass --overwrite to replace those checkpoints.")
+
+
 class Trainer:
     def __init__(self, config, model: nn.Module, train_loader, eval_loader, dist_info: du.DistInfo,
                  writer=None, stop: Optional[StopRequest] = None, eval_recipe: Optional[Recipe] = None):
@@ -69,10 +93,22 @@ class Trainer:
         if dist_info.distributed and self.device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device)
+        try:
+            # Before DDP: it registers only the parameters that still require a gradient.
+            self.frozen = freeze(self.model, config.train.freeze)
+        except FreezeError as e:
+            raise TrainingError(str(e)) from None
         self.net = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                                             else None) if dist_info.distributed else self.model)
         self.train_loader, self.eval_loader, self.eval_recipe = train_loader, eval_loader, eval_recipe
+        self.accumulate = config.train.accumulate
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.frozen:
+            logger.info("train.freeze: %s kept in eval mode without gradients; %d parameters are trained",
+                        ", ".join(config.train.freeze), sum(p.numel() for p in self.params))
+        if self.accumulate > 1:
+            logger.info("train.accumulate = %d: one optimizer step per %d batches of %d on each process",
+                        self.accumulate, self.accumulate, config.model.batch_size)
         self.optimizer = torch.optim.Adam(self.params, lr=config.train.G_lr,
                                           betas=(config.train.beta1, config.train.beta2))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.train.amp == "fp16")
@@ -167,15 +203,27 @@ class Trainer:
         t = self.train_config
         return learning_rate(step, t.G_lr, t.warmup_step, t.total_step, self.restart_step)
 
-    def train_step(self, batch: Dict[str, torch.Tensor], step: int):
+    def train_step(self, batches: Sequence[Dict[str, torch.Tensor]], step: int):
+        """Optimizer step number `step` over the micro-batches `batches` (train.accumulate of them):
+        each one's loss divided by their number, the gradients summed (DDP all-reduces on the last
+        backward only), then one clipped step. Returns the losses averaged over the micro-batches,
+        the gradient norm, whether it was finite, and the last micro-batch's alpha and info."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(step)
         self.net.train()
-        with autocast_for(AMP_PRECISIONS[self.train_config.amp], self.device):
-            alpha, info = self.net(batch["image"], batch["trimap"])
-        losses = matting_losses(alpha.float(), batch, self.loss_weights)
+        for part in self.frozen:
+            part.eval()
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(losses["total"]).backward()
+        losses: Dict[str, torch.Tensor] = {}
+        for index, batch in enumerate(batches):
+            last = index == len(batches) - 1
+            with contextlib.nullcontext() if last or self.net is self.model else self.net.no_sync():
+                with autocast_for(AMP_PRECISIONS[self.train_config.amp], self.device):
+                    alpha, info = self.net(batch["image"], batch["trimap"])
+                micro = matting_losses(alpha.float(), batch, self.loss_weights)
+                self.scaler.scale(micro["total"] / len(batches)).backward()
+            for name, value in micro.items():
+                losses[name] = losses.get(name, 0) + value.detach() / len(batches)
         self.scaler.unscale_(self.optimizer)
         # Gradients are identical on every rank after DDP's all-reduce, so this decision is too.
         norm = self.clipper.clip(self.params)
@@ -275,28 +323,53 @@ class Trainer:
         flag = torch.tensor([float(self.stop.signum or 0)], device=self.device)
         return int(du.all_reduce_max(flag).item())
 
+    def _batches(self, first: int) -> Iterator[Dict]:
+        """The training batches from number `first` (0-based, counted over the whole run, epoch
+        after epoch) on, without end; each epoch's loader starts at its position, so a resumed
+        run goes on with the batch it stopped before."""
+        epoch, index = divmod(first, len(self.train_loader))
+        while True:
+            self.train_loader.sampler.set_position(epoch, index * self.train_loader.batch_size)
+            yield from Prefetcher(self.train_loader, self.device)
+            epoch, index = epoch + 1, 0
+
     def _next_batch(self, batches: Iterator, step: int):
-        """The next batch, None at the end of the epoch, or STOPPED when data loading broke
-        while a stop signal was being handled (a loader worker may have been killed by it)."""
+        """The next batch, or STOPPED when data loading broke while a stop signal was being
+        handled (a loader worker may have been killed by it)."""
         try:
             return next(batches)
-        except StopIteration:
-            return None
         except Exception as e:
+            # Its traceback holds the loader's iterator in a reference cycle, which the garbage
+            # collector breaks only after closing the iterator's queues: its workers would never
+            # be told to end, and the exit would wait for them (they ignore SIGTERM) forever.
+            # Without the traceback the iterator goes at once and shuts its workers down.
+            e.__traceback__ = None
             if self.stop.signum is not None:
                 logger.info("data loading ended while stopping on %s: %s", signal_name(self.stop.signum), e)
                 return STOPPED
             self.save_latest(step - 1)
             raise TrainingError(f"data loading failed before step {step + 1}: {e}") from e
 
-    def _train_one(self, batch: Dict, step: int) -> None:
+    def _micro_batches(self, batches: Iterator, step: int) -> Optional[List[Dict]]:
+        """The train.accumulate batches of step `step`, or None when data loading broke while
+        stopping."""
+        micro = []
+        while len(micro) < self.accumulate:
+            batch = self._next_batch(batches, step)
+            if batch is STOPPED:
+                return None
+            micro.append(batch)
+        return micro
+
+    def _train_one(self, batches: List[Dict], step: int) -> None:
         """Step number `step` (0-based) with its logging, validation and periodic saves."""
         t, log = self.train_config, self.config.log
-        self.replaced_samples += int(batch["replaced"].sum())
-        for message in batch["bad_files"]:
-            for line in filter(None, message.split("\n")):
-                self._report_once(line, "unreadable training file, its samples are replaced by the next ones: %s")
-        losses, norm, finite, alpha, info = self.train_step(batch, step)
+        for batch in batches:
+            self.replaced_samples += int(batch["replaced"].sum())
+            for message in batch["bad_files"]:
+                for line in filter(None, message.split("\n")):
+                    self._report_once(line, "unreadable training file, its samples are replaced by the next ones: %s")
+        losses, norm, finite, alpha, info = self.train_step(batches, step)
         done = step + 1
         if finite:
             self.nonfinite_run = 0
@@ -309,8 +382,7 @@ class Trainer:
                 self.save_latest(step)
                 raise TrainingError(
                     f"{self.nonfinite_run} steps in a row had non-finite gradients (last: step {done}); "
-                    "training stopped. Lower train.G_lr, or set train.amp = \"off\", and resume "
-                    "from latest_model (train.resume_checkpoint = \"latest_model\").")
+                    f"training stopped. Lower train.G_lr, or set train.amp = \"off\", and resume with {RESUME_HINT}.")
         if du.is_main_process():
             if done % log.logging_step == 0 or done == t.total_step:
                 tick, tick_step = self.tick
@@ -324,7 +396,7 @@ class Trainer:
             if done % log.tensorboard_step == 0:
                 self.log_scalars(done, losses, norm)
             if done % log.tensorboard_image_step == 0:
-                self.log_images(done, batch, alpha, info)
+                self.log_images(done, batches[-1], alpha, info)
         if done % t.val_step == 0 or done == t.total_step:
             if du.is_main_process():
                 logger.info("validating at step %d", done)
@@ -339,8 +411,8 @@ class Trainer:
         self.save_latest(last)
         if du.is_main_process():
             if last >= 0:
-                logger.info("stopped by %s after step %d; latest_model.pth holds it: resume with "
-                            "train.resume_checkpoint = \"latest_model\"", signal_name(signum), last + 1)
+                logger.info("stopped by %s after step %d; latest_model.pth holds it: resume with %s",
+                            signal_name(signum), last + 1, RESUME_HINT)
             else:
                 logger.info("stopped by %s before the first step; nothing to save", signal_name(signum))
         return signum
@@ -355,25 +427,18 @@ class Trainer:
                             "is finished. To train further, raise train.total_step and set train.reset_lr = true.",
                             self.start_step, t.total_step)
             return None
-        batches_per_epoch = len(self.train_loader)
-        if batches_per_epoch == 0:
+        if len(self.train_loader) == 0:
             raise TrainingError("the training set has fewer samples than one batch on every rank; "
                                 "lower model.batch_size or add backgrounds")
-        step, batches = self.start_step, None
+        step = self.start_step
+        batches = self._batches(step * self.accumulate)
         self.tick = time.monotonic(), step
         while step < t.total_step:
-            if batches is None:
-                epoch, batch_index = divmod(step, batches_per_epoch)
-                self.train_loader.sampler.set_position(epoch, batch_index * self.train_loader.batch_size)
-                batches = iter(Prefetcher(self.train_loader, self.device))
-            batch = self._next_batch(batches, step)
-            if batch is None:
-                batches = None
-                continue
+            micro = self._micro_batches(batches, step)
             signum = self._stop_signal_on_any_rank()
             if signum:
                 return self._stop(step - 1, signum)
-            self._train_one(batch, step)
+            self._train_one(micro, step)
             step += 1
         self.save_latest(step - 1)
         return None

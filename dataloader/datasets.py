@@ -1,4 +1,5 @@
 """Training and test datasets."""
+import dataclasses
 import logging
 import os
 from typing import Dict, Iterator, List, Optional, Tuple, Union
@@ -13,6 +14,7 @@ from dataloader.decode_cache import DecodeCache
 from dataloader.dim_pipeline import dim_sample
 from dataloader.fast_pipeline import gca_sample_fast
 from dataloader.file_lists import DataListError, EvalList, TrainList
+from utils.foreground import solve_background
 from utils.image_io import ImageReadError, read_grey, read_image, read_uint8
 from utils.preprocess import image_to_tensor, trimap_to_tensor
 
@@ -20,6 +22,8 @@ logger = logging.getLogger(__name__)
 PIPELINES = ("gca", "dim")
 MAX_REPLACEMENTS = 10
 SampleKey = Union[int, Tuple[int, int]]
+# The own-background draw has a generator of its own, so the published draws stay as they were.
+OWN_BACKGROUND_STREAM = 1
 
 
 def image_size(path: str) -> Tuple[int, int]:
@@ -32,19 +36,22 @@ def image_size(path: str) -> Tuple[int, int]:
 
 
 def check_sizes(files: TrainList) -> None:
-    """Every fg and its alpha have the same size (read from the file headers). Unreadable files
-    are logged here and replaced when a sample needs them."""
+    """Every photo (with photos), fg and alpha of an item have the same size (read from the file
+    headers). Unreadable files are logged here and replaced when a sample needs them."""
+    layers = ([files.merged] if files.merged else []) + [files.fg, files.alpha]
     mismatched = []
-    for fg, alpha in zip(files.fg, files.alpha):
+    for paths in zip(*layers):
         try:
-            a, b = image_size(fg), image_size(alpha)
+            sizes = [image_size(path) for path in paths]
         except ImageReadError as e:
             logger.warning("unreadable training file, its samples will be replaced by the next ones: %s", e)
             continue
-        if a != b:
-            mismatched.append(f"{fg} is {a[0]}x{a[1]} but {alpha} is {b[0]}x{b[1]}")
+        mismatched += [f"{paths[0]} is {sizes[0][0]}x{sizes[0][1]} but {path} is {size[0]}x{size[1]}"
+                       for path, size in zip(paths[1:], sizes[1:]) if size != sizes[0]]
     if mismatched:
-        raise DataListError(f"{len(mismatched)} foreground / alpha pairs differ in size: " + "; ".join(mismatched[:5]))
+        what = "photo / foreground / alpha" if files.merged else "foreground / alpha"
+        raise DataListError(f"{len(mismatched)} {what} files differ in size from their partner: "
+                            + "; ".join(mismatched[:5]))
 
 
 def size_mismatch(merged: str, alpha: str, trimap: str, sizes: List[Tuple[int, int]]) -> str:
@@ -85,8 +92,10 @@ def train_sample_to_tensors(sample: Dict[str, np.ndarray], trimap_channel: int) 
 
 
 class TrainDataset(Dataset):
-    """Adobe foregrounds composited on the fly over backgrounds: item i uses fg[i % n_fg] and
-    bg[i], so an epoch is one pass over the backgrounds.
+    """Foregrounds composited on the fly over backgrounds: item i uses fg[i % n_fg] and bg[i], so
+    an epoch is one pass over the backgrounds. The foregrounds are Adobe's, or those estimated
+    from photos (files.merged); with photos, `own_background_prob` is the probability that an item
+    uses its photo's own background instead of bg[i]: the sample is then the photo itself.
 
     Randomness comes from the key: the sampler passes (epoch, index) and the generator is
     seeded with (seed, epoch, rank, index), so a sample does not depend on which worker makes
@@ -95,16 +104,21 @@ class TrainDataset(Dataset):
 
     def __init__(self, files: TrainList, crop_size: int = 512, augmentation: bool = True,
                  random_interp: bool = False, pipeline: str = "gca", trimap_channel: int = 3,
-                 seed: int = 0, rank: int = 0, decode_cache: Optional[str] = None, fast: bool = True):
+                 seed: int = 0, rank: int = 0, decode_cache: Optional[str] = None, fast: bool = True,
+                 own_background_prob: float = 0.0):
         if crop_size % 32:
             raise ValueError(f"data.crop_size must be a multiple of 32, got {crop_size}")
         if pipeline not in PIPELINES:
             raise ValueError(f"data.pipeline must be one of {PIPELINES}, got {pipeline!r}")
+        if own_background_prob and not files.merged:
+            raise ValueError(f"data.own_background_prob = {own_background_prob} needs photos (data.train_merged): "
+                             "an Adobe foreground has no background of its own; set it to 0")
         check_sizes(files)
         self.files = files
         self.crop_size, self.augmentation, self.random_interp = crop_size, augmentation, random_interp
         self.pipeline, self.trimap_channel = pipeline, trimap_channel
         self.seed, self.rank, self.fast = seed, rank, fast
+        self.own_background_prob = own_background_prob
         self.cache = DecodeCache(decode_cache)
 
     def __len__(self) -> int:
@@ -113,30 +127,48 @@ class TrainDataset(Dataset):
     def rng_for(self, epoch: int, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, epoch, self.rank, index])
 
-    def _read_fg(self, i: int, as_float: bool):
+    def uses_own_background(self, epoch: int, index: int) -> bool:
+        if not self.own_background_prob:
+            return False
+        rng = np.random.default_rng([self.seed, epoch, self.rank, index, OWN_BACKGROUND_STREAM])
+        return bool(rng.random() < self.own_background_prob)
+
+    def _read_fg(self, i: int):
+        """fg (BGR) and alpha of item i as uint8; ImageReadError naming the files that differ in size."""
         fg = self.cache.read(self.files.fg[i])
         alpha = self.cache.read(self.files.alpha[i], grey=True)
         if fg.shape[:2] != alpha.shape:
             raise ImageReadError(f"{self.files.fg[i]} is {fg.shape[1]}x{fg.shape[0]} but {self.files.alpha[i]} "
                                  f"is {alpha.shape[1]}x{alpha.shape[0]}")
-        return fg, (alpha.astype(np.float32) / 255 if as_float else np.asarray(alpha))
+        return np.asarray(fg), np.asarray(alpha)
+
+    def _own_background(self, i: int, fg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """The background of photo i that its estimated fg and alpha leave (float32 BGR)."""
+        photo = self.cache.read(self.files.merged[i])
+        if photo.shape[:2] != alpha.shape:
+            raise ImageReadError(f"{self.files.merged[i]} is {photo.shape[1]}x{photo.shape[0]} but "
+                                 f"{self.files.alpha[i]} is {alpha.shape[1]}x{alpha.shape[0]}")
+        return solve_background(photo, fg, alpha)
 
     def make_sample(self, epoch: int, index: int) -> Dict[str, np.ndarray]:
         """The numpy sample (before tensors) for one key; raises ImageReadError on a bad file."""
         rng = self.rng_for(epoch, index)
         n_fg = len(self.files.fg)
         fg_index = index % n_fg
-        bg = read_uint8(self.files.bg[index])
+        own = self.uses_own_background(epoch, index)
+        fg, alpha = self._read_fg(fg_index)
+        bg = self._own_background(fg_index, fg, alpha) if own else read_uint8(self.files.bg[index])
         if self.pipeline == "dim":
-            fg, alpha = self._read_fg(fg_index, as_float=False)
-            return dim_sample(np.asarray(fg), alpha, bg, rng, self.crop_size)
-        draws = T.draw_gca(rng, n_fg, self.random_interp, self.augmentation)
-        fg, alpha = self._read_fg(fg_index, as_float=not self.fast)
+            return dim_sample(fg, alpha, bg, rng, self.crop_size, own)
+        draws = dataclasses.replace(T.draw_gca(rng, n_fg, self.random_interp, self.augmentation), own_background=own)
         fg2 = alpha2 = None
-        if draws.mix:
-            fg2, alpha2 = self._read_fg((index + draws.mix_offset) % n_fg, as_float=not self.fast)
-        run = gca_sample_fast if self.fast else T.gca_sample_reference
-        return run(np.asarray(fg), alpha, bg, draws, self.crop_size, self.augmentation, fg2, alpha2)
+        if draws.mix and not own:
+            fg2, alpha2 = self._read_fg((index + draws.mix_offset) % n_fg)
+        if self.fast:
+            return gca_sample_fast(fg, alpha, bg, draws, self.crop_size, self.augmentation, fg2, alpha2)
+        alpha2 = None if alpha2 is None else alpha2.astype(np.float32) / 255
+        return T.gca_sample_reference(fg, alpha.astype(np.float32) / 255, bg, draws, self.crop_size,
+                                      self.augmentation, fg2, alpha2)
 
     def __getitem__(self, key: SampleKey) -> Dict:
         """The sample's tensors, plus `replaced` (how many unreadable samples were skipped to

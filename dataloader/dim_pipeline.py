@@ -16,9 +16,10 @@ CROP_SIDES = (320, 480, 640)
 
 
 def dim_sample(fg: np.ndarray, alpha8: np.ndarray, bg: np.ndarray, rng: np.random.Generator,
-               output_size: int) -> Dict[str, np.ndarray]:
+               output_size: int, own_background: bool = False) -> Dict[str, np.ndarray]:
     """fg, bg BGR uint8, alpha uint8 -> image, fg, bg (float 0..255), alpha (float32), trimap
-    (float32 grey 0/128/255), output_size x output_size."""
+    (float32 grey 0/128/255), output_size x output_size. An own background (aligned with fg, of
+    its size) is upscaled as fg is, so that the image is the photo."""
     side = int(rng.choice(CROP_SIDES))
     h, w = alpha8.shape
     if min(h, w) < side:
@@ -26,6 +27,8 @@ def dim_sample(fg: np.ndarray, alpha8: np.ndarray, bg: np.ndarray, rng: np.rando
         size = (max(side, int(np.ceil(w * factor))), max(side, int(np.ceil(h * factor))))
         fg = cv2.resize(fg, size, interpolation=cv2.INTER_LINEAR)
         alpha8 = cv2.resize(alpha8, size, interpolation=cv2.INTER_LINEAR)
+        if own_background:
+            bg = cv2.resize(bg, size, interpolation=cv2.INTER_LINEAR)
         h, w = alpha8.shape
     bg = cv2.resize(bg, (w, h), interpolation=cv2.INTER_CUBIC)
     unknown = np.argwhere((alpha8 > 0) & (alpha8 < 255))

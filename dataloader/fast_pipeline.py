@@ -88,18 +88,20 @@ def _warp(image: Optional[np.ndarray], matrix: np.ndarray, size: Tuple[int, int]
 def gca_sample_fast(fg: np.ndarray, alpha8: np.ndarray, bg: np.ndarray, draws: T.GCADraws, crop: int,
                     augmentation: bool = True, fg2: Optional[np.ndarray] = None,
                     alpha2_8: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
-    """As gca_sample_reference(fg, alpha8 / 255, bg, ...), taking uint8 alphas."""
+    """As gca_sample_reference(fg, alpha8 / 255, bg, ...), taking uint8 alphas. An own background
+    (draws.own_background) travels with fg through every resize, warp and crop."""
     if draws.interp != T.INTERP_SITES:
         alpha2 = None if alpha2_8 is None else alpha2_8.astype(np.float32) / 255
         return T.gca_sample_reference(fg, alpha8.astype(np.float32) / 255, bg, draws, crop, augmentation,
                                       fg2, alpha2)
-    alpha, second = alpha8, None
+    own = draws.own_background
+    alpha, second, layer = alpha8, None, bg if own else None
     matrix = None
     if augmentation:
-        if draws.mix:
+        if draws.mix and not own:
             second, alpha = mix_codes(fg2, alpha8, alpha2_8)
         if draws.resize_640:
-            fg, second, alpha = _nearest_resize([fg, second, alpha], (640, 640))
+            fg, second, alpha, layer = _nearest_resize([fg, second, alpha, layer], (640, 640))
         matrix = T.affine_matrix_for(alpha.shape, draws)
         alpha = _warp(alpha, matrix, (alpha.shape[1], alpha.shape[0]))
     trimap = trimap_uint8(alpha, draws.fg_erosion, draws.bg_erosion)
@@ -107,14 +109,15 @@ def gca_sample_fast(fg: np.ndarray, alpha8: np.ndarray, bg: np.ndarray, draws: T
     if T.upscale_ratio(h, w, crop) is None and (trimap == 128).any():
         top, left = T.crop_origin(trimap, crop, draws)
         if matrix is not None:
-            fg, second = (_warp(im, matrix, (w, top + crop)) for im in (fg, second))
-        bg = cv2.resize(bg, (w, h), interpolation=cv2.INTER_CUBIC)
+            fg, second, layer = (_warp(im, matrix, (w, top + crop)) for im in (fg, second, layer))
+        bg = layer if own else cv2.resize(bg, (w, h), interpolation=cv2.INTER_CUBIC)
         window = (slice(top, top + crop), slice(left, left + crop))
         fg, second, alpha, trimap, bg = (None if im is None else im[window]
                                          for im in (fg, second, alpha, trimap, bg))
     else:
         if matrix is not None:
-            fg, second = (_warp(im, matrix, (w, h)) for im in (fg, second))
+            fg, second, layer = (_warp(im, matrix, (w, h)) for im in (fg, second, layer))
+        bg = layer if own else bg
         if second is not None:
             # the reference resizes the blended foreground; the blend commutes with nearest sampling
             fg = blend_crop(fg, second, alpha)
@@ -123,7 +126,7 @@ def gca_sample_fast(fg: np.ndarray, alpha8: np.ndarray, bg: np.ndarray, draws: T
         fg, alpha, trimap, bg = T.random_crop(fg, alpha, trimap, bg, crop, draws)
     fg = blend_crop(fg, second, alpha)
     alpha, trimap = alpha_value(alpha) if alpha.dtype != np.float32 else alpha, trimap.astype(np.float32)
-    if augmentation:
+    if augmentation and not own:
         fg = T.random_jitter(fg, alpha, draws)
     image, fg, bg, alpha = T.composite(fg, bg, alpha)
     return {"image": image, "fg": fg, "bg": bg, "alpha": alpha, "trimap": trimap}

@@ -46,6 +46,8 @@ class GCADraws:
     saturation_u: float
     value_u: float
     interp: Dict[str, int] = field(default_factory=lambda: dict(INTERP_SITES))
+    # Not drawn here: set by the dataset for a photo composited over its own background.
+    own_background: bool = False
 
 
 def draw_gca(rng: np.random.Generator, num_fg: int, random_interp: bool = False,
@@ -160,7 +162,9 @@ def crop_origin(trimap: np.ndarray, crop: int, draws: GCADraws) -> Tuple[int, in
 
 
 def random_crop(fg, alpha, trimap, bg, crop: int, draws: GCADraws):
+    """The crop of all four; an own background (already aligned with fg) is resized as fg is."""
     h, w = trimap.shape
+    bg_site = "fg" if draws.own_background else "bg"
     bg = cv2.resize(bg, (w, h), interpolation=draws.interp["bg"])
     ratio = upscale_ratio(h, w, crop)
     if ratio is not None:
@@ -169,14 +173,14 @@ def random_crop(fg, alpha, trimap, bg, crop: int, draws: GCADraws):
             fg = cv2.resize(fg, size, interpolation=draws.interp["upscale_fg"])
             alpha = cv2.resize(alpha, size, interpolation=draws.interp["upscale_alpha"])
             trimap = cv2.resize(trimap, size, interpolation=cv2.INTER_NEAREST)
-            bg = cv2.resize(bg, size, interpolation=draws.interp["upscale_bg"])
+            bg = cv2.resize(bg, size, interpolation=draws.interp[f"upscale_{bg_site}"])
             h, w = trimap.shape
     if not (trimap == 128).any():
         size = (crop, crop)
         return (cv2.resize(fg, size, interpolation=draws.interp["fallback_fg"]),
                 cv2.resize(alpha, size, interpolation=draws.interp["fallback_alpha"]),
                 cv2.resize(trimap, size, interpolation=cv2.INTER_NEAREST),
-                cv2.resize(bg, size, interpolation=draws.interp["fallback_bg"]))
+                cv2.resize(bg, size, interpolation=draws.interp[f"fallback_{bg_site}"]))
     top, left = crop_origin(trimap, crop, draws)
     window = (slice(top, top + crop), slice(left, left + crop))
     return fg[window], alpha[window], trimap[window], bg[window]
@@ -212,16 +216,27 @@ def gca_sample_reference(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray, draw
                          alpha2: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
     """One training sample by the published recipe, everything at full resolution.
     fg, bg: BGR uint8; alpha: float32 in [0, 1]. Returns image, fg, bg (float, 0..255, BGR),
-    alpha (float32) and trimap (float32 grey 0/128/255), all crop x crop."""
+    alpha (float32) and trimap (float32 grey 0/128/255), all crop x crop.
+
+    With draws.own_background, bg is the photo's own background (utils.foreground.solve_background),
+    aligned with fg: it takes fg's resizes and warps instead of being fitted to them, and the
+    sample is neither mixed nor colour-jittered, so that the image is the photo."""
+    own = draws.own_background
     if augmentation:
-        if draws.mix:
+        if draws.mix and not own:
             fg, alpha = mix_foregrounds(fg, alpha, fg2, alpha2, draws)
         if draws.resize_640:
             fg, alpha = resize_640(fg, alpha, draws)
+            if own:
+                bg = cv2.resize(bg, (640, 640), interpolation=draws.interp["resize640_fg"])
+        rows, cols = alpha.shape
         fg, alpha = random_affine(fg, alpha, draws)
+        if own:
+            bg = cv2.warpAffine(bg, affine_matrix_for((rows, cols), draws), (cols, rows),
+                                flags=draws.interp["affine_fg"] + cv2.WARP_INVERSE_MAP)
     trimap = gen_trimap(alpha, draws.fg_erosion, draws.bg_erosion)
     fg, alpha, trimap, bg = random_crop(fg, alpha, trimap, bg, crop, draws)
-    if augmentation:
+    if augmentation and not own:
         fg = random_jitter(fg, alpha, draws)
     image, fg, bg, alpha = composite(fg, bg, alpha)
     return {"image": image, "fg": fg, "bg": bg, "alpha": alpha, "trimap": trimap}

@@ -195,9 +195,11 @@ def compare(size: str, what: str, result: Optional[dict], reference: Optional[di
 
 
 def run_all(args: argparse.Namespace, alpha_dir: str) -> int:
+    """Prints the table; 1 when a run failed (named in its row), else 0."""
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; precision {args.precision}; model {args.config}")
     print(f"{'size':>10s} {'form':>8s} {'seconds':>8s} {'process s':>9s} {'peak GiB':>8s} {'unknown':>8s}")
+    runs = []
     for size in args.sizes:
         results = {}
         for form in args.forms:
@@ -205,11 +207,16 @@ def run_all(args: argparse.Namespace, alpha_dir: str) -> int:
                 print(f"{size:>10s} {form:>8s}   does not fit in this machine's memory (L x L scores)")
                 continue
             results[form] = run_child(size, form, args.precision, args, alpha_dir)
+            runs.append(results[form])
         compare(size, "blocked vs literal", results.get("blocked"), results.get("literal"))
         if args.precision != "fp32" and "blocked" in args.forms:
             fp32 = run_child(size, "blocked", "fp32", args, alpha_dir)
+            runs.append(fp32)
             compare(size, f"{args.precision} vs fp32", results.get("blocked"), fp32)
-    return 0
+    failed = sum(result is None for result in runs)
+    if failed:
+        print(f"{failed} of {len(runs)} runs failed (their rows say why)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -41,6 +41,20 @@ def load_checkpoint(network: nn.Module, spec: ModelSpec, path: str) -> Dict:
     return checkpoint
 
 
+def init_from_checkpoint(network: nn.Module, spec: ModelSpec, path: str) -> str:
+    """Loads the weights, and only the weights, of the checkpoint at `path` into `network` for
+    fine-tuning (train.init_checkpoint): a released file of the spec's family (gca-dist*.pth, an
+    MMagic file), a checkpoint of this project or a bare state dict, strictly (a mismatch raises
+    CheckpointError naming the keys). Its optimizer, schedule and step are not used. Returns a line
+    describing what was loaded, for the log."""
+    checkpoint = load_checkpoint(network, spec, path)
+    tensors = len(network.state_dict())
+    if "iter" in checkpoint:
+        return (f"{path}: {tensors} tensors of a run after its step {int(checkpoint['iter']) + 1} "
+                "(its optimizer, schedule and step are not used)")
+    return f"{path}: {tensors} tensors"
+
+
 def load_network(spec: ModelSpec, path: str) -> nn.Module:
     """The spec's network with the checkpoint's weights, in eval mode."""
     network = build_network(spec)

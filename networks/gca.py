@@ -97,6 +97,30 @@ def published_patches(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor
     return patches.view(n, h * w, kernel, kernel, c).permute(0, 1, 4, 2, 3)
 
 
+def score_propagate(guidance: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
+                    scales: torch.Tensor, key_norms: Callable[[torch.Tensor], torch.Tensor],
+                    channels_last_scores: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The literal forms' loop over the images, in the published codes' operations: the L x h x w
+    scores of the normalised keys, scaled per key, the penalty where a query meets its own key
+    (times `mask`: 1 x L x 1 x 1 per image, the keys' unknown values), the softmax over keys, the
+    argmax and the propagation of the value patches. GCA-Matting softmaxes a channels-last copy
+    of the scores (`channels_last_scores`), which sums in another order."""
+    h, w = guidance.shape[2:]
+    self_mask = self_match_mask(h, w).to(guidance)
+    floor = torch.tensor([KEY_NORM_FLOOR]).to(guidance)
+    outs, best_keys = [], []
+    for i in range(guidance.shape[0]):
+        normed = keys[i] / torch.max(key_norms(keys[i]), floor)
+        scores = F.conv2d(F.pad(guidance[i:i + 1], (1, 1, 1, 1), mode="reflect"), normed)
+        if channels_last_scores:
+            scores = scores.permute(0, 2, 3, 1).contiguous().view(1, h, w, h * w).permute(0, 3, 1, 2)
+        scores = scaled_by_key(scores, mask[i:i + 1], scales[i]) + self_mask * mask[i:i + 1]
+        attention = F.softmax(scores, dim=1)
+        best_keys.append(torch.max(attention, dim=1)[1])
+        outs.append(F.conv_transpose2d(attention, values[i], stride=RATE, padding=1) / 4.)
+    return torch.cat(outs), torch.cat(best_keys)
+
+
 def attend_literal_published(guidance: torch.Tensor, alpha: torch.Tensor, unknown: torch.Tensor,
                              scales: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """GCA-Matting's attention as its code computes it, operation by operation and in its memory
@@ -104,23 +128,10 @@ def attend_literal_published(guidance: torch.Tensor, alpha: torch.Tensor, unknow
 
     guidance: N x C x h x w and unknown: N x 1 x h x w, both at 1/16; alpha: N x C' x 2h x 2w;
     scales: N x 2. Returns the propagated features N x C' x 2h x 2w and the argmax key N x h x w."""
-    h, w = guidance.shape[2:]
-    values = published_patches(alpha, 2 * RATE, RATE)
-    keys = published_patches(guidance, 3, 1)
     mask = published_patches(unknown, 3, 1)[:, :, 0]
     mask = mask.mean(dim=2, keepdim=True).mean(dim=3, keepdim=True).gt(0.).float()
-    self_mask = self_match_mask(h, w).to(alpha)
-    floor = torch.tensor([KEY_NORM_FLOOR]).to(alpha)
-    outs, best_keys = [], []
-    for i in range(guidance.shape[0]):
-        normed = keys[i] / torch.max(sequential_key_norms(keys[i]), floor)
-        scores = F.conv2d(F.pad(guidance[i:i + 1], (1, 1, 1, 1), mode="reflect"), normed)
-        scores = scores.permute(0, 2, 3, 1).contiguous().view(1, h, w, h * w).permute(0, 3, 1, 2)
-        scores = scaled_by_key(scores, mask[i:i + 1], scales[i]) + self_mask * mask[i:i + 1]
-        attention = F.softmax(scores, dim=1)
-        best_keys.append(torch.max(attention, dim=1)[1])
-        outs.append(F.conv_transpose2d(attention, values[i], stride=RATE, padding=1) / 4.)
-    return torch.cat(outs), torch.cat(best_keys)
+    return score_propagate(guidance, published_patches(guidance, 3, 1), published_patches(alpha, 2 * RATE, RATE),
+                           mask, scales, sequential_key_norms, channels_last_scores=True)
 
 
 @dataclass(frozen=True)

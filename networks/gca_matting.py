@@ -4,7 +4,7 @@ gca-dist-all-data.pth, which are also this project's training checkpoints' layou
 from typing import Dict, List, Optional, Tuple
 
 from networks.family import Family, StateDict
-from networks.generator import build_generator, set_gca_block
+from networks.generator import DEMO_PADDING, build_generator, set_gca_block
 from utils.checkpoint import CheckpointError, extract_state_dict, saved_family
 from utils.config import ModelSpec
 from utils.recipe import (Padding, Recipe, imagenet_normalised, threshold_background, threshold_foreground,
@@ -27,7 +27,7 @@ def recipes(spec: ModelSpec) -> Tuple[Recipe, Recipe]:
     truncated) and the test phase's (bottom/right only; rounded); ImageNet normalisation and the
     grey thresholds < 85 / >= 170 in both."""
     trimap = threshold_one_hot if spec.trimap_channel == 3 else threshold_labels
-    demo = Recipe("gca-matting demo", imagenet_normalised, trimap, Padding(multiple=32, margin=32),
+    demo = Recipe("gca-matting demo", imagenet_normalised, trimap, DEMO_PADDING,
                   threshold_foreground, threshold_background, "truncate")
     test = Recipe("gca-matting test", imagenet_normalised, trimap, Padding(multiple=32),
                   threshold_foreground, threshold_background, "round")

@@ -6,7 +6,8 @@ import torch.nn as nn
 
 from networks.decoders import DECODERS
 from networks.encoders import ENCODERS
-from networks.gca import AUTO, GuidedCxtAtten, memory_budget
+from networks.gca import AUTO, LITERAL, GuidedCxtAtten, memory_budget
+from utils.recipe import Padding
 
 WHOLE = -1
 # Working set of one stripe of the full-resolution tail.
@@ -19,6 +20,17 @@ TAIL_BYTES_PER_PIXEL = 640
 # convs after a 4 x 4 transposed one) and the head (transposed conv, 3 x 3 conv) the error
 # reaches 10 full-resolution rows inward, less than the 16 dropped.
 STRIPE_CONTEXT = 4
+# demo.py's padding (GCA-Matting's demo recipe), the larger of the family's two.
+DEMO_PADDING = Padding(multiple=32, margin=32)
+# The memory one CPU fp32 inference needs beyond the loaded model, in the default forms (blocked
+# attention, striped tail), from peaks measured on the CPU (README, "Out of memory"): a floor
+# that covers 800x600 to 2560x1440 (0.36 to 1.40 GiB), plus, fitted to 3840x2160 (2.38 to 2.42
+# GiB) and 5120x2880 (4.90 GiB) and rounded up, a rate per pixel and one per cell of the
+# attention's row blocks (at least one row of the 1/16 grid against all its patches: width^2 x
+# height cells). Beyond 5120x2880 it is an extrapolation.
+INFERENCE_FLOOR_BYTES = int(1.5 * 2 ** 30)
+INFERENCE_BYTES_PER_PIXEL = 0.15 * 2 ** 30 / 1e6
+ATTENTION_BYTES_PER_ROW_CELL = 0.16 * 2 ** 30 / 1e6
 
 
 class Generator(nn.Module):
@@ -43,6 +55,19 @@ class Generator(nn.Module):
                 return self.forward_striped(x, rows)
         embedding, mid_fea = self.encoder(x)
         return self.decoder(embedding, mid_fea)
+
+    def inference_peak_bytes(self, height: int, width: int) -> Optional[int]:
+        """Estimated memory (bytes, CPU, fp32) one height x width image needs beyond the loaded
+        model; None where the published L x L attention or a whole-image tail is chosen, whose
+        need grows faster than the measurements behind the estimate."""
+        attention = [m for m in self.modules() if isinstance(m, GuidedCxtAtten)]
+        if any(m.block == LITERAL for m in attention) or self.stripe_rows != AUTO:
+            return None
+        (top, bottom), (left, right) = DEMO_PADDING.sides(height), DEMO_PADDING.sides(width)
+        grid_h, grid_w = (height + top + bottom) // 16, (width + left + right) // 16
+        row_cells = grid_w * grid_w * grid_h if attention else 0
+        need = height * width * INFERENCE_BYTES_PER_PIXEL + row_cells * ATTENTION_BYTES_PER_ROW_CELL
+        return max(INFERENCE_FLOOR_BYTES, int(need))
 
     def forward_striped(self, x: torch.Tensor, rows: int) -> Tuple[torch.Tensor, Optional[Dict]]:
         """forward with the tail computed `rows` full-resolution rows at a time, each stripe with

@@ -24,7 +24,7 @@ def gradients_of_one_step(batch, dist_info) -> list:
     torch.manual_seed(0)
     model = build_generator("resnet_gca_encoder_29", "res_gca_decoder_22")
     trainer = Trainer(default_config(), model, None, None, dist_info)
-    trainer.train_step(batch, 0)
+    trainer.train_step([batch], 0)
     return [p.grad.detach().clone() for p in trainer.params]
 
 

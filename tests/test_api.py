@@ -78,6 +78,21 @@ def test_matter_takes_rgb_masks_and_label_trimaps(checkout):
         matter(image_rgb, trimap, tta="d4")
 
 
+def test_matter_warns_of_a_trimap_with_too_little_known_and_names_an_out_of_memory_image(checkout, monkeypatch):
+    from utils.memory import OutOfMemory
+    root, _, image_bgr, trimap = checkout
+    matter = Matter(str(root / "config" / "gca-dist-all-data.toml"),
+                    str(root / "checkpoints" / "gca-dist-all-data" / "gca-dist-all-data.pth"), device="cpu")
+    image_rgb = image_bgr[:, :, ::-1]
+    with pytest.warns(UserWarning, match="only 0 % of the trimap is known foreground or background, under the 1 %"):
+        matter(image_rgb, np.full(trimap.shape, 128, np.uint8))
+    monkeypatch.setattr(Matter, "predict_bgr", lambda *args, **kwargs: (_ for _ in ()).throw(
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 2147483648 bytes")))
+    with pytest.raises(OutOfMemory, match=r"the image: out of memory on this 70x60 image \(it tried to allocate "
+                                          r"2.0 GiB more\)"):
+        matter(image_rgb, trimap)
+
+
 def test_utils_imports_no_networks_or_entry_points():
     for name in sorted(os.listdir(os.path.join(ROOT, "utils"))):
         if name.endswith(".py"):

@@ -221,6 +221,32 @@ def test_bad_input_gets_a_message(client, files, case, message):
         matte(client, **inputs)
 
 
+def test_a_photo_that_runs_out_of_memory_gets_a_message_naming_its_size(matter, files, monkeypatch):
+    _, _, _, paths, _ = files
+    monkeypatch.setattr(matter, "predict_bgr", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError(
+        "DefaultCPUAllocator: can't allocate memory: you tried to allocate 3221225472 bytes. Error code 12")))
+    with pytest.raises(app.PageError, match=r"^the photo: out of memory on this 64x48 image \(it tried to allocate "
+                                            r"3.0 GiB more\); scale it down"):
+        app.matte(matter, app.Inputs(paths["photo"], trimap=paths["trimap"]), MAX_SIDE)
+
+
+def test_a_trimap_with_too_little_known_gets_a_note(matter, files):
+    _, _, _, paths, folder = files
+    unknown = folder / "all_unknown.png"
+    cv2.imwrite(str(unknown), np.full((HEIGHT, WIDTH), 128, np.uint8))
+    results = app.matte(matter, app.Inputs(paths["photo"], trimap=str(unknown)), MAX_SIDE)
+    assert any(note.startswith("Only 0 % of the trimap is known foreground or background, under the 1 %")
+               for note in results.notes), results.notes
+
+
+def test_a_web_page_saved_as_the_checkpoint_is_one_line_and_exit_2(capsys, tmp_path):
+    page = tmp_path / "gca-dist-all-data.pth"
+    page.write_text("<!DOCTYPE html>\n<html><head><title>Google Drive</title></head></html>")
+    assert app.main(["--config", CONFIG, "--checkpoint", str(page), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {page}: not a PyTorch checkpoint (it looks like a web page")
+
+
 def test_the_page_offers_fp16_only_on_cuda(client):
     endpoint = next(e for e in client.view_api(print_info=False, return_format="dict")["named_endpoints"].items()
                     if e[0] == "/matte")[1]

@@ -1,4 +1,5 @@
 import os
+import pickle
 import zipfile
 
 import pytest
@@ -121,12 +122,54 @@ def test_trimap_channel_mismatch_points_at_the_config(tmp_path, gca_state):
         load_into(GCA_ARCH, path, trimap_channel=1)
 
 
-@pytest.mark.parametrize("content,match", [(b"", "not a readable"), (b"garbage" * 10, "not a readable")])
-def test_unreadable_files(tmp_path, content, match):
-    path = tmp_path / "bad.pth"
-    path.write_bytes(content)
-    with pytest.raises(CheckpointError, match=match):
+def truncated_zip(tmp_path):
+    data = open(save(tmp_path / "whole.pth", {"state_dict": {"w": torch.zeros(1000)}}), "rb").read()
+    return data[:len(data) // 2]
+
+
+def truncated_legacy(tmp_path):
+    data = open(save(tmp_path / "whole.pth", {"w": torch.zeros(10)}, _use_new_zipfile_serialization=False),
+                "rb").read()
+    return data[:len(data) // 2]
+
+
+def zip_without_pickle(tmp_path):
+    path = tmp_path / "folder.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("gca/readme.txt", "the weights are elsewhere")
+    return path.read_bytes()
+
+
+# What a user can end up with instead of a checkpoint, and what the one line must say.
+NOT_CHECKPOINTS = {
+    "empty": (lambda tmp_path: b"", "the file is empty"),
+    "text": (lambda tmp_path: b"hello world\n", "it is a text file, starting 'hello world"),
+    "one letter": (lambda tmp_path: b"e", "it is a text file"),
+    "html": (lambda tmp_path: b"<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title>",
+             "it looks like a web page saved instead of the file, the usual result of a failed Google Drive download"),
+    "html with a byte-order mark": (lambda tmp_path: "\ufeff\n <html><body>Sign in</body></html>".encode(),
+                                    "it looks like a web page"),
+    "json": (lambda tmp_path: b'{"error": {"code": 404}}', "it is a JSON text file"),
+    "json list": (lambda tmp_path: b"[1, 2, 3]", "it is a JSON text file"),
+    "truncated zip": (truncated_zip, "a zip archive cut short: the download or copy stopped before the end"),
+    "zip of something else": (zip_without_pickle, "a zip archive without the data.pkl of torch.save's files"),
+    "truncated legacy file": (truncated_legacy, "a Python pickle (protocol 2) cut short or not written by torch.save"),
+    "plain pickle": (lambda tmp_path: pickle.dumps({"a": 1}, protocol=2), "a Python pickle (protocol 2)"),
+    "binary": (lambda tmp_path: b"\0\1\2\3" * 40,
+               "neither a zip archive nor a pickle; it starts with bytes 00 01 02 03"),
+}
+
+
+@pytest.mark.parametrize("kind", list(NOT_CHECKPOINTS))
+def test_a_file_that_is_not_a_checkpoint_gets_one_line_saying_what_it_is(tmp_path, kind):
+    make, reason = NOT_CHECKPOINTS[kind]
+    path = tmp_path / "gca-dist.pth"
+    path.write_bytes(make(tmp_path))
+    with pytest.raises(CheckpointError) as e:
         read_checkpoint(str(path))
+    message = str(e.value)
+    assert message.startswith(f"{path}: not a PyTorch checkpoint (") and reason in message
+    assert "\n" not in message and "Weights only load failed" not in message
 
 
 def test_missing_file_and_non_checkpoint_content(tmp_path):

@@ -64,6 +64,9 @@ def test_unknown_top_level_table(tmp_path):
     ("[train]\ntotal_step = 'many'\n", "'train.total_step' must be an integer"),
     ("[train]\ntotal_step = true\n", "'train.total_step' must be an integer"),
     ("[train]\nclip_grad = 1\n", "'train.clip_grad' must be bool"),
+    ("[train]\nfreeze = 'encoder'\n", "'train.freeze' must be a list, got 'encoder'"),
+    ("[train]\nfreeze = ['encoder', '']\n", "train.freeze must be a list of module names"),
+    ("[train]\nfreeze = [1]\n", "train.freeze must be a list of module names"),
 ])
 def test_wrong_kinds_of_value_are_errors(tmp_path, text, match):
     with pytest.raises(ConfigError, match=match):
@@ -114,6 +117,7 @@ def test_a_version_that_is_not_a_plain_name_is_refused(tmp_path, version):
     ("train", "rec_weight", "-1"), ("train", "lap_weight", "-0.5"), ("train", "comp_weight", "nan"),
     ("test", "batch_size", "0"), ("test", "gca_block", "-2"), ("log", "logging_step", "0"),
     ("log", "tensorboard_step", "0"), ("log", "tensorboard_image_step", "-5"), ("log", "checkpoint_step", "0"),
+    ("train", "accumulate", "0"), ("data", "own_background_prob", "1.5"), ("data", "own_background_prob", "-0.1"),
 ])
 def test_a_value_out_of_range_is_refused(tmp_path, section, key, value):
     path = write(tmp_path, f"[{section}]\n{key} = {value}\n")
@@ -143,6 +147,7 @@ trimap_channel = 1
 [data]
 workers = 0
 crop_size = 32
+own_background_prob = 1
 [train]
 total_step = 1
 warmup_step = 0
@@ -153,6 +158,8 @@ beta1 = 0
 beta2 = 0.0
 rec_weight = 0.5
 comp_weight = 0
+accumulate = 1
+freeze = ["encoder.layer1"]
 [test]
 batch_size = 1
 gca_block = -1
@@ -160,6 +167,7 @@ gca_block = -1
 logging_step = 1
 """))
     assert config.version == "v-1.2_b" and config.train.rec_weight == 0.5 and config.test.gca_block == -1
+    assert config.train.freeze == ["encoder.layer1"] and config.data.own_background_prob == 1
 
 
 def test_the_published_defaults_pass_the_rules():

@@ -93,7 +93,8 @@ def test_rgba_and_composite():
 
 
 @pytest.mark.parametrize("spec, bgr", [
-    ("#00ff00", (0, 255, 0)), ("#FF0000", (0, 0, 255)), ("255,0,0", (0, 0, 255)), (" 0, 0 ,255 ", (255, 0, 0)),
+    ("#00ff00", (0, 255, 0)), ("#FF0000", (0, 0, 255)), ("#0f0", (0, 255, 0)), ("#F80", (0, 136, 255)),
+    ("255,0,0", (0, 0, 255)), (" 0, 0 ,255 ", (255, 0, 0)),
     ("white", (255, 255, 255)), ("black", (0, 0, 0)), ("Red", (0, 0, 255)), ("green", (0, 255, 0)),
     ("blue", (255, 0, 0)), ("grey", (128, 128, 128)), ("gray", (128, 128, 128)),
 ])
@@ -120,7 +121,8 @@ def test_background_picture_covers_and_is_centre_cropped(tmp_path, picture_size,
 
 
 @pytest.mark.parametrize("spec, named", [
-    ("#12345", "#12345: not a colour"), ("#12345g", "#12345g: not a colour"), ("300,0,0", "300,0,0: not a colour"),
+    ("#12345", "#12345: not a colour"), ("#12345g", "#12345g: not a colour"), ("#0g0", "#0g0: not a colour"),
+    ("#0f00", "#0f00: not a colour"), ("300,0,0", "300,0,0: not a colour"),
     ("1,2", "1,2: not a colour"), ("purple", "purple: cannot be read"),
 ])
 def test_parse_background_refusals_name_the_spec_and_what_is_accepted(spec, named):
@@ -244,6 +246,25 @@ def test_cli_failed_write_leaves_none_of_the_images_outputs(folders, rng, monkey
     assert cutout.main(["--image-dir", images, "--alpha-dir", alphas, "--output", out]) == 1
     assert "a_rgba.png: could not be written" in capsys.readouterr().err
     assert sorted(os.listdir(out)) == ["b_fg.png", "b_rgba.png"]
+
+
+def test_cli_names_an_image_that_runs_out_of_memory_and_goes_on(folders, rng, monkeypatch, capsys):
+    images, alphas, out = folders
+    make_pair(images, alphas, "a", rng)
+    make_pair(images, alphas, "b", rng)
+    estimate = cutout.estimate_foreground
+
+    def out_of_memory_on_a(image, alpha):
+        if image[0, 0].tolist() == cv2.imread(os.path.join(images, "a.png"))[0, 0].tolist():
+            np.empty(2 ** 50, np.uint8)  # numpy's own MemoryError, with its size
+        return estimate(image, alpha)
+
+    monkeypatch.setattr(cutout, "estimate_foreground", out_of_memory_on_a)
+    assert cutout.main(["--image-dir", images, "--alpha-dir", alphas, "--output", out]) == 1
+    err = capsys.readouterr().err
+    assert (f"skipped: {os.path.join(images, 'a.png')}: out of memory on this {SIZE}x{SIZE} image (it tried to "
+            "allocate 1024.0 TiB more)") in err
+    assert "1 of 2 images failed" in err and sorted(os.listdir(out)) == ["b_fg.png", "b_rgba.png"]
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -1,4 +1,5 @@
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import torch
 
 import demo
 from conftest import GCA_ARCH, demo_recipe, random_gca
-from networks import build_generator
+from networks import Generator, build_generator
 from utils.inference import predict_alpha
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -393,4 +394,89 @@ def test_a_bad_background_is_an_error_before_any_work(released_checkpoint, folde
     make_pair(images, trimaps, "a", (40, 40), rng)
     assert run_demo(released_checkpoint[0], images, trimaps, out, "--background", spec) == 2
     assert f"error: --background {spec}: {message}" in capsys.readouterr().err
+    assert not os.path.exists(out)
+
+
+CPU_OUT_OF_MEMORY = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                     "you tried to allocate 3221225472 bytes. Error code 12 (Cannot allocate memory)")
+
+
+def test_an_image_that_runs_out_of_memory_is_named_with_its_size_and_the_rest_goes_on(
+        released_checkpoint, folders, rng, capsys, monkeypatch):
+    images, trimaps, out = folders
+    make_pair(images, trimaps, "big", (70, 90), rng)
+    make_pair(images, trimaps, "small", (40, 40), rng)
+    predict = demo.Matter.predict_bgr
+
+    def out_of_memory_on_big(self, image_bgr, trimap, *args, **kwargs):
+        if image_bgr.shape[:2] == (70, 90):
+            raise RuntimeError(CPU_OUT_OF_MEMORY)
+        return predict(self, image_bgr, trimap, *args, **kwargs)
+
+    monkeypatch.setattr(demo.Matter, "predict_bgr", out_of_memory_on_big)
+    assert run_demo(released_checkpoint[0], images, trimaps, out, "--no-offset") == 1
+    captured = capsys.readouterr()
+    assert (f"skipped: {os.path.join(images, 'big.png')}: out of memory on this 90x70 image (it tried to allocate "
+            "3.0 GiB more); scale it down") in captured.err
+    assert "1 of 2 images written" in captured.out and "1 of 2 images failed" in captured.err
+    assert os.listdir(os.path.join(out, SAVE_FOLDER)) == ["small.png"]
+
+
+def test_the_networks_memory_estimate_warns_before_and_says_what_fits(released_checkpoint, folders, rng, capsys,
+                                                                      monkeypatch):
+    images, trimaps, out = folders
+    make_pair(images, trimaps, "big", (200, 260), rng)
+    # A model family that estimates its need: here 1 TiB for any image larger than 100 x 100.
+    monkeypatch.setattr(Generator, "inference_peak_bytes",
+                        lambda self, height, width: 2 ** 40 if height * width > 100 * 100 else 0, raising=False)
+    monkeypatch.setattr(demo.Matter, "predict_bgr", lambda *args, **kwargs: (_ for _ in ()).throw(
+        MemoryError("Unable to allocate 1.00 TiB for an array")))
+    assert run_demo(released_checkpoint[0], images, trimaps, out, "--no-offset") == 1
+    err = capsys.readouterr().err
+    big = os.path.join(images, "big.png")
+    assert f"warning: {big}: this model needs about 1.0 TiB at 260x200 and this process has about" in err
+    assert "it may run out of memory" in err
+    assert f"skipped: {big}: out of memory on this 260x200 image (it tried to allocate 1.0 TiB more); this model" in err
+    width, height = (int(v) for v in re.search(r"up to about (\d+)x(\d+) \(the same shape\) fits", err).groups())
+    assert width * height <= 100 * 100 < (width + 2) * (height + 2) and abs(width / height - 1.3) < 0.03
+
+
+@pytest.mark.parametrize("unknown_rows, needle", [
+    (slice(None), "only 0 % of the trimap is known foreground or background, under the 1 % the network needs"),
+    (slice(0, 30), "the trimap has no known foreground"),
+])
+def test_a_trimap_with_too_little_known_gets_a_warning(released_checkpoint, folders, rng, capsys, unknown_rows,
+                                                       needle):
+    images, trimaps, out = folders
+    _, trimap = make_pair(images, trimaps, "u", (40, 40), rng)
+    trimap[:] = 0
+    trimap[unknown_rows] = 128
+    cv2.imwrite(os.path.join(trimaps, "u.png"), trimap)
+    assert run_demo(released_checkpoint[0], images, trimaps, out, "--no-offset") == 0
+    assert f"warning: {os.path.join(trimaps, 'u.png')}: {needle}" in capsys.readouterr().err
+
+
+def test_a_mask_whose_band_covers_the_image_gets_the_warning(released_checkpoint, folders, tmp_path, rng, capsys):
+    images, _, out = folders
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    cv2.imwrite(os.path.join(images, "a.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    mask = np.zeros((40, 40), np.uint8)
+    mask[18:22, 18:22] = 255
+    cv2.imwrite(str(masks / "a.png"), mask)
+    assert demo.main(["--config", CONFIG, "--checkpoint", released_checkpoint[0], "--image-dir", images,
+                      "--mask-dir", str(masks), "--unknown-width", "30", "--output", out, "--device", "cpu",
+                      "--no-offset"]) == 0
+    assert "only 0 % of the trimap is known" in capsys.readouterr().err
+
+
+def test_a_web_page_saved_as_the_checkpoint_is_one_line_and_exit_2(folders, tmp_path, rng, capsys):
+    images, trimaps, out = folders
+    make_pair(images, trimaps, "a", (32, 32), rng)
+    page = tmp_path / "gca-dist-all-data.pth"
+    page.write_text("<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head></html>")
+    assert run_demo(str(page), images, trimaps, out) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {page}: not a PyTorch checkpoint (it looks like a web page saved instead of the file, the "
+                   "usual result of a failed Google Drive download: download the file itself again)\n")
     assert not os.path.exists(out)

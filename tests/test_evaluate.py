@@ -121,8 +121,56 @@ def test_demo_offset_pictures_are_set_aside_with_a_note(dirs, rng, capsys):
     code = main(["--pred-dir", pred_dir, "--alpha-dir", alpha_dir, "--trimap-dir", trimap_dir, "--workers", "1"])
     captured = capsys.readouterr()
     assert code == 1 and "y_offset1.png: no y_offset1.*" in captured.out + captured.err
-    assert "note: 2 GCA offset pictures" in captured.err
+    assert "note: 2 pictures that demo.py writes beside its alphas (*_offset1, *_offset2) are not predictions" \
+        in captured.err
     assert "mean of 1 images" in captured.out
+
+
+def test_every_picture_demo_writes_beside_an_alpha_is_left_out_with_one_line(dirs, rng, capsys):
+    pred_dir, alpha_dir, trimap_dir = dirs
+    alpha = soft_alpha(rng)
+    for folder, image in ((pred_dir, alpha), (alpha_dir, alpha), (trimap_dir, trimap_for(alpha))):
+        write(folder, "x.png", image)
+    extras = ("_fg", "_rgba", "_composite", "_trimap", "_offset1", "_offset2")
+    for suffix in extras:
+        write(pred_dir, f"x{suffix}.png", np.zeros(alpha.shape + (3,), np.uint8))
+    assert main(["--pred-dir", pred_dir, "--alpha-dir", alpha_dir, "--trimap-dir", trimap_dir, "--workers", "1"]) == 0
+    captured = capsys.readouterr()
+    notes = [line for line in captured.err.splitlines() if "not predictions" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: 6 pictures that demo.py writes beside its alphas")
+    assert all(f"*{suffix}" in notes[0] for suffix in extras)
+    assert "mean of 1 images:" in captured.out and "problem" not in captured.err
+
+
+def test_a_prediction_named_like_an_extra_with_its_own_ground_truth_is_evaluated(dirs, rng, capsys):
+    pred_dir, alpha_dir, trimap_dir = dirs
+    for name in ("x", "x_fg"):
+        alpha = soft_alpha(rng)
+        for folder, image in ((pred_dir, alpha), (alpha_dir, alpha), (trimap_dir, trimap_for(alpha))):
+            write(folder, f"{name}.png", image)
+    assert main(["--pred-dir", pred_dir, "--alpha-dir", alpha_dir, "--trimap-dir", trimap_dir, "--workers", "1"]) == 0
+    assert "mean of 2 images" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("allow", [False, True], ids=["refused", "allowed"])
+def test_a_partial_test_set_is_named_counted_and_fails_unless_allowed(dirs, rng, capsys, allow):
+    pred_dir, alpha_dir, trimap_dir = dirs
+    alpha = soft_alpha(rng)
+    write(alpha_dir, "boy.png", alpha)
+    for k in range(8):
+        write(trimap_dir, f"boy_{k}.png", trimap_for(alpha))
+    for k in range(4):
+        write(pred_dir, f"boy_{k}.png", soft_alpha(rng))
+    code = main(["--pred-dir", pred_dir, "--alpha-dir", alpha_dir, "--trimap-dir", trimap_dir, "--workers", "1"]
+                + (["--allow-subset"] if allow else []))
+    captured = capsys.readouterr()
+    assert code == (0 if allow else 1)
+    assert "mean of 4 images (4 of 8 test images have no prediction): SAD" in captured.out
+    for k in range(4, 8):
+        named = os.path.join(trimap_dir, f'boy_{k}.png') + ("" if allow else f": no prediction for it in {pred_dir}")
+        assert named in captured.err
+    assert ("4 problem(s)" in captured.err) != allow
+    assert ("--allow-subset: 4 ground truth(s) without a prediction" in captured.err) == allow
 
 
 def test_missing_folder_is_exit_2(dirs, capsys):
@@ -244,13 +292,13 @@ def test_csv_write_failure_is_exit_1_after_the_figures(dirs, tmp_path, rng, caps
     write_good_pair(dirs, "x.png", soft_alpha(rng))
     folder = tmp_path / "csv"
     folder.mkdir()
-    pair_files = evaluate.pair_files
+    pair_folders = evaluate.pair_folders
 
     def pair_then_remove_folder(*args):  # the folder goes while the run is under way
         shutil.rmtree(folder)
-        return pair_files(*args)
+        return pair_folders(*args)
 
-    monkeypatch.setattr(evaluate, "pair_files", pair_then_remove_folder)
+    monkeypatch.setattr(evaluate, "pair_folders", pair_then_remove_folder)
     code = run_cli(dirs, "--workers", "1", "--csv", str(folder / "out.csv"))
     captured = capsys.readouterr()
     assert code == 1

@@ -254,6 +254,17 @@ def test_a_checkpoint_of_the_other_architecture(onnx_packages, tmp_path, capsys)
     assert not os.path.exists(output)
 
 
+@pytest.mark.parametrize("content", [b"hello world\n", b"", b'{"error": 404}'], ids=["text", "empty", "json"])
+def test_a_file_that_is_not_a_checkpoint(onnx_packages, tmp_path, capsys, content):
+    checkpoint = tmp_path / "gca-dist.pth"
+    checkpoint.write_bytes(content)
+    output = str(tmp_path / "model.onnx")
+    code, err = run_cli(["--config", os.path.join(ROOT, "config", "gca-dist.toml"), "--checkpoint", str(checkpoint),
+                         "--output", output], capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: {checkpoint}: not a PyTorch checkpoint (")
+    assert not os.path.exists(output)
+
+
 def test_an_output_that_cannot_be_written(onnx_packages, tmp_path, capsys):
     config = os.path.join(ROOT, "config", "gca-dist.toml")
     blocker = tmp_path / "file"
@@ -286,11 +297,13 @@ def test_a_bad_opset(tmp_path, capsys):
     assert code == 2 and "--opset 11: choose 18..23" in err
 
 
-@pytest.mark.parametrize("config,arch", [("mmagic-gca.toml", "gca"), ("mmagic-baseline-dimaug.toml", "baseline")])
-def test_an_mmagic_model_is_exported_in_its_own_recipe(onnx_packages, tmp_path, monkeypatch, capsys, config, arch):
+@pytest.mark.parametrize("config", ["mmagic-gca.toml", "mmagic-baseline.toml", "mmagic-gca-dimaug.toml",
+                                    "mmagic-baseline-dimaug.toml"])
+def test_an_mmagic_model_is_exported_in_its_own_recipe(onnx_packages, tmp_path, monkeypatch, capsys, config):
     # MMagic's recipe (normalisation, exact trimap greys, bottom/right padding, rounding), torch's
     # spectral norm and MMagic's attention, in the graph; demo.py --onnx reads the recipe's family.
-    encoder, decoder, channels = ARCHS[arch]
+    encoder, decoder = ARCHS["baseline" if "baseline" in config else "gca"][:2]
+    channels = 1 if "dimaug" in config else 3
     monkeypatch.setattr(mmagic_network, "build_generator", small_generator)
     torch.manual_seed(1)
     model = mmagic_network.build_mmagic_generator(ModelSpec("mmagic", encoder, decoder, channels))

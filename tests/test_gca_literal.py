@@ -1,10 +1,12 @@
-"""The literal attention forms against transcriptions of the published codes' forward passes:
+"""The literal attention forms against transcriptions of the published codes' forward passes
+(GCA-Matting's here, MMagic's in mmagic_transcription.py):
 equal to the bit (one thread), and the blocked forms of each variant equal to them within float
 rounding."""
 import pytest
 import torch
 import torch.nn.functional as F
 
+import mmagic_transcription as mm
 from networks.gca import LITERAL, PUBLISHED, GuidedCxtAtten, extract_patches, published_patches, sequential_key_norms
 from networks.mmagic.attention import MMAGIC, joint_key_norms, mmagic_patches
 
@@ -86,56 +88,13 @@ def published_forward(module, f, alpha, unknown, rate=2, ksize=3):
     return module.W(y) + alpha, offsets, softmax_scale
 
 
-# ---- transcription of MMagic's GCAModule.forward (mmagic/models/editors/gca/gca_module.py, Apache-2.0)
-def _mmagic_pad(x, kernel_size, stride):
-    left = (kernel_size - stride + 1) // 2
-    right = (kernel_size - stride) // 2
-    return F.pad(x, (left, right, left, right), mode='reflect')
-
-
-def _mmagic_extract(x, kernel_size, stride):
-    n, c, _, _ = x.shape
-    x = _mmagic_pad(x, kernel_size, stride)
-    x = F.unfold(x, (kernel_size, kernel_size), stride=(stride, stride))
-    x = x.permute(0, 2, 1)
-    return x.reshape(n, -1, c, kernel_size, kernel_size)
-
-
-def mmagic_forward(module, img_feat, alpha_feat, unknown, rate=2, penalty=-1e4, eps=1e-4):
-    img_feat = module.guidance_conv(img_feat)
-    img_feat = F.interpolate(img_feat, scale_factor=1 / rate, mode='nearest')
-    unknown = unknown.clone()
-    unknown = F.interpolate(unknown, scale_factor=1 / rate, mode='nearest')
-    unknown_mean = unknown.mean(dim=[2, 3])
-    known_mean = 1 - unknown_mean
-    unknown_scale = torch.clamp(torch.sqrt(unknown_mean / known_mean), 0.1, 10).to(img_feat)
-    known_scale = torch.clamp(torch.sqrt(known_mean / unknown_mean), 0.1, 10).to(img_feat)
-    softmax_scale = torch.cat([unknown_scale, known_scale], dim=1)
-    img_ps = _mmagic_extract(img_feat, 3, 1)
-    alpha_ps = _mmagic_extract(alpha_feat, rate * 2, rate)
-    unknown_ps = _mmagic_extract(unknown, 3, 1)
-    unknown_ps = unknown_ps.squeeze(dim=2)
-    unknown_ps = unknown_ps.mean(dim=[2, 3], keepdim=True)
-    _, _, h, w = img_feat.shape
-    self_mask = F.one_hot(torch.arange(h * w).view(h, w), num_classes=int(h * w))
-    self_mask = self_mask.permute(2, 0, 1).view(1, h * w, h, w)
-    self_mask = (self_mask * penalty).to(img_feat)
-    out = []
-    groups = zip(torch.split(img_feat, 1, dim=0), torch.split(img_ps, 1, dim=0), torch.split(alpha_ps, 1, dim=0),
-                 torch.split(unknown_ps, 1, dim=0), torch.split(softmax_scale, 1, dim=0))
-    for img_i, img_ps_i, alpha_ps_i, unknown_ps_i, scale_i in groups:
-        img_ps_i = img_ps_i[0]
-        escape_NaN = torch.FloatTensor([eps]).to(img_i)
-        norm = torch.sqrt((img_ps_i ** 2).sum(dim=[1, 2, 3], keepdim=True))
-        img_ps_normed = img_ps_i / torch.max(norm, escape_NaN)
-        similarity_map = F.conv2d(_mmagic_pad(img_i, 3, 1), img_ps_normed)
-        u_scale, k_scale = scale_i[0]
-        score = similarity_map * (u_scale * unknown_ps_i.gt(0.).float() + k_scale * unknown_ps_i.le(0.).float())
-        score = score + self_mask * unknown_ps_i
-        score = F.softmax(score, dim=1)
-        out.append(F.conv_transpose2d(score, alpha_ps_i[0], stride=rate, padding=1) / 4.)
-    out = torch.cat(out, dim=0)
-    return module.W(out) + alpha_feat, softmax_scale
+def mmagic_forward(module, img_feat, alpha_feat, unknown):
+    """MMagic's GCAModule (tests/mmagic_transcription.py) with `module`'s weights."""
+    transcribed = mm.GCAModule(module.guidance_conv.in_channels, module.W[0].in_channels).eval()
+    transcribed.guidance_conv.load_state_dict(module.guidance_conv.state_dict())
+    transcribed.out_conv.conv.load_state_dict(module.W[0].state_dict())
+    transcribed.out_conv.bn.load_state_dict(module.W[1].state_dict())
+    return transcribed(img_feat, alpha_feat, unknown)
 
 
 # ---- the tests -------------------------------------------------------------------------------
@@ -177,9 +136,9 @@ def test_mmagic_literal_form_equals_mmagic_to_the_bit(one_thread, seed, size, fr
     module, guidance, alpha, unknown = make_case(seed, size=size, unknown_fraction=fraction)
     module.block, module.variant = LITERAL, MMAGIC
     with torch.no_grad():
-        out, (_, scales) = module(guidance, alpha, unknown)
-        expected, expected_scales = mmagic_forward(module, guidance, alpha, unknown)
-    assert torch.equal(out, expected) and torch.equal(scales, expected_scales)
+        out, _ = module(guidance, alpha, unknown)
+        expected = mmagic_forward(module, guidance, alpha, unknown)
+    assert torch.equal(out, expected)
 
 
 @pytest.mark.parametrize("variant", [PUBLISHED, MMAGIC])

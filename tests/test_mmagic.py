@@ -2,6 +2,7 @@
 module tree with torch's own spectral norm, random weights, converged spectral norms, random
 BatchNorm statistics and mmengine-style extras) loads unchanged, with no code run and no mmengine,
 and gives the transcription's alpha."""
+import hashlib
 import os
 import re
 import sys
@@ -187,12 +188,27 @@ def test_a_gca_matting_file_with_an_mmagic_config_names_the_gca_matting_settings
         Matter("config/mmagic-gca.toml", path, device="cpu")
 
 
-def test_training_an_mmagic_config_gives_a_message(tmp_path, capsys):
+def test_an_mmagic_file_is_fine_tuned_and_its_checkpoint_runs(tmp_path, mattors):
     import main
-    config = tmp_path / "train.toml"
-    config.write_text(open("config/mmagic-gca.toml").read() + f'\n[log]\nlogging_path = "{tmp_path}/logs"\n')
-    assert main.main(["--config", str(config)]) == 2
-    assert "training MMagic's GCA models is not supported" in capsys.readouterr().out
+    from dataloader.toy import make_toy_dataset
+    from test_finetune import write_config
+    toy = str(tmp_path / "toy")
+    make_toy_dataset(toy, num_fg=2, num_bg=4, num_test=1, fg_size=(96, 128), bg_size=(80, 100), seed=3)
+    source = save_mmagic_checkpoint(mattors[(True, 6)], str(tmp_path / "mmagic.pth"))
+    config = write_config(str(tmp_path), toy, name="tuned", total_step=2, init_checkpoint=source)
+    with open(config) as f:
+        text = f.read().replace("[model]\n", '[model]\nfamily = "mmagic"\n', 1)
+    with open(config, "w") as f:
+        f.write(text)
+    assert main.main(["--config", config]) == 0
+    tuned = str(tmp_path / "ckpt" / "tuned" / "latest_model.pth")
+    assert read_checkpoint(tuned)["config"]["model"]["family"] == "mmagic"
+    image = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    trimap = np.full((40, 50), 128, np.uint8)
+    trimap[:10] = 0
+    assert Matter("config/mmagic-gca.toml", tuned, device="cpu")(image, trimap).shape == (40, 50)
+    with pytest.raises(CheckpointError, match='was trained with model.family = "mmagic"'):
+        Matter("config/gca-dist.toml", tuned, device="cpu")
 
 
 def write_folders(folder, count=2, size=(45, 70), seed=2):
@@ -237,3 +253,14 @@ def test_every_entry_point_runs_each_mmagic_config(tmp_path, mattors, key, capsy
     predicted = cv2.imread(str(tmp_path / "prediction" / CONFIGS[key] / "p0.png"), cv2.IMREAD_UNCHANGED)
     assert np.abs(predicted.astype(int) - expected).max() <= 1  # MMagic's recipe in the test phase too
     assert f"{CONFIGS[key]} on 2 images" in capsys.readouterr().out
+
+
+def test_a_released_file_whose_contents_do_not_match_its_name_is_named_damaged(tmp_path, mattors):
+    name = "baseline_r34_4x10_200k_comp1k_SAD-34.61_20220620-{}.pth"
+    path = save_mmagic_checkpoint(mattors[(False, 6)], str(tmp_path / name.format("00000000")))
+    with pytest.raises(CheckpointError, match="not 00000000 as its name says: the file is incomplete or damaged"):
+        read_checkpoint(path)
+    digest = hashlib.sha256(open(path, "rb").read()).hexdigest()[:8]
+    renamed = str(tmp_path / name.format(digest))
+    os.rename(path, renamed)
+    assert len(read_checkpoint(renamed)["state_dict"]) == 538

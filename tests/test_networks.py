@@ -179,6 +179,20 @@ def test_inference_benchmark_runs_both_forms_at_a_tiny_size():
     assert "blocked vs literal" in lines[2] and "of the memory" in lines[2] and "alpha" in lines[2]
 
 
+def test_inference_benchmark_exits_1_when_its_runs_fail(tmp_path):
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    page = tmp_path / "gca-dist.pth"
+    page.write_text("<!DOCTYPE html><html><title>Google Drive</title></html>")
+    result = subprocess.run([sys.executable, "-m", "networks.benchmark", "--sizes", "64x64", "--forms", "blocked",
+                             "--checkpoint", str(page)], cwd=root, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1
+    assert "failed:" in result.stdout and "not a PyTorch checkpoint" in result.stdout
+    assert "1 of 1 runs failed" in result.stderr
+
+
 def test_inference_benchmark_refuses_a_bad_size():
     import subprocess
     import sys
@@ -196,3 +210,22 @@ def test_freed_memory_is_kept_for_reuse_on_glibc():
     code = "from utils.allocator import reuse_freed_memory; print(reuse_freed_memory())"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "True", result.stderr
+
+
+def test_the_inference_memory_estimate_covers_the_measured_peaks():
+    from networks import set_gca_block
+    from networks.generator import WHOLE
+    model = build_generator("resnet_gca_encoder_29", "res_gca_decoder_22")
+    # Peaks above the process before the image, the larger of README's two measurements ("Out of
+    # memory", and the table of "Any image size in bounded memory" less 0.42 GiB): (width, height, GiB)
+    for width, height, measured in ((800, 600, 0.43), (1920, 1080, 1.37), (2560, 1440, 1.40), (3840, 2160, 2.42),
+                                    (5120, 2880, 4.90)):
+        estimate = model.inference_peak_bytes(height, width) / 2 ** 30
+        assert measured <= estimate <= 1.15 * max(measured, 1.5), (width, height)
+    baseline = build_generator("res_shortcut_encoder_29", "res_shortcut_decoder_22")
+    assert baseline.inference_peak_bytes(2880, 5120) < model.inference_peak_bytes(2880, 5120)
+    set_gca_block(model, -1)
+    assert model.inference_peak_bytes(600, 800) is None
+    set_gca_block(model, 0)
+    model.stripe_rows = WHOLE
+    assert model.inference_peak_bytes(600, 800) is None

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import cv2
 import pytest
 import torch
 
@@ -127,7 +128,7 @@ def test_a_non_finite_step_is_skipped(toy, tmp_path):
     batch = torch.utils.data.default_collate([dataset[(0, 0)], dataset[(0, 1)]])
     batch["image"][0, 0, 0, 0] = float("nan")
     before = [p.detach().clone() for p in trainer.params]
-    _, norm, finite, _, _ = trainer.train_step(batch, 0)
+    _, norm, finite, _, _ = trainer.train_step([batch], 0)
     assert not finite and math.isnan(norm)
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.params))
 
@@ -583,3 +584,88 @@ def test_the_test_phase_takes_a_protocol_and_categories(toy, tmp_path, capsys):
     open(config, "w").write(text.replace('"aim500"', '"sim"'))
     assert run_main(config, "--phase", "test") == 2
     assert "test.protocol" in capsys.readouterr().err
+
+
+def test_a_data_loading_error_in_a_worker_ends_the_run_instead_of_hanging(toy, tmp_path):
+    data = str(tmp_path / "data")
+    shutil.copytree(os.path.join(toy, "train"), os.path.join(data, "train"))
+    shutil.copytree(os.path.join(toy, "test"), os.path.join(data, "test"))
+    for name in os.listdir(os.path.join(data, "train", "bg")):  # every sample unreadable: no batch at all
+        open(os.path.join(data, "train", "bg", name), "wb").write(b"not an image")
+    config = write_config(str(tmp_path), data, workers=1, total_step=4, val_step=100)
+    result = subprocess.run([sys.executable, "main.py", "--config", config], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "data loading failed before step 1" in result.stdout and "10 unreadable samples in a row" in result.stdout
+
+
+def test_a_second_run_into_a_finished_runs_folder_is_refused_before_writing(toy, tmp_path, capsys):
+    config = write_config(str(tmp_path), toy, total_step=2, val_step=2)
+    assert run_main(config) == 0
+    folder = tmp_path / "ckpt" / "run"
+
+    def written():
+        return {str(path): (path.stat().st_mtime_ns, path.stat().st_size) for path in tmp_path.rglob("*")
+                if path.is_file() and not path.name.endswith(".toml")}
+
+    before = written()
+    capsys.readouterr()
+    assert run_main(config) == 2
+    err = capsys.readouterr().err
+    assert f"{folder} already holds latest_model.pth and best_model.pth of an earlier run" in err
+    assert "--resume latest_model" in err and "version" in err and "--overwrite" in err
+    assert written() == before  # no log, no tensorboard file, no checkpoint touched
+    assert run_main(config, "--resume", "latest_model") == 0
+    assert "so the run is finished" in capsys.readouterr().out
+    assert read_checkpoint(str(folder / "latest_model.pth"))["iter"] == 1
+    assert run_main(config, "--overwrite") == 0
+    assert (folder / "latest_model.pth").stat().st_mtime_ns != before[str(folder / "latest_model.pth")][0]
+    assert run_main(config, "--phase", "test", "--overwrite") == 2
+    assert "--overwrite goes with training" in capsys.readouterr().err
+
+
+def test_resuming_from_another_folder_into_a_finished_run_is_refused(tmp_path):
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "best_model.pth").write_bytes(b"an earlier run's")
+    other = tmp_path / "released.pth"
+    other.write_bytes(b"weights")
+    assert trainer_module.earlier_run_problem(str(folder), "best_model") == ""
+    assert trainer_module.earlier_run_problem(str(folder), str(folder / "best_model.pth")) == ""
+    assert "already holds best_model.pth" in trainer_module.earlier_run_problem(str(folder), str(other))
+    assert "already holds best_model.pth" in trainer_module.earlier_run_problem(str(folder), None)
+    assert trainer_module.earlier_run_problem(str(tmp_path / "new"), None) == ""
+
+
+def test_under_torchrun_every_rank_refuses_a_finished_runs_folder(toy, tmp_path):
+    config = write_config(str(tmp_path), toy, total_step=2, val_step=100)
+    folder = tmp_path / "ckpt" / "run"
+    folder.mkdir(parents=True)
+    (folder / "best_model.pth").write_bytes(b"an earlier run's")
+    result = subprocess.run(torchrun("main.py", "--config", config), cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and out.count("already holds best_model.pth of an earlier run") == 1, out
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "tb").exists()
+    assert os.listdir(folder) == ["best_model.pth"] and (folder / "best_model.pth").read_bytes() == b"an earlier run's"
+
+
+def test_the_test_phase_names_an_image_that_runs_out_of_memory_and_goes_on(toy, tmp_path, capsys, monkeypatch):
+    config = write_config(str(tmp_path), toy, total_step=2, val_step=100)
+    assert run_main(config) == 0
+    real = main.evaluate_sample
+
+    def out_of_memory_on_the_first(model, recipe, sample, *args):
+        if sample["image_name"] == "test00_0.png":
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1073741824 bytes")
+        return real(model, recipe, sample, *args)
+
+    monkeypatch.setattr(main, "evaluate_sample", out_of_memory_on_the_first)
+    capsys.readouterr()
+    assert run_main(config, "--phase", "test") == 1
+    captured = capsys.readouterr()
+    height, width = cv2.imread(os.path.join(toy, "test", "merged", "test00_0.png")).shape[:2]
+    assert (f"left out of the means: test00_0.png: out of memory on this {width}x{height} image (it tried to allocate "
+            "1.0 GiB more)") in captured.out
+    assert "run on 1 images" in captured.out and "1 test image(s) left out or not saved" in captured.err
+    assert sorted(os.listdir(tmp_path / "pred" / "run")) == ["test00_1.png"]

@@ -9,13 +9,47 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy as np
 
 from utils.atomic import WriteError
-from utils.image_io import ImageReadError, index_by_stem, list_images, stem, write_image
+from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, index_by_stem, list_images, stem, write_image
+from utils.memory import OutOfMemory
 from utils.progress import progress
+
+# What demo.py and utils.cutout write beside an image's alpha <stem>.png, as <stem><suffix>.png:
+# the GCA offset pictures, the trimap made from a mask, the foreground colours and the RGBA
+# cutout, the composite. utils.evaluate knows them from here as not being predictions.
+OFFSET_SUFFIXES = ("_offset1", "_offset2")
+TRIMAP_SUFFIX = "_trimap"
+CUTOUT_SUFFIXES = ("_fg", "_rgba")
+COMPOSITE_SUFFIX = "_composite"
+EXTRA_OUTPUT_SUFFIXES = OFFSET_SUFFIXES + (TRIMAP_SUFFIX,) + CUTOUT_SUFFIXES + (COMPOSITE_SUFFIX,)
 
 
 def is_inside(path: str, folder: str) -> bool:
     path, folder = os.path.realpath(path), os.path.realpath(folder)
     return path == folder or path.startswith(folder + os.sep)
+
+
+def folders_problem(inputs: Sequence[Tuple[str, str]], output: str, outputs: str) -> str:
+    """The error line for a folder command's arguments ('' when they will do): an input (flag,
+    folder) that is not a folder, an --output inside one of them (`outputs` names what would mix
+    with the inputs), or a first input that holds no images."""
+    for flag, folder in inputs:
+        if not os.path.isdir(folder):
+            return f"error: {flag} {folder} is not a folder"
+        if is_inside(output, folder):
+            return (f"error: --output {output} lies inside the input folder {folder}; "
+                    f"choose an --output outside it so {outputs} do not mix with the inputs")
+    if not list_images(inputs[0][1]):
+        return f"error: no images ({', '.join(IMAGE_EXTENSIONS)}) in {inputs[0][1]}"
+    return ""
+
+
+def output_folder_problem(output: str) -> str:
+    """'' once the folder `output` exists (made here when missing), else the error line."""
+    try:
+        os.makedirs(output, exist_ok=True)
+    except OSError as e:
+        return f"error: --output {output} cannot be created ({e.strerror or e}); choose another --output folder"
+    return ""
 
 
 def pair_by_stem(image_dir: str, other_dir: str, what: str) -> Tuple[List[Tuple[str, str]], List[str]]:
@@ -80,13 +114,14 @@ def write_all(paths: Sequence[str], pictures: Sequence[np.ndarray]) -> None:
 def process_pairs(pairs: Sequence[Tuple[str, str]], process: Callable[[str, str], None], desc: str,
                   problems: List[str], unnamed_errors: Tuple[type, ...] = ()) -> int:
     """Calls process(image path, other path) on each pair under a progress bar; returns how many
-    succeeded. A pair that raises ImageReadError or WriteError (their messages name the file), or
-    one of `unnamed_errors` (named here by the image), is reported, added to `problems` and skipped."""
+    succeeded. A pair that raises ImageReadError, WriteError or OutOfMemory (their messages name
+    the file), or one of `unnamed_errors` (named here by the image), is reported, added to
+    `problems` and skipped."""
     done = 0
     for image_path, other_path in progress(pairs, desc=desc):
         try:
             process(image_path, other_path)
-        except (ImageReadError, WriteError) as e:
+        except (ImageReadError, WriteError, OutOfMemory) as e:
             problem = str(e)
         except unnamed_errors as e:
             problem = f"{image_path}: {e}"

@@ -4,10 +4,13 @@ Nothing in a checkpoint ever runs: files of tensors and plain containers load th
 torch.load(weights_only=True); files that also hold other Python objects (OpenMMLab's mmengine
 logs, numpy values) load through an unpickler that rebuilds tensors and turns every other object
 into an inert placeholder, without importing or calling anything the file names."""
+import hashlib
 import logging
 import os
 import pickle
+import re
 import types
+import zipfile
 from collections import OrderedDict
 from typing import Dict, List, Optional, Set, Tuple
 
@@ -19,6 +22,7 @@ from utils.atomic import atomic_file
 MODULE_PREFIX = "module."
 logger = logging.getLogger(__name__)
 UNPICKLER_ERROR = "WeightsUnpickler error:"
+OPENMMLAB_NAME = re.compile(r"_\d{8}(?:_\d{6})?-([0-9a-f]{8})\.pth$")
 # What the tensors of a torch.save file are rebuilt with (storages are torch's own affair).
 TENSOR_GLOBALS = {
     "torch._utils._rebuild_tensor": torch._utils._rebuild_tensor,
@@ -36,28 +40,53 @@ class CheckpointError(RuntimeError):
 
 def read_checkpoint(path: str) -> Dict:
     """The checkpoint's contents on the CPU, with nothing in it run: torch.load(weights_only=True),
-    or for a file holding other objects besides tensors, load_tensors_only."""
+    or for a file holding other objects besides tensors, load_tensors_only. Any other file torch
+    cannot read is one CheckpointError, "<path>: not a PyTorch checkpoint (what the file looks like)"."""
     if os.path.isdir(path):
         found = sorted(os.path.join(path, name) for name in os.listdir(path) if name.endswith(".pth"))
         inside = f"the .pth files in it: {_few(found)}" if found else "it holds no .pth file"
         raise CheckpointError(f"checkpoint {path} is a folder; give the checkpoint's .pth file ({inside})")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
+    check_name_hash(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         reason = _torch_reason(e)
         if "GLOBAL" not in reason:
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_torch_reason(e)})") from None
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint ({file_kind(path, reason)})") from None
+    except MemoryError:
+        raise
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror or e})") from None
+    except Exception as e:  # torch's legacy reader fails on text with KeyError, IndexError and the like
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({file_kind(path, _torch_reason(e))})") from None
     try:
         checkpoint, ignored = load_tensors_only(path)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, TypeError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_torch_reason(e)})") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # a pickle cut short or built oddly fails in as many ways
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({file_kind(path, _torch_reason(e))})") from None
     logger.info("%s: loaded its tensors; %d kinds of other objects in it were left out: %s", path, len(ignored),
                 ", ".join(sorted(ignored)))
     return checkpoint
+
+
+def check_name_hash(path: str) -> None:
+    """OpenMMLab names its released files ..._<date>[_<time>]-<first 8 hex digits of the sha256>.pth:
+    a file so named whose contents do not hash to that prefix (an interrupted or damaged download)
+    gets a CheckpointError saying so."""
+    match = OPENMMLAB_NAME.search(os.path.basename(path))
+    if match is None:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2 ** 20), b""):
+            digest.update(block)
+    if not digest.hexdigest().startswith(match.group(1)):
+        raise CheckpointError(
+            f"{path}: its sha256 begins {digest.hexdigest()[:8]}, not {match.group(1)} as its name says: the file is "
+            "incomplete or damaged (an interrupted download?); download it again")
 
 
 class Inert:
@@ -100,6 +129,56 @@ def _torch_reason(error: Exception) -> str:
     specific = [line for line in lines if not line.startswith(("Weights only load failed", "Check the documentation",
                                                                "Please file an issue", "(1) ", "(2) "))]
     return (specific or lines or [type(error).__name__])[0]
+
+
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_PROTOCOL = b"\x80"  # a pickle of protocol 2 or later starts with PROTO, then the protocol number
+PICKLE_PROTOCOLS = range(2, pickle.HIGHEST_PROTOCOL + 1)
+HEAD_BYTES = 512
+
+
+def file_kind(path: str, torch_reason: str) -> str:
+    """What a file that torch.load could not read looks like, for the error message: empty, a
+    truncated or foreign zip archive, a pickle, a web page, JSON, other text, or unknown bytes."""
+    with open(path, "rb") as f:
+        head = f.read(HEAD_BYTES)
+    if not head:
+        return "the file is empty; download or copy it again"
+    if head.startswith(ZIP_MAGIC):
+        if not zipfile.is_zipfile(path):
+            return "a zip archive cut short: the download or copy stopped before the end; fetch it again"
+        with zipfile.ZipFile(path) as archive:
+            if not any(name.endswith("data.pkl") for name in archive.namelist()):
+                return ("a zip archive without the data.pkl of torch.save's files; if it packs a checkpoint, unpack it "
+                        "and give the .pth inside")
+        return f"a zip archive in torch.save's layout but damaged; fetch it again; torch said: {torch_reason}"
+    if head[:1] == PICKLE_PROTOCOL and len(head) > 1 and head[1] in PICKLE_PROTOCOLS:
+        return (f"a Python pickle (protocol {head[1]}) cut short or not written by torch.save; "
+                f"torch said: {torch_reason}")
+    text = _as_text(head)
+    if text is None:
+        return f"neither a zip archive nor a pickle; it starts with bytes {head[:8].hex(' ')}"
+    start = text.lstrip("\ufeff \t\r\n")
+    if start.startswith("<"):
+        return ("it looks like a web page saved instead of the file, the usual result of a failed Google Drive "
+                "download: download the file itself again")
+    if start.startswith(("{", "[")):
+        return "it is a JSON text file"
+    return f"it is a text file, starting {start[:40]!r}"
+
+
+def _as_text(head: bytes) -> Optional[str]:
+    """The start of a file as text, or None for binary data (a cut in a multi-byte character at
+    the end of the head is allowed)."""
+    try:
+        text = head.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 3:
+            return None
+        text = head[:e.start].decode("utf-8")
+    if any(ord(c) < 32 and c not in "\t\r\n\f" for c in text):
+        return None
+    return text
 
 
 def extract_state_dict(checkpoint: Dict, path: str = "checkpoint") -> Dict[str, torch.Tensor]:

@@ -36,6 +36,8 @@ _DEFAULTS: Dict[str, Any] = {
         "train_fg": None,
         "train_alpha": None,
         "train_bg": None,
+        "train_merged": None,
+        "own_background_prob": 0.0,
         "test_merged": None,
         "test_alpha": None,
         "test_trimap": None,
@@ -61,6 +63,9 @@ _DEFAULTS: Dict[str, Any] = {
         "clip_grad": True,
         "resume_checkpoint": None,
         "reset_lr": False,
+        "init_checkpoint": None,
+        "freeze": [],
+        "accumulate": 1,
         "seed": 0,
         "amp": "off",
         "max_nonfinite_steps": 20,
@@ -108,7 +113,9 @@ def default_config() -> EasyDict:
 
 
 def _type_name(value: Any) -> str:
-    return "a table" if isinstance(value, dict) else type(value).__name__
+    if isinstance(value, (dict, list)):
+        return "a table" if isinstance(value, dict) else "a list"
+    return type(value).__name__
 
 
 def _needed_kind(default: Any, value: Any) -> Optional[str]:
@@ -140,10 +147,14 @@ _RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "model.trimap_channel": ((lambda value: value in (1, 3)), "1 or 3"),
     "data.workers": _at_least(0),
     "data.crop_size": ((lambda value: value > 0 and value % 32 == 0), "a positive multiple of 32"),
+    "data.own_background_prob": ((lambda value: 0 <= value <= 1), "in [0, 1]"),
     "train.total_step": _at_least(1),
     "train.warmup_step": _at_least(0),
     "train.val_step": _at_least(1),
     "train.max_nonfinite_steps": _at_least(1),
+    "train.accumulate": _at_least(1),
+    "train.freeze": ((lambda value: all(isinstance(name, str) and name for name in value)),
+                     'a list of module names, dotted paths inside the model (e.g. ["encoder"])'),
     "train.G_lr": ((lambda value: value > 0), "> 0"),
     "train.beta[12]": ((lambda value: 0 <= value < 1), "in [0, 1)"),
     "train.*_weight": _at_least(0),

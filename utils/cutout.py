@@ -16,12 +16,13 @@ import sys
 from functools import partial
 from typing import List, Optional
 
-from utils.batch import (check_same_size, drop_clashing, is_inside, pair_by_stem, process_pairs, report_failures,
-                         write_all)
+from utils.batch import (COMPOSITE_SUFFIX, CUTOUT_SUFFIXES, check_same_size, drop_clashing, folders_problem,
+                         output_folder_problem, pair_by_stem, process_pairs, report_failures, write_all)
 from utils.extras import MissingExtraError
 from utils.foreground import (ACCEPTED_BACKGROUNDS, Background, composite, estimate_foreground, load_alpha,
                               parse_background, require_pymatting, rgba_image)
-from utils.image_io import IMAGE_EXTENSIONS, list_images, read_image, stem
+from utils.image_io import list_images, read_image, stem
+from utils.memory import named_out_of_memory
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -40,34 +41,32 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def output_names(image_path: str, with_composite: bool) -> List[str]:
-    names = [f"{stem(image_path)}_fg.png", f"{stem(image_path)}_rgba.png"]
-    return names + [f"{stem(image_path)}_composite.png"] if with_composite else names
+    suffixes = CUTOUT_SUFFIXES + ((COMPOSITE_SUFFIX,) if with_composite else ())
+    return [f"{stem(image_path)}{suffix}.png" for suffix in suffixes]
 
 
 def cut_out(image_path: str, alpha_path: str, output: str, background: Optional[Background]) -> None:
-    """Writes the image's outputs into `output`; ImageReadError or WriteError naming the file."""
+    """Writes the image's outputs into `output`; ImageReadError, WriteError or OutOfMemory naming the file."""
     image = read_image(image_path)
     alpha, warning = load_alpha(alpha_path)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     check_same_size(image, alpha, image_path, alpha_path, "alpha")
-    foreground = estimate_foreground(image, alpha)
-    pictures = [foreground, rgba_image(foreground, alpha)]
-    if background is not None:
-        pictures.append(composite(foreground, alpha, background.fill(*alpha.shape)))
+    with named_out_of_memory(image_path, alpha.shape[1], alpha.shape[0]):
+        foreground = estimate_foreground(image, alpha)
+        pictures = [foreground, rgba_image(foreground, alpha)]
+        if background is not None:
+            pictures.append(composite(foreground, alpha, background.fill(*alpha.shape)))
     write_all([os.path.join(output, name) for name in output_names(image_path, background is not None)], pictures)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    for flag, folder in (("--image-dir", args.image_dir), ("--alpha-dir", args.alpha_dir)):
-        if not os.path.isdir(folder):
-            print(f"error: {flag} {folder} is not a folder", file=sys.stderr)
-            return 2
-        if is_inside(args.output, folder):
-            print(f"error: --output {args.output} lies inside the input folder {folder}; "
-                  "choose an --output outside it so cutouts do not mix with the inputs", file=sys.stderr)
-            return 2
+    problem = folders_problem((("--image-dir", args.image_dir), ("--alpha-dir", args.alpha_dir)), args.output,
+                              "cutouts")
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     try:
         background = parse_background(args.background) if args.background is not None else None
         require_pymatting()
@@ -84,16 +83,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     pairs, clashes = drop_clashing(pairs, lambda image_path: output_names(image_path, background is not None))
     problems += clashes
     total = len(list_images(args.image_dir))
-    if not total:
-        print(f"error: no images ({', '.join(IMAGE_EXTENSIONS)}) in {args.image_dir}", file=sys.stderr)
-        return 2
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
-    try:
-        os.makedirs(args.output, exist_ok=True)
-    except OSError as e:
-        print(f"error: --output {args.output} cannot be created ({e.strerror or e}); choose another --output folder",
-              file=sys.stderr)
+    problem = output_folder_problem(args.output)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     done = process_pairs(pairs, partial(cut_out, output=args.output, background=background), "cutout", problems)
     print(f"{done} of {total} images cut out into {args.output}")

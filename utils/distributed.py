@@ -74,6 +74,16 @@ def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def main_process_decides(decision: bool, device: torch.device) -> bool:
+    """Rank 0's `decision` on every rank (each passes its own; only rank 0's counts), so that a
+    check of files only rank 0 may see gives one verdict; a no-op in a single process."""
+    if not is_dist_avail_and_initialized():
+        return decision
+    flag = torch.tensor([float(decision)], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
 def barrier() -> None:
     if is_dist_avail_and_initialized():
         dist.barrier()

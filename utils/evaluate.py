@@ -2,14 +2,17 @@
 
 python -m utils.evaluate --pred-dir P --alpha-dir A --trimap-dir T [--protocol comp1k|aim500]
     [--csv FILE] [--workers N] [--mse-scale S] [--categories FILE | --category-from-prefix SEP]
-    [--gallery DIR [--worst K] [--image-dir I]]
+    [--gallery DIR [--worst K] [--image-dir I]] [--allow-subset]
 
 comp1k (the default): the MATLAB-identical Composition-1K metrics over trimap pixels equal to
 128 (utils.metrics). aim500: the whole-image metrics of the AIM-500 authors' code, also used for
 AM-2K and P3M-500 (utils.metrics_aim500). The report's first line states the units.
 
 Files pair by name stem. Composition-1K layout works without alpha_copy: a prediction
-`<stem>_<k>.png` finds `A/<stem>.png` when `A/<stem>_<k>.png` does not exist.
+`<stem>_<k>.png` finds `A/<stem>.png` when `A/<stem>_<k>.png` does not exist. Every trimap is a test
+image: one without a prediction is named, counted on the mean line and makes the exit code 1
+(--allow-subset: named and counted only). The pictures demo.py writes beside its alphas
+(`<stem>_offset1`, `_fg`, `_rgba`, ...: utils.batch.EXTRA_OUTPUT_SUFFIXES) are left out, with a note.
 
 A trimap with values other than 0, 128 and 255 gets a warning. A figure that is undefined for an
 image (comp1k MSE and MAD, aim500 MSE-Trimap and MAD-Trimap, without unknown pixels) is shown as
@@ -22,17 +25,17 @@ import csv
 import math
 import multiprocessing
 import os
-import re
 import sys
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 import cv2
 import numpy as np
 
 from utils.allocator import reuse_freed_memory
 from utils.atomic import WriteError, atomic_file
+from utils.batch import EXTRA_OUTPUT_SUFFIXES
 from utils.categories import (FIELDS, UNCATEGORISED, CategoriesError, assign_labels, categories_from_prefix,
                               group_report, load_categories, name_list)
 from utils.gallery import Entry, folder_problem, write_gallery
@@ -75,7 +78,6 @@ PROTOCOLS = {
 }
 COLUMNS = PROTOCOLS["comp1k"].columns
 WORST_DEFAULT = 10
-DEMO_OFFSET_SUFFIX = re.compile(r"_offset[12]$")
 
 
 def find_counterpart(name_stem: str, index: Dict[str, List[str]], folder: str) -> Tuple[Optional[str], str]:
@@ -91,33 +93,77 @@ def find_counterpart(name_stem: str, index: Dict[str, List[str]], folder: str) -
     return None, f"no {tried} in {folder}"
 
 
-def demo_offset_images(names: List[str]) -> List[str]:
-    """The `<stem>_offset1/2` pictures demo.py writes beside a prediction `<stem>`."""
-    stems = {stem(n) for n in names}
-    return [n for n in names if DEMO_OFFSET_SUFFIX.search(stem(n)) and DEMO_OFFSET_SUFFIX.sub("", stem(n)) in stems]
+def is_extra_output(name_stem: str, prediction_stems: Set[str]) -> bool:
+    """Whether `name_stem` is `<stem><suffix>`, a picture demo.py wrote beside the prediction
+    `<stem>` in `prediction_stems` (suffix: utils.batch.EXTRA_OUTPUT_SUFFIXES)."""
+    return any(name_stem.endswith(suffix) and name_stem[:-len(suffix)] in prediction_stems
+               for suffix in EXTRA_OUTPUT_SUFFIXES)
 
 
-def pair_files(pred_dir: str, alpha_dir: str, trimap_dir: str):
-    """([(name, pred, alpha, trimap)], [problems]) with every prediction and every ground truth
-    accounted for; demo.py's offset pictures beside their prediction are not predictions."""
+@dataclass
+class Pairing:
+    """A prediction folder against its ground truth: the (name, pred, alpha, trimap) to evaluate,
+    predictions without a counterpart (problems), the ground-truth files without a prediction (missing),
+    how many of the test images (one a trimap) have none and how many there are, and the
+    pictures demo.py wrote beside its alphas (extras), which are not predictions."""
+    triples: List[Tuple[str, str, str, str]]
+    problems: List[str]
+    missing: List[str]
+    images_without_prediction: int
+    test_images: int
+    extras: List[str]
+
+
+def pair_folders(pred_dir: str, alpha_dir: str, trimap_dir: str) -> Pairing:
+    """Every prediction and every ground truth of the three folders accounted for. A trimap is a
+    test image; an alpha no prediction uses is missing too, unless a missing trimap is its image."""
     alphas = index_by_stem(list_images(alpha_dir))
     trimaps = index_by_stem(list_images(trimap_dir))
-    triples, problems, used_alphas = [], [], set()
+    triples, problems, used = [], [], set()
     names = list_images(pred_dir)
-    offsets = set(demo_offset_images(names))
-    for name in (n for n in names if n not in offsets):
+    stems = {stem(n) for n in names}
+    extras = [n for n in names if stem(n) not in alphas and is_extra_output(stem(n), stems)]
+    for name in (n for n in names if n not in set(extras)):
         alpha, why_alpha = find_counterpart(stem(name), alphas, alpha_dir)
         trimap, why_trimap = find_counterpart(stem(name), trimaps, trimap_dir)
-        if alpha is not None:
-            used_alphas.add(stem(alpha))
+        used.update(path for path in (alpha, trimap) if path is not None)
         if alpha is None or trimap is None:
             problems.append(f"{os.path.join(pred_dir, name)}: " + "; ".join(w for w in (why_alpha, why_trimap) if w))
             continue
         triples.append((name, os.path.join(pred_dir, name), alpha, trimap))
-    for alpha_stem, names in alphas.items():
-        if alpha_stem not in used_alphas:
-            problems.append(f"{os.path.join(alpha_dir, names[0])}: no prediction for it in {pred_dir}")
-    return triples, problems
+    unused_trimaps = [os.path.join(trimap_dir, n) for files in trimaps.values() for n in files
+                      if os.path.join(trimap_dir, n) not in used]
+    images_left = {stem(path) for path in unused_trimaps} | {composition_base(stem(path)) for path in unused_trimaps}
+    unused_alphas = [os.path.join(alpha_dir, n) for alpha_stem, files in alphas.items() for n in files
+                     if os.path.join(alpha_dir, n) not in used and alpha_stem not in images_left]
+    return Pairing(triples, problems, unused_alphas + unused_trimaps, len(unused_trimaps),
+                   sum(len(files) for files in trimaps.values()), extras)
+
+
+def missing_problems(pairing: Pairing, pred_dir: str) -> List[str]:
+    """The ground truths without a prediction, as problems naming them."""
+    return [f"{path}: no prediction for it in {pred_dir}" for path in pairing.missing]
+
+
+def pair_files(pred_dir: str, alpha_dir: str, trimap_dir: str) -> Tuple[List[Tuple[str, str, str, str]], List[str]]:
+    """([(name, pred, alpha, trimap)], [problems]) with every prediction and every ground truth
+    accounted for (a ground truth without a prediction is a problem too)."""
+    pairing = pair_folders(pred_dir, alpha_dir, trimap_dir)
+    return pairing.triples, pairing.problems + missing_problems(pairing, pred_dir)
+
+
+def extras_note(extras: List[str]) -> str:
+    """One line on demo.py's pictures left out of the evaluation."""
+    found = [suffix for suffix in EXTRA_OUTPUT_SUFFIXES if any(stem(n).endswith(suffix) for n in extras)]
+    return (f"note: {len(extras)} pictures that demo.py writes beside its alphas "
+            f"({', '.join('*' + suffix for suffix in found)}) are not predictions; left out")
+
+
+def subset_note(missing: int, test_images: int) -> str:
+    """' (4 of 8 test images have no prediction)' for the mean line, '' when none is missing."""
+    if not missing:
+        return ""
+    return f" ({missing} of {test_images} test images {'has' if missing == 1 else 'have'} no prediction)"
 
 
 def trimap_warning(trimap: np.ndarray, path: str, protocol: str = "comp1k") -> str:
@@ -279,6 +325,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--worst", type=int, default=WORST_DEFAULT, metavar="K",
                         help=f"pictures in the gallery (default {WORST_DEFAULT})")
     parser.add_argument("--image-dir", help="the photos, shown first in the gallery's pictures")
+    parser.add_argument("--allow-subset", action="store_true",
+                        help="evaluate the predictions there are: ground truths without a prediction are named and "
+                             "counted, but do not make the exit code 1")
     return parser.parse_args(argv)
 
 
@@ -356,12 +405,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     protocol = PROTOCOLS[args.protocol]
-    triples, problems = pair_files(args.pred_dir, args.alpha_dir, args.trimap_dir)
-    offsets = demo_offset_images(list_images(args.pred_dir))
-    if offsets:
-        print(f"note: {len(offsets)} GCA offset pictures written by demo.py (*_offset1/2.png) are not predictions; "
-              "left out", file=sys.stderr)
-    if not triples and not problems:
+    pairing = pair_folders(args.pred_dir, args.alpha_dir, args.trimap_dir)
+    triples, problems = pairing.triples, list(pairing.problems)
+    if pairing.extras:
+        print(extras_note(pairing.extras), file=sys.stderr)
+    if pairing.missing and args.allow_subset:
+        print(f"note: --allow-subset: {len(pairing.missing)} ground truth(s) without a prediction in {args.pred_dir}, "
+              f"left out of the means: {name_list(pairing.missing)}", file=sys.stderr)
+    elif pairing.missing:
+        problems += missing_problems(pairing, args.pred_dir)
+    if not triples and not problems and not pairing.missing:
         print(f"error: no images in {args.pred_dir}", file=sys.stderr)
         return 2
     try:
@@ -389,7 +442,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             problems.append(undefined)
     if rows:
         means, counts = mean_metrics([m for _, m in rows])
-        print(f"mean of {len(rows)} images{coverage_note(counts, len(rows))}: "
+        subset = subset_note(pairing.images_without_prediction, pairing.test_images)
+        print(f"mean of {len(rows)} images{coverage_note(counts, len(rows))}{subset}: "
               f"{format_metrics(means, protocol.columns, args.mse_scale)}")
     labels: Dict[str, Dict[str, str]] = {}
     if source and rows:

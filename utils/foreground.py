@@ -18,8 +18,8 @@ COLOUR_NAMES = {  # R, G, B
     "white": (255, 255, 255), "black": (0, 0, 0), "red": (255, 0, 0), "green": (0, 255, 0),
     "blue": (0, 0, 255), "grey": (128, 128, 128), "gray": (128, 128, 128),
 }
-ACCEPTED_BACKGROUNDS = (f"a colour (#rrggbb, R,G,B with values 0 to 255, or one of {', '.join(COLOUR_NAMES)}) "
-                        "or an image file")
+ACCEPTED_BACKGROUNDS = (f"a colour (#rrggbb or #rgb, R,G,B with values 0 to 255, or one of "
+                        f"{', '.join(COLOUR_NAMES)}) or an image file")
 
 
 def to_uint8(values: np.ndarray) -> np.ndarray:
@@ -63,6 +63,18 @@ def estimate_foreground(image_bgr: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return to_uint8(foreground * 255.0)
 
 
+def solve_background(image_bgr: np.ndarray, fg_bgr: np.ndarray, alpha_uint8: np.ndarray) -> np.ndarray:
+    """The background B that completes image = alpha F + (1 - alpha) B for a known F: H x W x 3
+    float32, (image - alpha F) / (1 - alpha) clipped to 0..255 where alpha < 1, the image itself
+    where alpha is 1 (B has no weight there). Compositing F over it gives the image back, except
+    where F is off by more than a background in 0..255 can make up for."""
+    weight = alpha_uint8.astype(np.float32)[..., None] / 255
+    image = image_bgr.astype(np.float32)
+    remainder = image - weight * fg_bgr.astype(np.float32)
+    background = np.divide(remainder, 1 - weight, out=image.copy(), where=np.broadcast_to(weight < 1, image.shape))
+    return np.clip(background, 0, 255)
+
+
 def rgba_image(fg_bgr: np.ndarray, alpha_uint8: np.ndarray) -> np.ndarray:
     """H x W x 4 BGRA uint8 with straight (not premultiplied) alpha, as cv2 writes PNG: colour =
     the foreground, alpha channel = alpha_uint8 exactly."""
@@ -95,10 +107,13 @@ class Background:
 
 
 def parse_colour(spec: str) -> Optional[Tuple[int, int, int]]:
-    """BGR for '#rrggbb', 'R,G,B' (0..255) or a colour name; None when spec has none of these forms."""
+    """BGR for '#rrggbb', CSS's short '#rgb' (#0f0 is #00ff00), 'R,G,B' (0..255) or a colour name;
+    None when spec has none of these forms."""
     text = spec.strip().lower()
     if text in COLOUR_NAMES:
         rgb = COLOUR_NAMES[text]
+    elif re.fullmatch(r"#[0-9a-f]{3}", text):
+        rgb = tuple(int(digit * 2, 16) for digit in text[1:])
     elif re.fullmatch(r"#[0-9a-f]{6}", text):
         rgb = tuple(int(text[i:i + 2], 16) for i in (1, 3, 5))
     elif re.fullmatch(r"\d{1,3}\s*,\s*\d{1,3}\s*,\s*\d{1,3}", text):
@@ -136,3 +151,12 @@ def load_alpha(path: str) -> Tuple[np.ndarray, str]:
         return alpha, (f"{path}: the alpha is a colour image; its first (red) channel is used. "
                        "Save alphas as grey images")
     return alpha, ""
+
+
+def load_grey_alpha(path: str) -> np.ndarray:
+    """As load_alpha, but a colour file (channels that differ) is an ImageReadError naming it:
+    where alphas become training or test data, a colour image is a mistake, not a matte."""
+    alpha, warning = load_alpha(path)
+    if warning:
+        raise ImageReadError(f"{path}: not a grey alpha (its colour channels differ); save alphas as grey images")
+    return alpha

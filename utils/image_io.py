@@ -20,11 +20,28 @@ class ImageReadError(IOError):
     pass
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_cut_short(data: np.ndarray) -> bool:
+    """Whether PNG file bytes end before their IEND chunk. libpng prints its own "libpng error"
+    line to the terminal on such a file, before the project's message, so it is not decoded."""
+    position = len(PNG_SIGNATURE)
+    while position + 8 <= data.size:
+        length = int.from_bytes(data[position:position + 4].tobytes(), "big")
+        if data[position + 4:position + 8].tobytes() == b"IEND":
+            return position + 12 > data.size
+        position += 12 + length
+    return True
+
+
 def _decode(path: str, flags: int) -> np.ndarray:
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise ImageReadError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if data[:len(PNG_SIGNATURE)].tobytes() == PNG_SIGNATURE and png_cut_short(data):
+        raise ImageReadError(f"{path}: not a readable image (a PNG file cut short: truncated)")
     image = cv2.imdecode(data, flags) if data.size else None
     if image is None:
         raise ImageReadError(f"{path}: not a readable image (empty, truncated or an unknown format)")

@@ -25,23 +25,30 @@ def mask_to_trimap(mask: np.ndarray, unknown_width: Optional[int] = None) -> np.
 
     Foreground (255) is what remains of the mask eroded by a disc of radius PX = unknown_width
     (default: default_unknown_width), background (0) what lies beyond the mask dilated by that
-    disc, unknown (128) the band between: PX wide on either side of the edge, in every direction.
-    The disc is exact, {dy² + dx² <= PX²}, through Euclidean distance transforms (linear time,
-    where a large elliptic kernel costs PX² per pixel). The image border is not an edge: the
-    outside counts as the nearest edge pixel (as cv2.BORDER_REPLICATE), so a mask touching the
-    border stays foreground there, and background touching it stays background."""
+    disc, unknown (128) the band between: PX wide on either side of the edge, in every direction
+    (band_trimap). The image border is not an edge, so a mask touching the border stays
+    foreground there, and background touching it stays background."""
     if unknown_width is None:
         unknown_width = default_unknown_width(*mask.shape[:2])
-    if unknown_width < 1:
-        raise ValueError(f"unknown_width must be at least 1 px, got {unknown_width}")
-    foreground = mask_foreground(mask).astype(np.uint8)
+    foreground = mask_foreground(mask)
+    return band_trimap(foreground, foreground, unknown_width)
+
+
+def band_trimap(sure_foreground: np.ndarray, any_foreground: np.ndarray, width: int) -> np.ndarray:
+    """uint8 trimap of 0 / 128 / 255 from two boolean H x W masks: 255 where `sure_foreground`
+    eroded by a disc of radius `width` remains, 0 beyond `any_foreground` dilated by that disc, 128
+    between. The disc is exact, {dy² + dx² <= width²}, through Euclidean distance transforms
+    (linear time, where a large elliptic kernel costs width² per pixel). The image border is not
+    an edge: the outside counts as the nearest edge pixel (as cv2.BORDER_REPLICATE)."""
+    if width < 1:
+        raise ValueError(f"the unknown band's width must be at least 1 px, got {width}")
     # distanceTransform measures to the nearest zero pixel inside the image and never to the
     # outside, which is what makes the border neutral.
-    to_background = cv2.distanceTransform(foreground, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    to_foreground = cv2.distanceTransform(1 - foreground, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    trimap = np.full(foreground.shape, 128, np.uint8)
-    trimap[to_background > unknown_width] = 255
-    trimap[to_foreground > unknown_width] = 0
+    to_not_sure = cv2.distanceTransform(sure_foreground.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    to_any = cv2.distanceTransform(1 - any_foreground.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    trimap = np.full(sure_foreground.shape, 128, np.uint8)
+    trimap[to_not_sure > width] = 255
+    trimap[to_any > width] = 0
     return trimap
 
 

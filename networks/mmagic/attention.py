@@ -6,8 +6,7 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
-from networks.gca import (KEY_NORM_FLOOR, RATE, SELF_MATCH_PENALTY, AttentionVariant, patch_padding, scaled_by_key,
-                          self_match_mask)
+from networks.gca import RATE, SELF_MATCH_PENALTY, AttentionVariant, patch_padding, score_propagate
 
 
 def joint_key_norms(patches: torch.Tensor) -> torch.Tensor:
@@ -37,21 +36,9 @@ def attend_literal_mmagic(guidance: torch.Tensor, alpha: torch.Tensor, unknown: 
                           scales: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """MMagic's attention as its code computes it, operation by operation and in its layouts.
     Arguments and result as networks.gca.attend_literal_published's."""
-    h, w = guidance.shape[2:]
-    values = mmagic_patches(alpha, 2 * RATE, RATE)
-    keys = mmagic_patches(guidance, 3, 1)
     fractions = mmagic_patches(unknown, 3, 1).squeeze(dim=2).mean(dim=[2, 3], keepdim=True)
-    self_mask = self_match_mask(h, w).to(guidance)
-    floor = torch.tensor([KEY_NORM_FLOOR]).to(guidance)
-    outs, best_keys = [], []
-    for i in range(guidance.shape[0]):
-        normed = keys[i] / torch.max(joint_key_norms(keys[i]), floor)
-        scores = F.conv2d(F.pad(guidance[i:i + 1], (1, 1, 1, 1), mode="reflect"), normed)
-        scores = scaled_by_key(scores, fractions[i:i + 1], scales[i]) + self_mask * fractions[i:i + 1]
-        attention = F.softmax(scores, dim=1)
-        best_keys.append(torch.max(attention, dim=1)[1])
-        outs.append(F.conv_transpose2d(attention, values[i], stride=RATE, padding=1) / 4.)
-    return torch.cat(outs), torch.cat(best_keys)
+    return score_propagate(guidance, mmagic_patches(guidance, 3, 1), mmagic_patches(alpha, 2 * RATE, RATE),
+                           fractions, scales, joint_key_norms, channels_last_scores=False)
 
 
 MMAGIC = AttentionVariant("mmagic", mmagic_key_norms, fraction_penalty, attend_literal_mmagic)

@@ -12,8 +12,6 @@ from utils.recipe import (Padding, Recipe, exact_background, exact_foreground, e
                           imagenet_normalised_255)
 
 NAME = "mmagic"
-TRAINING_REFUSAL = ("training MMagic's GCA models is not supported yet; fine-tune with model.family = "
-                    "\"gca-matting\" from a GCA-Matting checkpoint instead")
 
 
 def mmagic_recipe(trimap_channel: int) -> Recipe:
@@ -50,5 +48,4 @@ def recognise(checkpoint: Dict) -> Optional[str]:
 
 
 FAMILY = Family(name=NAME, title="MMagic's GCA and baseline (OpenMMLab, Composition-1K SAD 33.38 / 34.61)",
-                build=build_mmagic_generator, recipes=recipes, state_dict=state_dict, recognise=recognise,
-                training_refusal=TRAINING_REFUSAL)
+                build=build_mmagic_generator, recipes=recipes, state_dict=state_dict, recognise=recognise)

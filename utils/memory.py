@@ -1,0 +1,166 @@
+"""Running out of memory on one item: telling an allocation failure from other errors, how much
+it asked for, and how much this process may still use, so that a batch job names the item and
+goes on.
+
+Allocation failures come as MemoryError (numpy's "Unable to allocate 1.21 GiB ..." included) or
+as a RuntimeError from torch: "DefaultCPUAllocator: can't allocate memory: you tried to allocate
+N bytes" on the CPU, torch.OutOfMemoryError ("CUDA out of memory. Tried to allocate 2.00 GiB")
+on a GPU. torch is not imported here: its errors are told by their messages.
+"""
+import contextlib
+import ctypes
+import math
+import re
+from typing import Callable, Iterator, Optional
+
+# Parts of the messages of torch's allocation failures (CPU allocator, CUDA and MPS).
+RUNTIME_MARKERS = ("can't allocate memory", "DefaultCPUAllocator", "out of memory")
+UNITS = {"b": 1, "bytes": 1, "kb": 1e3, "kib": 2 ** 10, "mb": 1e6, "mib": 2 ** 20, "gb": 1e9, "gib": 2 ** 30,
+         "tb": 1e12, "tib": 2 ** 40, "pib": 2 ** 50, "eib": 2 ** 60}
+ATTEMPT = re.compile(r"(?:tried to allocate|unable to allocate)\s+([0-9][0-9.]*)\s*([a-z]+)", re.I)
+
+
+class OutOfMemory(RuntimeError):
+    """An item that ran out of memory; the message names it, its size and the allocation."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is a failed allocation rather than a bug or bad input."""
+    if isinstance(error, MemoryError):
+        return True
+    return isinstance(error, RuntimeError) and any(marker in str(error) for marker in RUNTIME_MARKERS)
+
+
+def attempted_bytes(message: str) -> Optional[int]:
+    """The size of the allocation that failed, as torch's and numpy's messages give it, or None."""
+    match = ATTEMPT.search(message)
+    if not match or match.group(2).lower() not in UNITS:
+        return None
+    try:
+        return int(float(match.group(1)) * UNITS[match.group(2).lower()])
+    except ValueError:
+        return None
+
+
+def format_bytes(count: float) -> str:
+    """'512 MiB', '3.0 GiB', '1024.0 TiB'."""
+    if count >= 2 ** 40:
+        return f"{count / 2 ** 40:.1f} TiB"
+    if count >= 2 ** 30:
+        return f"{count / 2 ** 30:.1f} GiB"
+    return f"{count / 2 ** 20:.0f} MiB"
+
+
+def _meminfo_available() -> Optional[int]:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _address_space_left() -> Optional[int]:
+    """What an address-space limit (ulimit -v, prlimit --as) leaves this process, or None."""
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/status") as f:
+            used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (OSError, ValueError, StopIteration):
+        return None
+    return max(limit - used, 0)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _malloc_free_bytes() -> int:
+    """Bytes glibc's malloc holds free inside this process (kept for reuse: utils.allocator), 0
+    where that cannot be read: an earlier image's memory, free for the next one though the
+    machine and an address-space limit count it as used."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return 0
+    mallinfo2.restype = _MallInfo2
+    return int(mallinfo2().fordblks)
+
+
+def cpu_memory_left() -> Optional[int]:
+    """Bytes this process may still allocate on the CPU: the smaller of the machine's available
+    memory and what an address-space limit leaves, plus what malloc holds free in the process;
+    None where neither limit can be read."""
+    known = [v for v in (_meminfo_available(), _address_space_left()) if v is not None]
+    return min(known) + _malloc_free_bytes() if known else None
+
+
+# A model's estimate of its peak memory for one image: (height, width) -> bytes, or None.
+PeakEstimate = Callable[[int, int], Optional[int]]
+
+
+def fitting_size(width: int, height: int, estimate: PeakEstimate, available: int) -> Optional[str]:
+    """'WxH', the largest size of the image's shape whose estimate fits in `available` bytes, or
+    None when none of at least 64 px does."""
+    low, high = 0.0, 1.0
+    for _ in range(30):  # the estimate grows with the area: bisect the scale
+        middle = (low + high) / 2
+        need = estimate(max(1, round(height * middle)), max(1, round(width * middle)))
+        if need is not None and need <= available:
+            low = middle
+        else:
+            high = middle
+    fit_w, fit_h = math.floor(width * low), math.floor(height * low)
+    return f"{fit_w}x{fit_h}" if min(fit_w, fit_h) >= 64 else None
+
+
+def memory_shortfall(width: int, height: int, estimate: Optional[PeakEstimate], available: Optional[int]) -> str:
+    """'' where the model gives no estimate or it fits in `available` bytes, else 'this model
+    needs about 27.3 GiB at 9000x11000 and this process has about 7.1 GiB left: up to about
+    4500x5500 (the same shape) fits'."""
+    need = estimate(height, width) if estimate else None
+    if need is None or available is None or need <= available:
+        return ""
+    fits = fitting_size(width, height, estimate, available)
+    return (f"this model needs about {format_bytes(need)} at {width}x{height} and this process has about "
+            f"{format_bytes(available)} left: " + (f"up to about {fits} (the same shape) fits" if fits
+                                                    else "no useful size of this shape fits"))
+
+
+def preflight_warning(width: int, height: int, estimate: Optional[PeakEstimate]) -> str:
+    """The shortfall before a forward pass, with the memory left now, as a warning; '' if none."""
+    shortfall = memory_shortfall(width, height, estimate, cpu_memory_left() if estimate else None)
+    return f"{shortfall}; it may run out of memory" if shortfall else ""
+
+
+def out_of_memory_message(item: str, width: int, height: int, error: BaseException, shortfall: str = "") -> str:
+    """'<item>: out of memory on this 9000x11000 image (it tried to allocate 11.8 GiB more); ...'."""
+    attempted = attempted_bytes(str(error))
+    tried = f" (it tried to allocate {format_bytes(attempted)} more)" if attempted else ""
+    return (f"{item}: out of memory on this {width}x{height} image{tried}; "
+            + (f"{shortfall}; " if shortfall else "") + "scale it down, or run it where more memory is free")
+
+
+@contextlib.contextmanager
+def named_out_of_memory(item: str, width: int, height: int,
+                        estimate: Optional[PeakEstimate] = None) -> Iterator[None]:
+    """Turns an allocation failure inside the block into OutOfMemory naming `item`, its size, the
+    allocation and, from the model's `estimate`, the size that would fit in the memory left when
+    the block began; other errors pass unchanged."""
+    available = cpu_memory_left() if estimate else None
+    try:
+        yield
+    except (MemoryError, RuntimeError) as e:
+        if isinstance(e, OutOfMemory) or not is_out_of_memory(e):
+            raise
+        shortfall = memory_shortfall(width, height, estimate, available)
+        raise OutOfMemory(out_of_memory_message(item, width, height, e, shortfall)) from None
