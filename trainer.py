@@ -55,10 +55,11 @@ class TrainingError(RuntimeError):
 
 
 def checkpoint_file(checkpoint_dir: str, name: str) -> str:
-    """A path as given, or `<checkpoint_dir>/<name>.pth` for a bare name like "latest_model"."""
+    """A path as given, or `<checkpoint_dir>/<name>.pth` for a bare name like "latest_model"
+    (`<checkpoint_dir>/<name>` for a name ending in .pth or .ckpt, AEMatter's extension)."""
     if os.path.isfile(name):
         return name
-    return os.path.join(checkpoint_dir, name if name.endswith(".pth") else f"{name}.pth")
+    return os.path.join(checkpoint_dir, name if name.endswith((".pth", ".ckpt")) else f"{name}.pth")
 
 
 RUN_CHECKPOINTS = ("latest_model.pth", "best_model.pth")

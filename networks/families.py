@@ -5,13 +5,15 @@ from typing import Dict, List, Tuple
 import torch.nn as nn
 
 from networks import gca_matting
+from networks.aematter import family as aematter
 from networks.dim import family as dim
 from networks.family import Family
 from networks.mmagic import family as mmagic
 from utils.checkpoint import CheckpointError, load_state_dict_checked, read_checkpoint
 from utils.config import ConfigError, ModelSpec, load_config, model_spec
 
-FAMILIES: Dict[str, Family] = {family.name: family for family in (gca_matting.FAMILY, mmagic.FAMILY, dim.FAMILY)}
+FAMILIES: Dict[str, Family] = {family.name: family for family in (gca_matting.FAMILY, mmagic.FAMILY, dim.FAMILY,
+                                                                       aematter.FAMILY)}
 
 
 def family_of(spec: ModelSpec) -> Family:

@@ -153,6 +153,12 @@ def exact_background(trimap: torch.Tensor) -> torch.Tensor:
     return trimap == 0
 
 
+def every_other_grey_background(trimap: torch.Tensor) -> torch.Tensor:
+    """Every grey but exactly 128 and 255: AEMatter's evaluation keeps the network's alpha where
+    the trimap is 128, sets 255 where it is 255 and 0 everywhere else."""
+    return (trimap != UNKNOWN_GREY) & (trimap != FOREGROUND_GREY)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """A family's pre- and post-processing around its network, which is called as
