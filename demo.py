@@ -88,7 +88,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                              "GCA's attention stays fp32")
     parser.add_argument("--tta", choices=TTA_MODES, default="none",
                         help="test-time augmentation: flip (the image and its mirror) or d8 (4 rotations x 2 flips), "
-                             "averaged before the conversion to 8 bits")
+                             "averaged before the conversion to 8 bits; d8-uint8: the d8 views each converted to 8 "
+                             "bits, averaged and truncated (AEMatter's eval_tta.py)")
     parser.add_argument("--cutout", action="store_true",
                         help="also write <name>_fg.png (foreground colours, needs requirements-cutout.txt) and "
                              "<name>_rgba.png")

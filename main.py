@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from functools import partial
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -141,8 +142,9 @@ def initial_weights(config, model) -> None:
         logger.info("weights from train.init_checkpoint = %s; training starts at step 1 with a fresh optimizer "
                     "and learning-rate schedule", loaded)
     elif config.model.imagenet_pretrain:
-        left = load_imagenet_backbone(model.encoder, config.model.imagenet_pretrain_path or "",
-                                      config.model.trimap_channel)
+        load = (family_of(model_spec(config)).imagenet_backbone
+                or partial(load_imagenet_backbone, trimap_channel=config.model.trimap_channel))
+        left = load(model.encoder, config.model.imagenet_pretrain_path or "")
         logger.info("ImageNet backbone loaded from %s (%d encoder tensors keep their init)",
                     config.model.imagenet_pretrain_path, len(left))
 
@@ -161,7 +163,7 @@ def run_training(config, dist_info: du.DistInfo, stop: StopRequest) -> int:
     files = training_files(data)
     dataset = TrainDataset(files, data.crop_size, data.augmentation, data.random_interp, data.pipeline,
                            config.model.trimap_channel, config.train.seed, dist_info.rank, data.decode_cache,
-                           own_background_prob=data.own_background_prob)
+                           own_background_prob=data.own_background_prob, to_tensors=family.train_tensors)
     loader = train_loader(dataset, config.model.batch_size, data.workers, config.train.seed, dist_info.rank,
                           dist_info.world_size, pin_memory=dist_info.device.type == "cuda")
     validation = None
@@ -178,7 +180,8 @@ def run_training(config, dist_info: du.DistInfo, stop: StopRequest) -> int:
     logger.info("%d %s, %d backgrounds, %d validation images, %d process(es) on %s", len(files.fg),
                 "photos" if files.merged else "foregrounds", len(files.bg),
                 len(validation.dataset) if validation else 0, dist_info.world_size, dist_info.device)
-    trainer = Trainer(config, model, loader, validation, dist_info, writer, stop, eval_recipe=family.recipes(spec)[1])
+    trainer = Trainer(config, model, loader, validation, dist_info, writer, stop, eval_recipe=family.recipes(spec)[1],
+                      losses=family.train_losses)
     trainer.remove_interrupted_saves()
     if config.train.resume_checkpoint:
         trainer.restore(config.train.resume_checkpoint)

@@ -18,7 +18,7 @@ import logging
 import math
 import os
 import time
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from utils.config import model_spec
 from utils.flow_vis import flow_to_image
 from utils.freeze import FreezeError, freeze
 from utils.inference import autocast_for, evaluate_sample
-from utils.losses import matting_losses, regression_loss
+from utils.losses import gca_losses, regression_loss
 from utils.metrics import mse, sad
 from utils.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from utils.recipe import Recipe
@@ -46,7 +46,7 @@ LOSS_WEIGHTS = ("rec_weight", "comp_weight", "smooth_l1_weight", "grad_weight", 
 # train.amp -> the precision autocast runs in
 AMP_PRECISIONS = {"off": "fp32", "bf16": "bf16", "fp16": "fp16"}
 # Keys whose change reshapes the learning-rate schedule of a resumed run.
-SCHEDULE_KEYS = ("total_step", "warmup_step", "G_lr")
+SCHEDULE_KEYS = ("total_step", "warmup_step", "G_lr", "lr_schedule")
 STOPPED = object()  # _next_batch: data loading broke while stopping
 
 
@@ -55,10 +55,11 @@ class TrainingError(RuntimeError):
 
 
 def checkpoint_file(checkpoint_dir: str, name: str) -> str:
-    """A path as given, or `<checkpoint_dir>/<name>.pth` for a bare name like "latest_model"."""
+    """A path as given, or `<checkpoint_dir>/<name>.pth` for a bare name like "latest_model"
+    (`<checkpoint_dir>/<name>` for a name ending in .pth or .ckpt, AEMatter's extension)."""
     if os.path.isfile(name):
         return name
-    return os.path.join(checkpoint_dir, name if name.endswith(".pth") else f"{name}.pth")
+    return os.path.join(checkpoint_dir, name if name.endswith((".pth", ".ckpt")) else f"{name}.pth")
 
 
 RUN_CHECKPOINTS = ("latest_model.pth", "best_model.pth")
@@ -82,7 +83,8 @@ def earlier_run_problem(checkpoint_dir: str, resume_checkpoint: Optional[str]) -
 
 class Trainer:
     def __init__(self, config, model: nn.Module, train_loader, eval_loader, dist_info: du.DistInfo,
-                 writer=None, stop: Optional[StopRequest] = None, eval_recipe: Optional[Recipe] = None):
+                 writer=None, stop: Optional[StopRequest] = None, eval_recipe: Optional[Recipe] = None,
+                 losses: Optional[Callable[..., Dict[str, torch.Tensor]]] = None):
         self.config, self.train_config = config, config.train
         self.dist, self.device = dist_info, dist_info.device
         if config.train.amp not in AMP_PRECISIONS:
@@ -113,6 +115,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.train.amp == "fp16")
         self.clipper = AdaptiveGradClip(config.train.clip_grad)
         self.loss_weights = {k: config.train[k] for k in LOSS_WEIGHTS}
+        self.losses = losses or gca_losses
         self.writer = writer
         self.start_step, self.restart_step = 0, None
         self.best_mse, self.last_mse = math.inf, None
@@ -165,8 +168,9 @@ class Trainer:
         restart = checkpoint["lr_state_dict"]["restart_step"]
         old = {k: saved.get(k, t[k]) for k in SCHEDULE_KEYS}
         # The step whose rate moves most, over the steps left of either schedule.
-        rates = ((step, learning_rate(step, old["G_lr"], old["warmup_step"], old["total_step"], restart),
-                  learning_rate(step, t.G_lr, t.warmup_step, t.total_step, restart))
+        rates = ((step, learning_rate(step, old["G_lr"], old["warmup_step"], old["total_step"], restart,
+                                      old["lr_schedule"]),
+                  learning_rate(step, t.G_lr, t.warmup_step, t.total_step, restart, t.lr_schedule))
                  for step in range(first, max(old["total_step"], t.total_step)))
         step, before, after = max(rates, key=lambda r: abs(r[2] - r[1]), default=(first, 0.0, 0.0))
         if after == before:
@@ -200,7 +204,7 @@ class Trainer:
     # ---- one step ----------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
         t = self.train_config
-        return learning_rate(step, t.G_lr, t.warmup_step, t.total_step, self.restart_step)
+        return learning_rate(step, t.G_lr, t.warmup_step, t.total_step, self.restart_step, t.lr_schedule)
 
     def train_step(self, batches: Sequence[Dict[str, torch.Tensor]], step: int):
         """Optimizer step number `step` over the micro-batches `batches` (train.accumulate of them):
@@ -219,7 +223,7 @@ class Trainer:
             with contextlib.nullcontext() if last or self.net is self.model else self.net.no_sync():
                 with autocast_for(AMP_PRECISIONS[self.train_config.amp], self.device):
                     alpha, info = self.net(batch["image"], batch["trimap"])
-                micro = matting_losses(alpha.float(), batch, self.loss_weights)
+                micro = self.losses(self.model, alpha, info, batch, self.loss_weights)
                 self.scaler.scale(micro["total"] / len(batches)).backward()
             for name, value in micro.items():
                 losses[name] = losses.get(name, 0) + value.detach() / len(batches)

@@ -2,7 +2,8 @@
 import dataclasses
 import logging
 import os
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from functools import partial
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -105,7 +106,8 @@ class TrainDataset(Dataset):
     def __init__(self, files: TrainList, crop_size: int = 512, augmentation: bool = True,
                  random_interp: bool = False, pipeline: str = "gca", trimap_channel: int = 3,
                  seed: int = 0, rank: int = 0, decode_cache: Optional[str] = None, fast: bool = True,
-                 own_background_prob: float = 0.0):
+                 own_background_prob: float = 0.0,
+                 to_tensors: Optional[Callable[[Dict[str, np.ndarray]], Dict[str, torch.Tensor]]] = None):
         if crop_size % 32:
             raise ValueError(f"data.crop_size must be a multiple of 32, got {crop_size}")
         if pipeline not in PIPELINES:
@@ -119,6 +121,7 @@ class TrainDataset(Dataset):
         self.pipeline, self.trimap_channel = pipeline, trimap_channel
         self.seed, self.rank, self.fast = seed, rank, fast
         self.own_background_prob = own_background_prob
+        self.to_tensors = to_tensors or partial(train_sample_to_tensors, trimap_channel=trimap_channel)
         self.cache = DecodeCache(decode_cache)
 
     def __len__(self) -> int:
@@ -185,7 +188,7 @@ class TrainDataset(Dataset):
                 if len(errors) > MAX_REPLACEMENTS:
                     raise ImageReadError(f"{MAX_REPLACEMENTS} unreadable samples in a row; last: {e}") from None
                 index = (index + 1) % len(self)
-        tensors = train_sample_to_tensors(sample, self.trimap_channel)
+        tensors = self.to_tensors(sample)
         tensors["image_name"] = os.path.basename(self.files.fg[index % len(self.files.fg)])
         tensors["replaced"] = len(errors)
         tensors["bad_files"] = "\n".join(errors)

@@ -30,7 +30,7 @@ import torch
 
 from networks import set_gca_block
 from networks.families import build_network, family_of, load_checkpoint
-from networks.gca import AUTO, LITERAL
+from networks.gca import AUTO, LITERAL, GuidedCxtAtten
 from networks.generator import WHOLE
 from networks.ops import SpectralNorm
 from utils.allocator import reuse_freed_memory
@@ -106,8 +106,11 @@ def run_one(size: str, form: str, config: str, checkpoint: Optional[str], device
 
 
 def literal_fits(size: str, config: str) -> bool:
-    """Whether the literal form's L x L score volumes (a few alive at once) fit in free memory."""
+    """Whether the literal form's L x L score volumes (a few alive at once) fit in free memory;
+    True for a network without GCA attention."""
     spec = model_spec(load_config(config))
+    if not any(isinstance(module, GuidedCxtAtten) for module in build_network(spec).modules()):
+        return True
     padding = family_of(spec).recipes(spec)[0].padding
     width, height = (int(v) for v in size.split("x"))
     length = (height + sum(padding.sides(height))) // 16 * ((width + sum(padding.sides(width))) // 16)

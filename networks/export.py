@@ -33,7 +33,7 @@ from torch._higher_order_ops.scan import scan
 from networks import gca_matting
 from networks.families import family_of, load_configured
 from networks.gca import RATE, GuidedCxtAtten, extract_patches, softmax_scales
-from networks.generator import WHOLE, Generator
+from networks.generator import WHOLE
 from networks.ops import SpectralNorm, replace_modules
 from utils.atomic import WriteError, write_bytes
 from utils.checkpoint import CheckpointError
@@ -48,6 +48,7 @@ HEIGHT, WIDTH = "height", "width"
 # torch's exporter implements opsets 18 (lower ones only by a conversion that can fail) to 23.
 MIN_OPSET, DEFAULT_OPSET, MAX_OPSET = 18, 20, 23
 EXPORT_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
+QUIET_LOGGERS = ("torch.onnx", "onnx_ir")
 INSTALL_HINT = "pip install -r requirements-export.txt"
 # The exporter's self-check: one wide and one tall size, neither a multiple of 32.
 CHECK_SIZES = ((75, 130), (130, 75))
@@ -216,13 +217,13 @@ def _scanned(module: GuidedCxtAtten) -> ScannedGCA:
 def exportable_copy(network: nn.Module) -> nn.Module:
     """An eval-mode copy computing the same alpha in a form torch.export captures for any size
     and onnxruntime runs in less memory: spectral norms folded into plain weights, ScannedGCA
-    attention, PhasedConvTranspose upsampling, the tail unstriped (the stripes' count is
+    attention, PhasedConvTranspose upsampling, the network unstriped (the stripes' count is
     Python-level). Modules a network does not have are left alone."""
     network = copy.deepcopy(network).eval()
     replace_modules(network, SpectralNorm, _plain_conv)
     replace_modules(network, GuidedCxtAtten, _scanned)
     replace_modules(network, nn.ConvTranspose2d, _phased)
-    if isinstance(network, Generator):
+    if hasattr(network, "stripe_rows"):
         network.stripe_rows = WHOLE
     return network
 
@@ -285,17 +286,20 @@ def export_onnx(network: nn.Module, spec: ModelSpec, opset: int = DEFAULT_OPSET)
 
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
-    """Keeps torch.onnx's notes (torchvision ops it skips) and torch's deprecation warnings off
-    the console: none of them concerns this graph."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    """Keeps torch.onnx's notes (torchvision ops it skips), onnx_ir's (an empty attribute list
+    typed as integers, from the max-unpooling's lowering) and torch's deprecation warnings off
+    the console: none of them concerns this graph, which is checked on onnxruntime anyway."""
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def onnx_providers(device: str) -> List[str]:

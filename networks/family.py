@@ -3,10 +3,13 @@
 Every entry point (demo.py, demo.Matter, main.py's test phase, the ONNX export, the web page)
 runs a family through the same calls: `build`, `recipes`, `state_dict`; a new family is a
 sub-package of networks/ that defines one Family and adds it to networks.families.FAMILIES.
+Training runs every family through main.py and trainer.py too; a family brings its own sample
+encoding and losses (train_tensors, train_losses) where GCA-Matting's do not fit it.
 """
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -15,6 +18,17 @@ from utils.config import ModelSpec
 from utils.recipe import Recipe
 
 StateDict = Dict[str, torch.Tensor]
+
+
+def recogniser(describe: Callable[[StateDict], Optional[str]]) -> Callable[[Dict], Optional[str]]:
+    """A Family.recognise from `describe` (a state dict -> the hint, or None): None as well for a
+    checkpoint that holds no state dict."""
+    def recognise(checkpoint: Dict) -> Optional[str]:
+        try:
+            return describe(extract_state_dict(checkpoint))
+        except CheckpointError:
+            return None
+    return recognise
 
 
 @dataclass(frozen=True)
@@ -27,7 +41,18 @@ class Family:
     recognise(checkpoint): for a checkpoint that did not fit a config, a hint when it is one of this
     family's files ("an MMagic GCA checkpoint ...: use config/mmagic-gca.toml"), else None.
     exportable(network): the form of the network torch.export captures (None: as it is).
-    export_refusal / training_refusal: why this family cannot be exported / trained here, or ""."""
+    export_refusal / training_refusal: why this family cannot be exported / trained here, or "".
+    train_tensors(sample): a training sample's arrays (dataloader.datasets: BGR image, fg, bg on
+    0..255, alpha on 0..1, grey trimap) as the tensors the network and the losses take; None:
+    GCA-Matting's encoding (dataloader.datasets.train_sample_to_tensors).
+    train_losses(network, alpha, info, batch, weights): the training losses of one forward, with
+    "total"; network is the model outside DDP (its frozen parts say the stage), weights the
+    config's train.*_weight; None: GCA-Matting's (utils.losses.matting_losses).
+    init_may_lack: state-dict key prefixes a train.init_checkpoint may lack altogether, their tensors
+    keeping their initialisation (DIM's refiner, from a stage-1 file).
+    imagenet_backbone(encoder, path): loads ImageNet weights from a local file into the network's
+    encoder (model.imagenet_pretrain) and returns the encoder keys left to their initialisation;
+    None: GCA-Matting's ResNet-34 (utils.checkpoint.load_imagenet_backbone)."""
     name: str
     title: str
     build: Callable[[ModelSpec], nn.Module]
@@ -37,14 +62,7 @@ class Family:
     exportable: Optional[Callable[[nn.Module], nn.Module]] = None
     export_refusal: str = ""
     training_refusal: str = ""
-
-
-def recognise_state_dict(describe: Callable[[StateDict], Optional[str]]) -> Callable[[Dict], Optional[str]]:
-    """A Family.recognise from a function that describes a state dict of the family's layout (None
-    for another): None too for a file that holds no state dict."""
-    def recognise(checkpoint: Dict) -> Optional[str]:
-        try:
-            return describe(extract_state_dict(checkpoint))
-        except CheckpointError:
-            return None
-    return recognise
+    train_tensors: Optional[Callable[[Dict[str, np.ndarray]], Dict[str, torch.Tensor]]] = None
+    train_losses: Optional[Callable[..., Dict[str, torch.Tensor]]] = None
+    init_may_lack: Tuple[str, ...] = ()
+    imagenet_backbone: Optional[Callable[[nn.Module, str], List[str]]] = None

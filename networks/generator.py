@@ -93,13 +93,14 @@ class Generator(nn.Module):
         return alpha, info
 
 
-def choose_stripe_rows(width: int, setting: int, device: torch.device) -> int:
+def choose_stripe_rows(width: int, setting: int, device: torch.device,
+                       bytes_per_pixel: int = TAIL_BYTES_PER_PIXEL) -> int:
     """Full-resolution rows per stripe: WHOLE (-1) for the whole image at once; AUTO (0) for
-    as many rows as STRIPE_BUDGET_BYTES allows (a multiple of 32, at least 32); a positive
-    setting as given."""
+    as many rows as STRIPE_BUDGET_BYTES allows at `bytes_per_pixel` (a multiple of 32, at
+    least 32); a positive setting as given."""
     if setting > 0 or setting == WHOLE:
         return setting
-    rows = memory_budget(device, STRIPE_BUDGET_BYTES) // (width * TAIL_BYTES_PER_PIXEL)
+    rows = memory_budget(device, STRIPE_BUDGET_BYTES) // (width * bytes_per_pixel)
     return max(32, rows // 32 * 32)
 
 

@@ -1,6 +1,8 @@
 import json
 import os
+import re
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -66,3 +68,37 @@ def rng():
 def demo_recipe(trimap_channel: int = 3):
     """GCA-Matting's demo recipe (what demo.py runs the gca-dist configs with)."""
     return gca_matting.recipes(ModelSpec("gca-matting", *GCA_ARCH, trimap_channel))[0]
+
+
+def write_eval_folders(folder, count: int = 2, size=(45, 70), seed: int = 2):
+    """images/, trimaps/ and alpha/ (Composition-1K layout) of random pictures with 0/128/255
+    trimaps in `folder`; their paths."""
+    rng = np.random.default_rng(seed)
+    for name in ("images", "trimaps", "alpha"):
+        (folder / name).mkdir()
+    for index in range(count):
+        image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        trimap = np.full(size, 128, np.uint8)
+        trimap[: size[0] // 4], trimap[-(size[0] // 4):] = 0, 255
+        for name, picture in (("images", image), ("trimaps", trimap), ("alpha", np.where(trimap == 128, 90, trimap))):
+            assert cv2.imwrite(str(folder / name / f"p{index}.png"), picture)
+    return str(folder / "images"), str(folder / "trimaps"), str(folder / "alpha")
+
+
+def config_for_test_phase(folder, config: str, checkpoint: str, folders, test_settings: str = "") -> str:
+    """A copy of a shipped config whose test phase runs `checkpoint` on write_eval_folders'
+    `folders`, predictions in folder/prediction, logs in folder/logs; `test_settings` are more
+    [test] lines. Its path."""
+    text = re.sub(r'checkpoint = ".*"', f'checkpoint = "{checkpoint}"', open(config).read())
+    for published, ours in zip(("merged", "trimaps", "alpha_copy"), folders):
+        text = text.replace(f"data/Composition-1k-testset/{published}", ours)
+    text = text.replace('alpha_path = "prediction"', f'alpha_path = "{folder}/prediction"\n{test_settings}')
+    logging = f'logging_path = "{folder}/logs"'
+    if re.search(r"^\[log\]$", text, flags=re.M):  # the config's own [log] table (a training config's)
+        text = re.sub(r"^\[log\]$", f"[log]\n{logging}", re.sub(r"^logging_path = .*$", "", text, flags=re.M),
+                      count=1, flags=re.M)
+    else:
+        text += f"\n[log]\n{logging}\n"
+    path = folder / "test.toml"
+    path.write_text(text)
+    return str(path)

@@ -288,23 +288,30 @@ class Mattor(nn.Module):
             formatted[formatted == 128] = 1
             formatted[formatted == 255] = 2
             formatted = formatted[..., None]
-        image = torch.from_numpy(np.ascontiguousarray(merged_bgr)).permute(2, 0, 1).contiguous()[None]
-        image = torch.index_select(image, 1, torch.LongTensor([2, 1, 0]))
-        image = (image - torch.tensor(MEAN).view(1, -1, 1, 1)) / torch.tensor(STD).view(1, -1, 1, 1)
         trimap_tensor = torch.from_numpy(formatted).permute(2, 0, 1).contiguous()[None].to(torch.float32)
-        inputs = torch.cat((image, trimap_tensor), dim=1)
-        h, w = inputs.shape[-2:]
-        pad_h, pad_w = 32 * ((h - 1) // 32 + 1) - h, 32 * ((w - 1) // 32 + 1) - w
-        images, trimaps = inputs[:, :3], inputs[:, 3:]
-        if pad_h or pad_w:
-            images = F.pad(images, (0, pad_w, 0, pad_h), 'reflect')
-            trimaps = F.pad(trimaps, (0, pad_w, 0, pad_h), 'reflect')
-        pred = (self.backbone(torch.cat((images, trimaps), dim=1)).tanh() + 1.0) / 2.0
-        pa = pred[0][:, :h, :w][0]
-        pa.clamp_(min=0, max=1)
-        ori_trimap = torch.from_numpy(trimap)
-        pa[ori_trimap == 255] = 1
-        pa[ori_trimap == 0] = 0
-        pa *= 255
-        pa.round_()
-        return pa.to(dtype=torch.uint8)
+        return predict(lambda inputs: (self.backbone(inputs).tanh() + 1.0) / 2.0, merged_bgr, trimap, trimap_tensor)
+
+
+def predict(forward_test, merged_bgr: np.ndarray, trimap: np.ndarray, trimap_tensor: torch.Tensor) -> torch.Tensor:
+    """BaseMattor.forward in 'predict' mode after MattorPreprocessor: the image BGR -> RGB and
+    normalised, concatenated with the preprocessed trimap (1 x C x H x W), resize_inputs ('pad',
+    'reflect', 32), `forward_test` (the model's _forward_test) and postprocess -> the uint8 alpha."""
+    image = torch.from_numpy(np.ascontiguousarray(merged_bgr)).permute(2, 0, 1).contiguous()[None]
+    image = torch.index_select(image, 1, torch.LongTensor([2, 1, 0]))
+    image = (image - torch.tensor(MEAN).view(1, -1, 1, 1)) / torch.tensor(STD).view(1, -1, 1, 1)
+    inputs = torch.cat((image, trimap_tensor), dim=1)
+    h, w = inputs.shape[-2:]
+    pad_h, pad_w = 32 * ((h - 1) // 32 + 1) - h, 32 * ((w - 1) // 32 + 1) - w
+    images, trimaps = inputs[:, :3], inputs[:, 3:]
+    if pad_h or pad_w:
+        images = F.pad(images, (0, pad_w, 0, pad_h), 'reflect')
+        trimaps = F.pad(trimaps, (0, pad_w, 0, pad_h), 'reflect')
+    pred = forward_test(torch.cat((images, trimaps), dim=1))
+    pa = pred[0][:, :h, :w][0]
+    pa.clamp_(min=0, max=1)
+    ori_trimap = torch.from_numpy(trimap)
+    pa[ori_trimap == 255] = 1
+    pa[ori_trimap == 0] = 0
+    pa *= 255
+    pa.round_()
+    return pa.to(dtype=torch.uint8)

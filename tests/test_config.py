@@ -215,9 +215,13 @@ def test_shipped_configs_load(path):
     config = load_config(path)
     name = os.path.splitext(os.path.basename(path))[0]
     assert config.version == name
-    gca = "baseline" not in name
-    assert ("gca" in config.model.arch.encoder) == gca and ("gca" in config.model.arch.decoder) == gca
-    assert config.model.trimap_channel == (1 if "dimaug" in name else 3)
+    if config.model.family == "mmagic-dim":  # DIM: VGG16, grey / 255 trimap, the refiner from stage 2
+        assert (config.model.arch.encoder, config.model.trimap_channel) == ("vgg16", 1)
+        assert config.model.arch.refiner == ("" if name.endswith("stage1") else "plain_refiner")
+    else:
+        gca = "baseline" not in name
+        assert ("gca" in config.model.arch.encoder) == gca and ("gca" in config.model.arch.decoder) == gca
+        assert config.model.trimap_channel == (1 if "dimaug" in name else 3)
     assert format_config(config).startswith("version = ")
 
 

@@ -69,6 +69,18 @@ def small_generator(encoder: str, decoder: str, trimap_channel: int = 3) -> Gene
     return model.eval()
 
 
+def write_pair(folder, seed: int):
+    """images/a.png and trimaps/a.png in `folder`, a 45 x 70 pair; (the two folders, the RGB image,
+    the trimap)."""
+    images, trimaps = folder / "images", folder / "trimaps"
+    images.mkdir()
+    trimaps.mkdir()
+    image, trimap = pair(45, 70, seed)
+    cv2.imwrite(str(images / "a.png"), image[:, :, ::-1])
+    cv2.imwrite(str(trimaps / "a.png"), trimap)
+    return str(images), str(trimaps), image, trimap
+
+
 def pair(height: int, width: int, seed: int):
     """A random RGB image; a trimap of background above, foreground below and between them an
     unknown band, part of it grey values around both thresholds (85, 170)."""
@@ -192,12 +204,8 @@ def test_graph_interface(exported):
 
 def test_demo_runs_the_exported_file(exported, tmp_path, capsys):
     model, path, _ = exported["gca"]
-    images, trimaps, out = tmp_path / "images", tmp_path / "trimaps", str(tmp_path / "out")
-    images.mkdir()
-    trimaps.mkdir()
-    image, trimap = pair(45, 70, 0)
-    cv2.imwrite(str(images / "a.png"), image[:, :, ::-1])
-    cv2.imwrite(str(trimaps / "a.png"), trimap)
+    images, trimaps, image, trimap = write_pair(tmp_path, seed=0)
+    out = str(tmp_path / "out")
     assert demo.main(["--onnx", path, "--image-dir", str(images), "--trimap-dir", str(trimaps), "--output", out]) == 0
     save_dir = os.path.join(out, "onnx_gca.onnx")
     assert os.listdir(save_dir) == ["a.png"]
@@ -297,6 +305,19 @@ def test_a_bad_opset(tmp_path, capsys):
     assert code == 2 and "--opset 11: choose 18..23" in err
 
 
+def demo_alphas_both_ways(tmp_path, onnx_file: str, config: str, checkpoint: str):
+    """demo.py's alpha of one image with --onnx and with PyTorch (the config and checkpoint)."""
+    images, trimaps, _, _ = write_pair(tmp_path, seed=3)
+    out = str(tmp_path / "out")
+    assert demo.main(["--onnx", onnx_file, "--image-dir", str(images), "--trimap-dir", str(trimaps),
+                      "--output", out]) == 0
+    assert demo.main(["--config", config, "--checkpoint", checkpoint, "--image-dir", str(images), "--trimap-dir",
+                      str(trimaps), "--output", out, "--device", "cpu"]) == 0
+    version = os.path.splitext(os.path.basename(config))[0]
+    read = lambda folder: cv2.imread(os.path.join(out, folder, "a.png"), cv2.IMREAD_UNCHANGED)  # noqa: E731
+    return read(f"onnx_{os.path.basename(onnx_file)}"), read(f"{version}_{os.path.basename(checkpoint)}")
+
+
 @pytest.mark.parametrize("config", ["mmagic-gca.toml", "mmagic-baseline.toml", "mmagic-gca-dimaug.toml",
                                     "mmagic-baseline-dimaug.toml"])
 def test_an_mmagic_model_is_exported_in_its_own_recipe(onnx_packages, tmp_path, monkeypatch, capsys, config):
@@ -315,17 +336,28 @@ def test_an_mmagic_model_is_exported_in_its_own_recipe(onnx_packages, tmp_path, 
     assert export.main(["--config", os.path.join(ROOT, "config", config), "--checkpoint", checkpoint,
                         "--output", output]) == 0
     assert "checked with onnxruntime" in capsys.readouterr().out
-    images, trimaps = tmp_path / "images", tmp_path / "trimaps"
-    images.mkdir()
-    trimaps.mkdir()
-    image, trimap = pair(45, 70, 3)
-    cv2.imwrite(str(images / "a.png"), image[:, :, ::-1])
-    cv2.imwrite(str(trimaps / "a.png"), trimap)
-    out = str(tmp_path / "out")
-    assert demo.main(["--onnx", output, "--image-dir", str(images), "--trimap-dir", str(trimaps), "--output", out]) == 0
-    assert demo.main(["--config", os.path.join(ROOT, "config", config), "--checkpoint", checkpoint, "--image-dir",
-                      str(images), "--trimap-dir", str(trimaps), "--output", out, "--device", "cpu"]) == 0
-    onnx = cv2.imread(os.path.join(out, "onnx_mmagic.onnx", "a.png"), cv2.IMREAD_UNCHANGED)
-    pytorch = cv2.imread(os.path.join(out, f"{config[:-5]}_mmagic.pth", "a.png"), cv2.IMREAD_UNCHANGED)
+    onnx, pytorch = demo_alphas_both_ways(tmp_path, output, os.path.join(ROOT, "config", config), checkpoint)
     assert within_one_level(onnx, pytorch) >= export.AGREEMENT
     assert export.OnnxMatting(output).recipe.name == "mmagic"
+
+
+def test_a_dim_model_is_exported_with_its_pooling_indices(onnx_packages, tmp_path, capsys):
+    # MaxPool's indices and the max-unpooling (ScatterND) in the graph, MMagic's recipe with the
+    # trimap as grey / 255; a checkpoint of this project trained as the family loads as it is.
+    from networks.families import build_network
+    torch.manual_seed(2)
+    model = build_network(ModelSpec("mmagic-dim", "vgg16", "plain_decoder", 1, 0, "plain_refiner"))
+    with torch.no_grad():  # He-normal weights, so that the alpha varies
+        for conv in model.modules():
+            if isinstance(conv, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(conv.weight)
+                conv.bias.uniform_(-0.1, 0.1)
+    config = os.path.join(ROOT, "config", "mmagic-dim-stage3.toml")
+    checkpoint, output = str(tmp_path / "dim.pth"), str(tmp_path / "dim.onnx")
+    torch.save({"state_dict": model.state_dict(), "config": {"model": {"family": "mmagic-dim"}}}, checkpoint)
+    assert export.main(["--config", config, "--checkpoint", checkpoint, "--output", output]) == 0
+    printed = capsys.readouterr()
+    assert "checked with onnxruntime" in printed.out and "Attribute type is ambiguous" not in printed.err
+    onnx, pytorch = demo_alphas_both_ways(tmp_path, output, config, checkpoint)
+    assert within_one_level(onnx, pytorch) >= export.AGREEMENT and len(np.unique(pytorch)) > 20
+    assert export.OnnxMatting(output).recipe.name == "mmagic-dim"

@@ -4,7 +4,6 @@ BatchNorm statistics and mmengine-style extras) loads unchanged, with no code ru
 and gives the transcription's alpha."""
 import hashlib
 import os
-import re
 import sys
 import types
 
@@ -15,7 +14,7 @@ import torch
 
 import demo
 import mmagic_transcription as mm
-from conftest import randomise_batch_norms
+from conftest import config_for_test_phase, randomise_batch_norms, write_eval_folders
 from demo import Matter
 from networks.families import build_network, load_checkpoint
 from networks.mmagic.layout import mmagic_key
@@ -207,25 +206,11 @@ def test_an_mmagic_file_is_fine_tuned_and_its_checkpoint_runs(tmp_path, mattors)
         Matter("config/gca-dist.toml", tuned, device="cpu")
 
 
-def write_folders(folder, count=2, size=(45, 70), seed=2):
-    """images/, trimaps/ and alpha/ (Composition-1K layout) of random pictures with 0/128/255 trimaps."""
-    rng = np.random.default_rng(seed)
-    for name in ("images", "trimaps", "alpha"):
-        (folder / name).mkdir()
-    for index in range(count):
-        image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-        trimap = np.full(size, 128, np.uint8)
-        trimap[: size[0] // 4], trimap[-(size[0] // 4):] = 0, 255
-        for name, picture in (("images", image), ("trimaps", trimap), ("alpha", np.where(trimap == 128, 90, trimap))):
-            assert cv2.imwrite(str(folder / name / f"p{index}.png"), picture)
-    return str(folder / "images"), str(folder / "trimaps"), str(folder / "alpha")
-
-
 @pytest.mark.parametrize("key", list(CONFIGS))
 def test_every_entry_point_runs_each_mmagic_config(tmp_path, mattors, key, capsys):
     import app
     import main
-    images, trimaps, alphas = write_folders(tmp_path)
+    images, trimaps, alphas = write_eval_folders(tmp_path)
     checkpoint = save_mmagic_checkpoint(mattors[key], str(tmp_path / "mmagic.pth"))
     config = os.path.join("config", CONFIGS[key] + ".toml")
     out = str(tmp_path / "out")
@@ -238,14 +223,9 @@ def test_every_entry_point_runs_each_mmagic_config(tmp_path, mattors, key, capsy
     matter = Matter(config, checkpoint, device="cpu")
     page = app.matte(matter, app.Inputs(os.path.join(images, "p0.png"), trimap=os.path.join(trimaps, "p0.png")), 4096)
     assert np.array_equal(page.alpha, written)
-    test_config = tmp_path / "test.toml"
-    text = re.sub(r'checkpoint = ".*"', f'checkpoint = "{checkpoint}"', open(config).read())
-    for published, ours in (("merged", images), ("alpha_copy", alphas), ("trimaps", trimaps)):
-        text = text.replace(f"data/Composition-1k-testset/{published}", ours)
-    text = text.replace('alpha_path = "prediction"', f'alpha_path = "{tmp_path}/prediction"')
-    test_config.write_text(text + f'\n[log]\nlogging_path = "{tmp_path}/logs"\n')
+    test_config = config_for_test_phase(tmp_path, config, checkpoint, (images, trimaps, alphas))
     capsys.readouterr()
-    assert main.main(["--config", str(test_config), "--phase", "test"]) == 0
+    assert main.main(["--config", test_config, "--phase", "test"]) == 0
     predicted = cv2.imread(str(tmp_path / "prediction" / CONFIGS[key] / "p0.png"), cv2.IMREAD_UNCHANGED)
     assert np.abs(predicted.astype(int) - expected).max() <= 1  # MMagic's recipe in the test phase too
     assert f"{CONFIGS[key]} on 2 images" in capsys.readouterr().out

@@ -127,7 +127,27 @@ def test_eval_sample_views_are_padded_each_and_map_back(gca, rng, tmp_path):
 
 def test_an_unknown_tta_is_refused_naming_the_accepted_ones(rng):
     image, trimap = random_pair(rng, 32, 32)
-    with pytest.raises(ValueError, match="tta must be one of none, flip, d8, got 'd4'"):
+    with pytest.raises(ValueError, match="tta must be one of none, flip, d8, d8-uint8, got 'd4'"):
         predict_alpha(Pointwise(), DEMO, image, trimap, CPU, tta="d4")
     with pytest.raises(ValueError, match="tta must be one of none, flip, d8"):
         evaluate_sample(Pointwise(), TEST, {"image": image, "trimap": trimap, "alpha": trimap}, CPU, tta="rot")
+
+
+def test_d8_uint8_truncates_the_mean_of_the_views_quantised_alphas(gca, rng, tmp_path):
+    # AEMatter's eval_tta.py for any family: each view as the recipe quantises it (GCA's demo
+    # truncates, its test phase rounds), mapped back, the 8 averaged and the mean truncated
+    image, trimap = random_pair(rng, 37, 70)
+    for recipe in (DEMO, TEST):
+        total = np.zeros(trimap.shape, np.int64)
+        for mirrored in (False, True):
+            for turns in range(4):
+                view = lambda a: np.ascontiguousarray(np.rot90(a[:, ::-1] if mirrored else a, turns))  # noqa: E731
+                alpha = np.rot90(predict_alpha(gca, recipe, view(image), view(trimap), CPU)[0], -turns)
+                total += alpha[:, ::-1] if mirrored else alpha
+        combined, _ = predict_alpha(gca, recipe, image, trimap, CPU, tta="d8-uint8")
+        assert np.array_equal(combined, total // 8)
+    float_d8, _ = predict_alpha(gca, TEST, image, trimap, CPU, tta="d8")
+    assert levels_apart(float_d8, combined) <= 2
+    sample = write_eval_sample(tmp_path, image, trimap)
+    alpha, quantised, _ = evaluate_sample(gca, TEST, sample, CPU, tta="d8-uint8")
+    assert np.array_equal(quantised, total // 8) and np.allclose(alpha * 255 * 8, total, atol=1e-3)

@@ -29,6 +29,7 @@ _DEFAULTS: Dict[str, Any] = {
         "arch": {
             "encoder": "res_shortcut_encoder_29",
             "decoder": "res_shortcut_decoder_22",
+            "refiner": "",
         },
     },
     "data": {
@@ -52,6 +53,7 @@ _DEFAULTS: Dict[str, Any] = {
         "warmup_step": 5000,
         "val_step": 1000,
         "G_lr": 1e-3,
+        "lr_schedule": "cosine",
         "beta1": 0.5,
         "beta2": 0.999,
         "rec_weight": 1.0,
@@ -142,6 +144,8 @@ def _at_least(low: int) -> Tuple[Callable[[Any], bool], str]:
     return (lambda value: value >= low), f">= {low}"
 
 
+# train.lr_schedule: the published GCA warm-up and cosine, or MMagic DIM's constant rate.
+LR_SCHEDULES = ("cosine", "constant")
 # Dotted key (fnmatch pattern) -> (test, what is allowed), checked once the file is merged.
 _RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "version": (_plain_name, "a plain name (no '/', '\\' or '..')"),
@@ -158,6 +162,7 @@ _RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "train.freeze": ((lambda value: all(isinstance(name, str) and name for name in value)),
                      'a list of module names, dotted paths inside the model (e.g. ["encoder"])'),
     "train.G_lr": ((lambda value: value > 0), "> 0"),
+    "train.lr_schedule": ((lambda value: value in LR_SCHEDULES), " or ".join(f'"{name}"' for name in LR_SCHEDULES)),
     "train.beta[12]": ((lambda value: 0 <= value < 1), "in [0, 1)"),
     "train.*_weight": _at_least(0),
     "test.batch_size": _at_least(1),
@@ -229,13 +234,14 @@ def load_config(path: str) -> EasyDict:
 @dataclass(frozen=True)
 class ModelSpec:
     """The model a config describes, as plain values for networks/: its family (network, recipe and
-    checkpoint layout), the encoder and decoder by name, the trimap channels, the GCA blocking,
-    AIM's test strategy and scikit-image resize behaviour."""
+    checkpoint layout), the encoder and decoder by name, the trimap channels, the GCA blocking, the
+    refiner by name ("" for none), AIM's test strategy and scikit-image resize behaviour."""
     family: str
     encoder: str
     decoder: str
     trimap_channel: int
     gca_block: int = 0
+    refiner: str = ""
     aim_strategy: str = "hybrid"
     aim_resize: str = "skimage-0.14"
 
@@ -243,7 +249,7 @@ class ModelSpec:
 def model_spec(config: Dict) -> ModelSpec:
     model, test = config["model"], config["test"]
     return ModelSpec(model["family"], model["arch"]["encoder"], model["arch"]["decoder"], model["trimap_channel"],
-                     test["gca_block"], test["aim_strategy"], test["aim_resize"])
+                     test["gca_block"], model["arch"]["refiner"], test["aim_strategy"], test["aim_resize"])
 
 
 def format_config(config: Dict) -> str:

@@ -48,13 +48,18 @@ def _view(quarter_turns: int, mirror: bool) -> Tuple[Transform, Transform]:
     return forward, inverse
 
 
+_D8 = [_view(turns, mirror) for mirror in (False, True) for turns in range(4)]
 # The identity comes first in each: it supplies `info`.
 TTA_VIEWS = {
     "none": [_view(0, False)],
     "flip": [_view(0, False), _view(0, True)],
-    "d8": [_view(turns, mirror) for mirror in (False, True) for turns in range(4)],
+    "d8": _D8,
+    "d8-uint8": _D8,
 }
 TTA_MODES = tuple(TTA_VIEWS)
+# Modes whose views are each quantised by the recipe, then averaged and the mean truncated to
+# uint8 (AEMatter's eval_tta.py, whose 8 passes are the d8 views in another order).
+QUANTISED_VIEWS = frozenset({"d8-uint8"})
 
 
 def check_tta(tta: str) -> None:
@@ -63,19 +68,24 @@ def check_tta(tta: str) -> None:
         raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
 
 
-def _average_views(predict: Callable[[np.ndarray, Optional[np.ndarray]], Tuple[np.ndarray, Any]], image: np.ndarray,
-                   trimap: Optional[np.ndarray], tta: str) -> Tuple[np.ndarray, Any]:
-    """The mean of the float alphas `predict` gives for each view of (image, trimap or None), each
-    mapped back, and what else it returned for the identity view. For tta="none" the one alpha,
-    unchanged."""
+def _combine_views(predict: Callable[[np.ndarray, Optional[np.ndarray]], Tuple[np.ndarray, Any]], recipe: Recipe,
+                   image: np.ndarray, trimap: Optional[np.ndarray], tta: str) -> Tuple[np.ndarray, np.ndarray, Any]:
+    """(float alpha, uint8 alpha, what else `predict` returned for the identity view) over the views
+    of (image, trimap or None), each mapped back: the mean of the views' float alphas and the recipe's
+    quantisation of it; for a mode of QUANTISED_VIEWS, the mean of the views' quantised alphas (on
+    0..1) and that mean truncated. For tta="none" the one alpha, unchanged."""
     check_tta(tta)
+    views, per_view = TTA_VIEWS[tta], tta in QUANTISED_VIEWS
     total, first = 0, None
-    for index, (forward, inverse) in enumerate(TTA_VIEWS[tta]):
+    for index, (forward, inverse) in enumerate(views):
         alpha, extra = predict(forward(image), None if trimap is None else forward(trimap))
-        total = total + inverse(alpha)
+        total = total + inverse(to_uint8(recipe, alpha).astype(np.int64) if per_view else alpha)
         if index == 0:
             first = extra
-    return total / len(TTA_VIEWS[tta]), first
+    if per_view:
+        return (total / (255. * len(views))).astype(np.float32), (total // len(views)).astype(np.uint8), first
+    alpha = total / len(views)
+    return alpha, to_uint8(recipe, alpha), first
 
 
 def predict_float(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, trimap: Optional[np.ndarray],
@@ -96,10 +106,11 @@ def predict_float(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, tri
 
 
 def predict_views(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, trimap: Optional[np.ndarray],
-                  device: torch.device, precision: str = "fp32", tta: str = "none") -> Tuple[np.ndarray, Optional[Dict]]:
-    """predict_float, averaged over the views of test-time augmentation `tta` (see predict_alpha)."""
+                  device: torch.device, precision: str = "fp32", tta: str = "none") -> Tuple[np.ndarray, np.ndarray, Optional[Dict]]:
+    """predict_float over the views of test-time augmentation `tta` (see predict_alpha): the float
+    alpha, the uint8 alpha and the network's info of the untransformed view."""
     predict = partial(predict_float, network, recipe, device=device, precision=precision)
-    return _average_views(predict, image_bgr, trimap, tta)
+    return _combine_views(predict, recipe, image_bgr, trimap, tta)
 
 
 def to_uint8(recipe: Recipe, alpha: np.ndarray) -> np.ndarray:
@@ -114,21 +125,22 @@ def predict_alpha(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, tri
     None. bf16 / fp16 run the network under autocast; GCA's attention stays fp32.
 
     tta (test-time augmentation): "none", one pass; "flip", the image and its left-right mirror;
-    "d8", the 4 rotations x 2 mirrorings, as AEMatter's evaluation uses. Each view is padded on
-    its own, so a rotated one is as valid an input as the original. The float alphas of the
-    views are averaged and quantised once, so "none" is the single pass to the bit. AEMatter's
-    evaluation instead averages passes each already truncated to uint8, so every pass's
-    truncation (0 to 1 level, half a level on average) stays in its mean."""
-    alpha, info = predict_views(network, recipe, image_bgr, trimap, device, precision, tta)
-    return to_uint8(recipe, alpha), info
+    "d8", the 4 rotations x 2 mirrorings; "d8-uint8", the same 8 views as AEMatter's eval_tta.py
+    combines them. Each view is padded on its own, so a rotated one is as valid an input as the
+    original. "flip" and "d8" average the views' float alphas and quantise once, so "none" is the
+    single pass to the bit; "d8-uint8" quantises each view as the recipe does, averages and
+    truncates the mean, so that every pass's truncation (0 to 1 level, half a level on average)
+    stays in it, as in AEMatter's published TTA figures."""
+    _, alpha, info = predict_views(network, recipe, image_bgr, trimap, device, precision, tta)
+    return alpha, info
 
 
 def evaluate_sample(network: nn.Module, recipe: Recipe, sample: Dict, device: torch.device, precision: str = "fp32",
                     tta: str = "none") -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An evaluation sample (dataloader.datasets.EvalDataset's) through the recipe: the float alpha,
     the prediction as the recipe quantises it, and the ground truth rounded to uint8."""
-    alpha, _ = predict_views(network, recipe, sample["image"], sample["trimap"], device, precision, tta)
-    return alpha, to_uint8(recipe, alpha), np.round(sample["alpha"]).astype(np.uint8)
+    alpha, quantised, _ = predict_views(network, recipe, sample["image"], sample["trimap"], device, precision, tta)
+    return alpha, quantised, np.round(sample["alpha"]).astype(np.uint8)
 
 
 def predicted_trimap(info: Optional[Dict]) -> Optional[np.ndarray]:

@@ -159,6 +159,12 @@ def exact_background(trimap: torch.Tensor) -> torch.Tensor:
     return trimap == 0
 
 
+def every_other_grey_background(trimap: torch.Tensor) -> torch.Tensor:
+    """Every grey but exactly 128 and 255: AEMatter's evaluation keeps the network's alpha where
+    the trimap is 128, sets 255 where it is 255 and 0 everywhere else."""
+    return (trimap != UNKNOWN_GREY) & (trimap != FOREGROUND_GREY)
+
+
 def nowhere(trimap: torch.Tensor) -> torch.Tensor:
     """No pixel: the region predicate of a recipe that forces none."""
     return torch.zeros_like(trimap, dtype=torch.bool)

@@ -5,11 +5,15 @@ from typing import Iterable, Optional
 import torch
 
 
-def learning_rate(step: int, base_lr: float, warmup_steps: int, total_steps: int, restart_step: Optional[int] = None) -> float:
+def learning_rate(step: int, base_lr: float, warmup_steps: int, total_steps: int, restart_step: Optional[int] = None,
+                  schedule: str = "cosine") -> float:
     """Linear warm-up lr * (step + 1) / warmup for step < warmup, then cosine annealing over
     total - warmup steps, advanced once per step (so 4e-4 at 5000, 2e-4 at 102,500 and 0 at
     200,000 for the published 4e-4 / 5000 / 200,000). After a `train.reset_lr` resume at
-    `restart_step` the cosine restarts there over the remaining steps, without warm-up."""
+    `restart_step` the cosine restarts there over the remaining steps, without warm-up.
+    schedule "constant" (MMagic's DIM): lr after the warm-up, whatever the step."""
+    if schedule == "constant":
+        return base_lr * (step + 1) / warmup_steps if step < warmup_steps else base_lr
     if restart_step is not None:
         span = max(total_steps - restart_step - 1, 1)
         return base_lr * (1 + math.cos(math.pi * min(step - restart_step, span) / span)) / 2

@@ -6,7 +6,7 @@ from typing import Dict, List, Optional, Tuple
 from networks.aim.layout import MARKER, describe, from_released
 from networks.aim.network import AimNet
 from networks.aim.recipe import SHORTER_SIDE_LIMIT, AimRecipe
-from networks.family import Family, StateDict, recognise_state_dict
+from networks.family import Family, StateDict, recogniser
 from utils.checkpoint import CheckpointError, extract_state_dict
 from utils.config import ModelSpec
 from utils.recipe import Padding, imagenet_normalised, nowhere
@@ -44,5 +44,5 @@ def state_dict(checkpoint: Dict, path: str, keys: List[str]) -> StateDict:
 
 
 FAMILY = Family(name=NAME, title="AIM (Li, Zhang and Tao, IJCAI 2021; aimnet_pretrained_matting.pth, no trimap)",
-                build=build, recipes=recipes, state_dict=state_dict, recognise=recognise_state_dict(describe),
+                build=build, recipes=recipes, state_dict=state_dict, recognise=recogniser(describe),
                 export_refusal=EXPORT_REFUSAL, training_refusal=TRAINING_REFUSAL)

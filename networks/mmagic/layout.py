@@ -3,9 +3,11 @@ tensor under `state_dict` with the prefix `backbone.`, each conv + norm an mmcv 
 children `conv` and `bn`), torch's spectral norm (`weight_orig`, `weight_u`, `weight_v`). One to
 one with this project's names: 578 keys for GCA, 538 for the baseline."""
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
+
+from utils.checkpoint import CheckpointError, extract_state_dict, saved_family
 
 PREFIX = "backbone."
 # (pattern, replacement) applied in order to a key of this project's network.
@@ -47,12 +49,25 @@ def is_mmagic_layout(state_dict: Dict[str, torch.Tensor]) -> bool:
     return any(key.startswith(PREFIX) for key in state_dict)
 
 
-def from_mmagic(state_dict: Dict[str, torch.Tensor], keys: List[str]) -> Dict[str, torch.Tensor]:
-    """A state dict under this project's `keys` from an MMagic one; keys it lacks stay missing,
-    and its tensors that no key names are kept under their own names (so that a strict load
-    reports both)."""
-    names = {mmagic_key(key): key for key in keys}
+def from_mmagic(state_dict: Dict[str, torch.Tensor], keys: List[str],
+                name_of: Callable[[str], str] = mmagic_key) -> Dict[str, torch.Tensor]:
+    """A state dict under this project's `keys` from an MMagic one, `name_of` giving the MMagic
+    name of each key; keys it lacks stay missing, and its tensors that no key names are kept
+    under their own names (so that a strict load reports both)."""
+    names = {name_of(key): key for key in keys}
     return {names.get(name, name): tensor for name, tensor in state_dict.items()}
+
+
+def mmagic_state_dict(checkpoint: Dict, path: str, keys: List[str], family: str,
+                      name_of: Callable[[str], str] = mmagic_key) -> Dict[str, torch.Tensor]:
+    """An MMagic file's tensors under this project's `keys` (see from_mmagic); a checkpoint of
+    this project trained as `family` as it is."""
+    state = extract_state_dict(checkpoint, path)
+    if is_mmagic_layout(state):
+        return from_mmagic(state, keys, name_of)
+    if saved_family(checkpoint) == family:
+        return state
+    raise CheckpointError(f"{path} is not an MMagic checkpoint: its tensors are not under \"{PREFIX}\".")
 
 
 def describe(state_dict: Dict[str, torch.Tensor]) -> Optional[str]:

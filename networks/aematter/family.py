@@ -1,0 +1,82 @@
+"""AEMatter (aipixel/AEMatter, ICML 2024; AEMFIX.ckpt and the RWA model of its main branch): the
+network, its evaluation recipe (eval.py) and its checkpoint layout ({'model': state dict} under the
+published module names, which are the network's own)."""
+import copy
+from typing import Dict, List, Optional, Tuple
+
+import torch.nn as nn
+
+from networks.aematter.network import AEMatter
+from networks.aematter.swin import WHOLE
+from networks.family import Family, StateDict
+from utils.checkpoint import CheckpointError, extract_state_dict, saved_family
+from utils.config import ModelSpec
+from utils.recipe import Padding, Recipe, every_other_grey_background, exact_foreground, exact_one_hot, unit_range
+
+NAME = "aematter"
+CONFIG = "config/aematter.toml"
+LAYOUT_KEY = "model"
+# Keys that only AEMatter's networks have; the gate of the main branch's AEAL blocks.
+AEAL_KEY, GATE_KEY = "trans1.self_attn1.in_proj_weight", "trans1.gamma"
+TRAINING_REFUSAL = ("training AEMatter is not supported here; its released weights (AEMFIX.ckpt, the RWA model) "
+                    "run with demo.py, the test phase and the page")
+
+
+def aematter_recipe() -> Recipe:
+    """AEMatter's eval.py: RGB / 255 (no normalisation), the trimap one-hot from its exact greys 0 /
+    128 / 255, OpenCV BORDER_REFLECT padding to a multiple of 32 split over both sides (the odd pixel
+    at the bottom/right), alpha x 255 truncated where the trimap is 128, 255 where it is 255 and 0
+    elsewhere."""
+    return Recipe(NAME, unit_range, exact_one_hot, Padding(multiple=32, centred=True, edge="symmetric"),
+                  exact_foreground, every_other_grey_background, "truncate")
+
+
+def build(spec: ModelSpec) -> AEMatter:
+    if spec.trimap_channel != 3:
+        raise ValueError(f"model.trimap_channel must be 3 for AEMatter (a one-hot trimap), got {spec.trimap_channel}")
+    return AEMatter()
+
+
+def recipes(spec: ModelSpec) -> Tuple[Recipe, Recipe]:
+    recipe = aematter_recipe()
+    return recipe, recipe
+
+
+def released_state(checkpoint: Dict) -> Optional[Dict]:
+    """The state dict of a file in AEMatter's layout ({'model': state dict}), or None."""
+    state = checkpoint.get(LAYOUT_KEY) if isinstance(checkpoint, dict) else None
+    return state if isinstance(state, dict) else None
+
+
+def state_dict(checkpoint: Dict, path: str, keys: List[str]) -> StateDict:
+    """An AEMatter file's tensors (the published names are the network's); a checkpoint of this
+    project saved as this family as it is."""
+    state = released_state(checkpoint)
+    if state is not None:
+        return extract_state_dict(state, path)
+    if saved_family(checkpoint) == NAME:
+        return extract_state_dict(checkpoint, path)
+    raise CheckpointError(f"{path} is not an AEMatter checkpoint: it holds no '{LAYOUT_KEY}' state dict "
+                          "(AEMatter's AEMFIX.ckpt holds {'model': ...}).")
+
+
+def recognise(checkpoint: Dict) -> Optional[str]:
+    state = released_state(checkpoint)
+    if state is None or AEAL_KEY not in state:
+        return None
+    if GATE_KEY not in state:
+        return ("a checkpoint of AEMatter's PT20 branch (its AEAL blocks have no gate), another network that this "
+                "project does not run; use the main branch's AEMFIX.ckpt or RWA model")
+    return f"an AEMatter checkpoint (model.family = \"{NAME}\"): use {CONFIG}"
+
+
+def exportable(network: nn.Module) -> nn.Module:
+    """An eval-mode copy computing whole maps, as published (stripes are Python loops over the size)."""
+    network = copy.deepcopy(network).eval()
+    network.stripe_rows = WHOLE
+    return network
+
+
+FAMILY = Family(name=NAME, title="AEMatter (Liu et al., ICML 2024; AEMFIX.ckpt, Composition-1K SAD 17.53)",
+                build=build, recipes=recipes, state_dict=state_dict, recognise=recognise, exportable=exportable,
+                training_refusal=TRAINING_REFUSAL)

@@ -1,0 +1,52 @@
+"""MMagic's Deep Image Matting (OpenMMLab; dim_stage1_v16_1x1_1000k_comp1k_SAD-53.8_20200605_140257-979a420f.pth,
+dim_stage2_v16_pln_1x1_1000k_comp1k_SAD-52.3_20200607_171909-d83c4775.pth and
+dim_stage3_v16_pln_1x1_1000k_comp1k_SAD-50.6_20200609_111851-647f24b6.pth): the VGG16 encoder-decoder
+and, for stages 2 and 3, the refiner; MMagic's recipe with the trimap as grey / 255; the released
+files' layout."""
+from functools import partial
+from typing import Tuple
+
+from networks.dim.layout import REFINER_PREFIX, describe, dim_key
+from networks.dim.network import DeepImageMatting, xavier_init
+from networks.dim.pretrain import load_vgg16_imagenet
+from networks.dim.training import train_losses, train_tensors
+from networks.family import Family, recogniser
+from networks.mmagic.family import mattor_recipe
+from networks.mmagic.layout import mmagic_state_dict
+from utils.config import ModelSpec
+from utils.recipe import Recipe, grey_unit
+
+NAME = "mmagic-dim"
+ENCODER, DECODER, REFINER = "vgg16", "plain_decoder", "plain_refiner"
+TRIMAP_CHANNEL = 1
+
+
+def build(spec: ModelSpec) -> DeepImageMatting:
+    """DIM with MMagic's initialisation; with the refiner where spec.refiner names it. ValueError
+    for settings that are not DIM's."""
+    for key, value, allowed in (("model.arch.encoder", spec.encoder, (ENCODER,)),
+                                ("model.arch.decoder", spec.decoder, (DECODER,)),
+                                ("model.arch.refiner", spec.refiner, ("", REFINER)),
+                                ("model.trimap_channel", spec.trimap_channel, (TRIMAP_CHANNEL,))):
+        if value not in allowed:
+            shown = " or ".join(repr(a) for a in allowed)
+            raise ValueError(f"{key} = {value!r} is not DIM's; model.family = \"{NAME}\" takes {shown}")
+    return xavier_init(DeepImageMatting(refine=spec.refiner == REFINER))
+
+
+def dim_recipe() -> Recipe:
+    """MMagic's recipe (mattor_recipe) with DIM's trimap channel: MattorPreprocessor's
+    rescale_to_zero_one, the grey / 255."""
+    return mattor_recipe(NAME, grey_unit)
+
+
+def recipes(spec: ModelSpec) -> Tuple[Recipe, Recipe]:
+    recipe = dim_recipe()
+    return recipe, recipe
+
+
+FAMILY = Family(name=NAME, title="MMagic's Deep Image Matting (OpenMMLab, Composition-1K SAD 53.8 / 52.3 / 50.6)",
+                build=build, recipes=recipes, state_dict=partial(mmagic_state_dict, family=NAME, name_of=dim_key),
+                recognise=recogniser(describe), train_tensors=partial(train_tensors, recipe=dim_recipe()),
+                train_losses=train_losses, init_may_lack=(REFINER_PREFIX,),
+                imagenet_backbone=load_vgg16_imagenet)

@@ -1,0 +1,41 @@
+"""Training DIM as MMagic's three configs do: the samples as its data preprocessor gives them, and
+its losses for the stage the network's frozen parts say (stage 1: no refiner; stage 2: the
+encoder-decoder frozen, train.freeze = ["encoder", "decoder"]; stage 3: nothing frozen)."""
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from utils.losses import dim_losses
+from utils.recipe import Recipe, unit_range
+
+
+def train_tensors(sample: Dict[str, np.ndarray], recipe: Recipe) -> Dict[str, torch.Tensor]:
+    """A training sample as MattorPreprocessor gives it: the image and the trimap through DIM's
+    recipe's encoders (normalised on 0..255, grey / 255), as at test time, and the merged image, fg
+    and bg as RGB on 0..1 for the composition loss; the alpha 1 x H x W."""
+    rgb = {key: torch.from_numpy(np.ascontiguousarray(sample[key][:, :, ::-1], dtype=np.float32))
+           for key in ("image", "fg", "bg")}
+    return {
+        "image": recipe.image(rgb["image"]),
+        "trimap": recipe.trimap(torch.from_numpy(np.ascontiguousarray(sample["trimap"], dtype=np.float32))),
+        "merged": unit_range(rgb["image"]),
+        "fg": unit_range(rgb["fg"]),
+        "bg": unit_range(rgb["bg"]),
+        "alpha": torch.from_numpy(np.ascontiguousarray(sample["alpha"], dtype=np.float32))[None],
+    }
+
+
+def is_trained(part: Optional[nn.Module]) -> bool:
+    return part is not None and any(p.requires_grad for p in part.parameters())
+
+
+def train_losses(network: nn.Module, alpha: torch.Tensor, info: Dict, batch: Dict[str, torch.Tensor],
+                 weights: Dict[str, float]) -> Dict[str, torch.Tensor]:
+    """MMagic's DIM losses (utils.losses.dim_losses, its own weights 0.5 / 0.5 / 1; the config's
+    train.*_weight are GCA's and not used) on the training forward's two predictions: the
+    encoder-decoder's where it is trained, the refiner's where it is."""
+    train_backbone = is_trained(network.encoder) or is_trained(network.decoder)
+    return dim_losses(info["decoder_alpha"].float(), None if info["refined_alpha"] is None
+                      else info["refined_alpha"].float(), batch, train_backbone, is_trained(network.refiner))
