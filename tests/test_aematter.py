@@ -297,7 +297,11 @@ def test_the_page_and_the_test_phase_with_both_protocols(network, checkpoint, tm
         assert "aematter on 1 images" in capsys.readouterr().out
 
 
-def test_training_an_aematter_config_gives_a_message(tmp_path, capsys):
+def test_training_and_exporting_an_aematter_config_give_a_message(network, tmp_path, capsys):
+    pytest.importorskip("onnx")
+    from networks.export import ExportError, export_onnx
+    with pytest.raises(ExportError, match="its ONNX export is not supported: torch.export of a graph for any image"):
+        export_onnx(network, SPEC)
     import main
     config = tmp_path / "train.toml"
     config.write_text(open(CONFIG).read() + f'\n[log]\nlogging_path = "{tmp_path}/logs"\n')

@@ -218,10 +218,12 @@ def test_shipped_configs_load(path):
     if config.model.family == "mmagic-dim":  # DIM: VGG16, grey / 255 trimap, the refiner from stage 2
         assert (config.model.arch.encoder, config.model.trimap_channel) == ("vgg16", 1)
         assert config.model.arch.refiner == ("" if name.endswith("stage1") else "plain_refiner")
-    else:
+    elif config.model.family in ("gca-matting", "mmagic"):
         gca = "baseline" not in name
         assert ("gca" in config.model.arch.encoder) == gca and ("gca" in config.model.arch.decoder) == gca
         assert config.model.trimap_channel == (1 if "dimaug" in name else 3)
+    else:  # AEMatter, AIM: one network each, which the family names
+        assert config.model.family == name
     assert format_config(config).startswith("version = ")
 
 

@@ -1,13 +1,9 @@
 """AEMatter (aipixel/AEMatter, ICML 2024; AEMFIX.ckpt and the RWA model of its main branch): the
 network, its evaluation recipe (eval.py) and its checkpoint layout ({'model': state dict} under the
 published module names, which are the network's own)."""
-import copy
 from typing import Dict, List, Optional, Tuple
 
-import torch.nn as nn
-
 from networks.aematter.network import AEMatter
-from networks.aematter.swin import WHOLE
 from networks.family import Family, StateDict
 from utils.checkpoint import CheckpointError, extract_state_dict, saved_family
 from utils.config import ModelSpec
@@ -20,6 +16,12 @@ LAYOUT_KEY = "model"
 AEAL_KEY, GATE_KEY = "trans1.self_attn1.in_proj_weight", "trans1.gamma"
 TRAINING_REFUSAL = ("training AEMatter is not supported here; its released weights (AEMFIX.ckpt, the RWA model) "
                     "run with demo.py, the test phase and the page")
+# Measured: torch.export of the demo graph with a free height and width ran 25 minutes on the 2-core
+# development machine without finishing, in its symbolic-shape solver (sympy simplifying the
+# sizes of the AEAL blocks' strips at 1/32 of the padded image), and was stopped (README, "AEMatter").
+EXPORT_REFUSAL = ("its ONNX export is not supported: torch.export of a graph for any image size did not finish in "
+                  "25 minutes (its symbolic-shape solver on the AEAL blocks' strip sizes); run it with demo.py, the "
+                  "Python API, the test phase or the page")
 
 
 def aematter_recipe() -> Recipe:
@@ -70,13 +72,6 @@ def recognise(checkpoint: Dict) -> Optional[str]:
     return f"an AEMatter checkpoint (model.family = \"{NAME}\"): use {CONFIG}"
 
 
-def exportable(network: nn.Module) -> nn.Module:
-    """An eval-mode copy computing whole maps, as published (stripes are Python loops over the size)."""
-    network = copy.deepcopy(network).eval()
-    network.stripe_rows = WHOLE
-    return network
-
-
 FAMILY = Family(name=NAME, title="AEMatter (Liu et al., ICML 2024; AEMFIX.ckpt, Composition-1K SAD 17.53)",
-                build=build, recipes=recipes, state_dict=state_dict, recognise=recognise, exportable=exportable,
+                build=build, recipes=recipes, state_dict=state_dict, recognise=recognise, export_refusal=EXPORT_REFUSAL,
                 training_refusal=TRAINING_REFUSAL)
