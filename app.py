@@ -1,9 +1,12 @@
 """A local web page to try a trained GCA-Matting model on your own photos (Gradio).
 
 python app.py --config config/gca-dist-all-data.toml \
-    --checkpoint checkpoints/gca-dist-all-data/gca-dist-all-data.pth [--device auto] [--port 7860]
+    --checkpoint checkpoints/gca-dist-all-data/gca-dist-all-data.pth [--device auto] [--port 7860] \
+    [--trimap-from config/aim.toml:checkpoints/aim/aimnet_pretrained_matting.pth]
 
-Upload a photo, give its trimap (upload one, upload a mask, or paint it on the photo), run: the
+Upload a photo, give its trimap (upload one, upload a mask, paint it on the photo, or, with
+--trimap-from, let a model that needs none predict it; a model that needs none takes the photo
+alone), run: the
 page shows the alpha, the cutout over a checkerboard and over a colour or picture, the two GCA
 offset pictures, and offers the alpha and the RGBA cutout as PNG files. It binds to 127.0.0.1
 unless --host says otherwise and never opens a public share link. The prediction is also an API
@@ -24,7 +27,7 @@ import cv2
 import numpy as np
 import torch
 
-from demo import Matter
+from demo import TRIMAP_FROM_EXAMPLE, TRIMAP_FROM_FORM, TRIMAP_SOURCES, AutomaticTrimap, Matter, trimap_model
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError
 from utils.flow_vis import gca_offset_pictures
@@ -32,14 +35,17 @@ from utils.extras import MissingExtraError, import_extra
 from utils.foreground import (Background, composite, estimate_foreground, parse_colour, require_pymatting, rgba_image,
                               to_uint8)
 from utils.image_io import ImageReadError, read_grey, read_image, stem, write_image
-from utils.inference import PRECISIONS, TTA_MODES, check_precision
+from utils.inference import PRECISIONS, TTA_MODES, check_precision, predicted_trimap
 from utils.memory import OutOfMemory, named_out_of_memory, preflight_warning
 from utils.preprocess import trimap_to_classes
-from utils.recipe import FOREGROUND, Recipe
+from utils.recipe import FOREGROUND, ImageSizeError, Recipe
 from utils.quickstart_report import checkerboard
 
 INSTALL_HINT = "pip install -r requirements-app.txt"
 GUIDES = (("Upload a trimap", "trimap"), ("Upload a mask", "mask"), ("Paint the trimap on the photo", "paint"))
+AUTOMATIC = ("Automatic trimap", "automatic")  # with --trimap-from
+NO_TRIMAP = ("No trimap: the model finds the subject", "none")  # for a model that takes none
+AUTOMATIC_SOURCES = (("its semantic map", "semantic"), ("its alpha, banded as a mask", "alpha"))
 UNPAINTED = (("background", "background"), ("unknown", "unknown"))
 # Brush colours (RGB) and the trimap grey each paints; a painted pixel takes the nearest brush colour.
 BRUSHES = {"foreground": ((40, 200, 80), 255), "background": ((230, 50, 50), 0), "unknown": ((50, 110, 240), 128)}
@@ -63,7 +69,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                              "network)")
     parser.add_argument("--max-side", type=int, default=4096, metavar="PX",
                         help="photos longer than PX pixels on their long side are refused (default 4096)")
+    parser.add_argument("--trimap-from", metavar=TRIMAP_FROM_FORM,
+                        help="offer an automatic trimap, predicted by a model that needs none, given by its config "
+                             f"and checkpoint (e.g. {TRIMAP_FROM_EXAMPLE})")
     return parser.parse_args(argv)
+
+
+def guide_choices(matter: Matter, automatic: Optional[AutomaticTrimap]) -> List[Tuple[str, str]]:
+    """The page's ways to the trimap: "no trimap" alone for a model that takes none; else upload,
+    mask, paint, and the automatic trimap where a model for it was given."""
+    if not matter.recipe.takes_trimap:
+        return [NO_TRIMAP]
+    return list(GUIDES) + ([AUTOMATIC] if automatic else [])
 
 
 def import_gradio() -> ModuleType:
@@ -174,13 +191,14 @@ class Inputs:
     precision: str = "fp32"
     colour: str = "#ffffff"
     background: Optional[str] = None
+    automatic_source: str = "semantic"  # of the automatic trimap: "semantic" or "alpha"
 
 
 @dataclass
 class Results:
     """Pictures in RGB order for display, the cutout in BGRA as write_image saves it, notes for the user."""
     alpha: np.ndarray
-    trimap: np.ndarray
+    trimap: Optional[np.ndarray]  # the one used (a model that takes none: its own, where it has one)
     over_checkerboard: np.ndarray
     over_background: np.ndarray
     offsets: List[Optional[np.ndarray]]
@@ -188,9 +206,36 @@ class Results:
     notes: List[str]
 
 
-def trimap_of(inputs: Inputs, image: np.ndarray, matter: Matter) -> Tuple[np.ndarray, List[str]]:
-    """(the grey trimap for the photo, notes): uploaded, made from a mask, or painted."""
+def automatic_trimap(inputs: Inputs, image: np.ndarray, matter: Matter,
+                     automatic: Optional[AutomaticTrimap]) -> Tuple[np.ndarray, List[str]]:
+    """(the trimap a model that needs none predicts for the photo, notes)."""
+    if automatic is None:
+        raise PageError("no automatic trimap on this page: start app.py with --trimap-from "
+                        f"{TRIMAP_FROM_FORM}, e.g. {TRIMAP_FROM_EXAMPLE}")
+    if inputs.automatic_source not in TRIMAP_SOURCES:
+        raise PageError(f"the automatic trimap comes from {' or '.join(TRIMAP_SOURCES)}, not {inputs.automatic_source!r}")
+    try:
+        trimap = automatic.predict_bgr(image, inputs.automatic_source, inputs.unknown_width or None)
+    except (ValueError, FloatingPointError) as e:
+        raise PageError(f"the automatic trimap: {e}") from None
+    return trimap, [f"The trimap was predicted by {automatic.matter.family.title}."]
+
+
+def trimap_of(inputs: Inputs, image: np.ndarray, matter: Matter,
+              automatic: Optional[AutomaticTrimap] = None) -> Tuple[Optional[np.ndarray], List[str]]:
+    """(the grey trimap for the photo, notes): uploaded, made from a mask, painted, predicted by
+    another model, or None for a model that takes none."""
     shape = image.shape[:2]
+    if not matter.recipe.takes_trimap:
+        if inputs.guide != "none":
+            raise PageError(f"this model ({matter.family.title}) predicts from the photo alone: choose "
+                            f"\"{NO_TRIMAP[0]}\"")
+        return None, []
+    if inputs.guide == "none":
+        raise PageError("this model needs a trimap: upload one, upload a mask, paint it"
+                        + (", or choose the automatic trimap" if automatic else ""))
+    if inputs.guide == "automatic":
+        return automatic_trimap(inputs, image, matter, automatic)
     if inputs.guide == "paint":
         if not inputs.layers:
             raise PageError("nothing is painted: paint the trimap on the photo with the three brushes")
@@ -216,8 +261,10 @@ def trimap_of(inputs: Inputs, image: np.ndarray, matter: Matter) -> Tuple[np.nda
 
 
 def matte(matter: Matter, inputs: Inputs, max_side: int,
-          progress: Callable[[float, str], None] = lambda fraction, desc: None) -> Results:
-    """Runs the page's inputs through the model and the cutout code; PageError for bad input."""
+          progress: Callable[[float, str], None] = lambda fraction, desc: None,
+          automatic: Optional[AutomaticTrimap] = None) -> Results:
+    """Runs the page's inputs through the model (and the automatic trimap's model) and the cutout
+    code; PageError for bad input."""
     if inputs.photo is None:
         raise PageError("no photo: upload a photo first")
     if inputs.tta not in TTA_MODES:
@@ -225,11 +272,15 @@ def matte(matter: Matter, inputs: Inputs, max_side: int,
     progress(0.05, "Reading the inputs")
     image = read_upload(inputs.photo, "photo")
     check_photo_size(image, max_side)
-    trimap, notes = trimap_of(inputs, image, matter)
+    try:
+        trimap, notes = trimap_of(inputs, image, matter, automatic)
+    except ImageSizeError as e:
+        raise PageError(str(e)) from None
     background = (Background(picture=read_upload(inputs.background, "background picture")) if inputs.background
                   else colour_background(inputs.colour))
-    height, width = trimap.shape
-    notes += [precision_warning(inputs.precision, matter.device), as_note(matter.recipe.known_regions_warning(trimap)),
+    height, width = image.shape[:2]
+    known = matter.recipe.known_regions_warning(trimap) if trimap is not None else ""
+    notes += [precision_warning(inputs.precision, matter.device), as_note(known),
               as_note(preflight_warning(width, height, matter.peak_estimate()))]
     progress(0.2, "Running the model")
     try:
@@ -237,11 +288,11 @@ def matte(matter: Matter, inputs: Inputs, max_side: int,
             alpha, info = matter.predict_bgr(image, trimap, inputs.tta, inputs.precision)
             progress(0.6, "Estimating the foreground colours")
             foreground = estimate_foreground(image, alpha)
-    except (FloatingPointError, OutOfMemory) as e:
+    except (FloatingPointError, ImageSizeError, OutOfMemory) as e:
         raise PageError(str(e)) from None
     progress(0.9, "Compositing")
     board = checkerboard(height, width, square=max(16, max(height, width) // 48))
-    return Results(alpha=alpha, trimap=trimap,
+    return Results(alpha=alpha, trimap=trimap if trimap is not None else predicted_trimap(info),
                    over_checkerboard=composite(foreground, alpha, board)[:, :, ::-1],
                    over_background=composite(foreground, alpha, background.fill(height, width))[:, :, ::-1],
                    offsets=offset_pictures(info), bgra=rgba_image(foreground, alpha),
@@ -258,9 +309,11 @@ def save_downloads(results: Results, photo: str, folder: str) -> Tuple[str, str]
     return paths
 
 
-def build_page(matter: Matter, max_side: int, download_folder: str):
-    """The Gradio Blocks of the page; its Run is the API endpoint /matte."""
+def build_page(matter: Matter, max_side: int, download_folder: str, automatic: Optional[AutomaticTrimap] = None):
+    """The Gradio Blocks of the page; its Run is the API endpoint /matte. `automatic`: the model
+    behind the "automatic trimap" choice, or None."""
     gr = import_gradio()
+    choices = guide_choices(matter, automatic)
 
     def image_file(**kwargs):
         """A gr.Image that hands over the uploaded file's path without decoding it first, so that an
@@ -275,13 +328,14 @@ def build_page(matter: Matter, max_side: int, download_folder: str):
     brush = gr.Brush(colors=[(f"rgb{colour}", 0.6) for colour, _ in BRUSHES.values()], color_mode="fixed")
 
     # The defaults make these optional for gradio_client callers of /matte.
-    def run(photo=None, guide="trimap", trimap=None, mask=None, unknown_width=0, painted=None, unpainted="background",
-            tta="none", precision="fp32", colour="#ffffff", background=None, progress=gr.Progress()):
+    def run(photo=None, guide=choices[0][1], trimap=None, mask=None, unknown_width=0, painted=None,
+            unpainted="background", tta="none", precision="fp32", colour="#ffffff", background=None,
+            automatic_source="semantic", progress=gr.Progress()):
         layers = [layer for layer in (painted or {}).get("layers") or [] if layer is not None]
         inputs = Inputs(photo, guide, trimap, mask, int(unknown_width or 0), layers, unpainted, tta, precision,
-                        colour, background)
+                        colour, background, automatic_source)
         try:
-            results = matte(matter, inputs, max_side, lambda fraction, desc: progress(fraction, desc=desc))
+            results = matte(matter, inputs, max_side, lambda fraction, desc: progress(fraction, desc=desc), automatic)
         except (PageError, MissingExtraError) as e:
             raise gr.Error(str(e), print_exception=False) from None
         for note in results.notes:
@@ -305,19 +359,25 @@ def build_page(matter: Matter, max_side: int, download_folder: str):
         return to_uint8(image)[:, :, ::-1]
 
     def show_guide(guide):
-        return [gr.update(visible=guide == kind) for kind in ("trimap", "mask", "paint")]
+        return [gr.update(visible=guide in kinds)
+                for kinds in (("trimap",), ("mask",), ("automatic",), ("mask", "automatic"), ("paint",))]
 
     with gr.Blocks(title="GCA-Matting", analytics_enabled=False) as page:
-        gr.Markdown("# GCA-Matting\nUpload a photo, give its trimap, press **Run**.")
+        gr.Markdown("# GCA-Matting\n" + ("Upload a photo, give its trimap, press **Run**." if matter.recipe.takes_trimap
+                                          else f"{matter.family.title}: upload a photo, press **Run**."))
         with gr.Row():
             with gr.Column():
                 photo = image_file(label="Photo", elem_id="photo")
-                guide = gr.Radio(GUIDES, value="trimap", label="Trimap", elem_id="guide")
-                with gr.Group(visible=True) as trimap_group:
+                guide = gr.Radio(choices, value=choices[0][1], label="Trimap", elem_id="guide")
+                with gr.Group(visible=choices[0][1] == "trimap") as trimap_group:
                     trimap = image_file(label="Trimap (black background, grey unknown, white foreground)",
                                         elem_id="trimap")
                 with gr.Group(visible=False) as mask_group:
                     mask = image_file(label="Mask (white subject on black)", elem_id="mask")
+                with gr.Group(visible=False) as automatic_group:
+                    automatic_source = gr.Radio(AUTOMATIC_SOURCES, value="semantic", elem_id="automatic_source",
+                                                label=f"The trimap from {automatic.matter.family.title if automatic else ''}")
+                with gr.Group(visible=False) as band_group:
                     unknown_width = gr.Slider(0, 100, value=0, step=1,
                                               label="Unknown band half-width, px (0: 1 % of the image diagonal)")
                 with gr.Group(visible=False) as paint_group:
@@ -351,10 +411,11 @@ def build_page(matter: Matter, max_side: int, download_folder: str):
                 with gr.Row():
                     alpha_download = gr.DownloadButton("Download the alpha (PNG)")
                     rgba_download = gr.DownloadButton("Download the cutout (RGBA PNG)")
-        guide.change(show_guide, guide, [trimap_group, mask_group, paint_group], api_name=False)
+        guide.change(show_guide, guide, [trimap_group, mask_group, automatic_group, band_group, paint_group],
+                     api_name=False)
         photo.change(photo_to_paint_on, photo, painted, api_name=False)
         run_button.click(run, [photo, guide, trimap, mask, unknown_width, painted, unpainted, tta, precision, colour,
-                               background],
+                               background, automatic_source],
                          [alpha, over_checkerboard, over_background, offset1, offset2, trimap_used, alpha_download,
                           rgba_download, notes], api_name="matte")
     return page
@@ -377,11 +438,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         matter = Matter(args.config, args.checkpoint, args.device)
+        if args.trimap_from and not matter.recipe.takes_trimap:
+            raise ValueError(f"{args.config}: its model predicts from the photo alone; drop --trimap-from")
+        automatic = trimap_model(args.trimap_from, args.device) if args.trimap_from else None
     except (ConfigError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="gca-app-") as download_folder:
-        page = build_page(matter, args.max_side, download_folder)
+        page = build_page(matter, args.max_side, download_folder, automatic)
         try:
             page.launch(server_name=args.host, server_port=args.port, share=False, ssr_mode=False)
         except OSError as e:

@@ -37,6 +37,7 @@ from utils.image_io import write_image
 from utils.inference import check_precision, check_tta, evaluate_sample
 from utils.memory import OutOfMemory, named_out_of_memory
 from utils.progress import progress
+from utils.recipe import ImageSizeError
 from utils.signals import StopRequest, exit_code
 
 logger = logging.getLogger("gca")
@@ -256,11 +257,15 @@ def run_test(config, dist_info: du.DistInfo) -> int:
                 problems += 1
                 logger.warning("left out of the means: %s", batch["error"])
                 continue
-            height, width = batch["trimap"].shape
+            height, width = batch["image"].shape[:2]
             try:
                 with named_out_of_memory(name, width, height):
-                    _, pred, target = evaluate_sample(model, recipe, batch, dist_info.device, config.test.precision,
-                                                      config.test.tta)
+                    alpha, pred, target = evaluate_sample(model, recipe, batch, dist_info.device,
+                                                          config.test.precision, config.test.tta)
+            except ImageSizeError as e:
+                problems += 1
+                logger.warning("left out of the means: %s: %s", name, e)
+                continue
             except OutOfMemory as e:
                 problems += 1
                 logger.warning("left out of the means: %s", e)
@@ -271,7 +276,8 @@ def run_test(config, dist_info: du.DistInfo) -> int:
                 except OSError as e:
                     problems += 1
                     logger.warning("prediction not saved (its figures still count): %s", e)
-            metrics = protocol.metrics(pred, target, batch["trimap"].astype(np.uint8), fast=config.test.fast_eval)
+            scored = alpha * 255 if recipe.score_float else pred
+            metrics = protocol.metrics(scored, target, batch["trimap"].astype(np.uint8), fast=config.test.fast_eval)
             rows.append(metrics)
             sads[name] = metrics["sad"]
             logger.info("%s: %s", name, format_metrics(metrics, protocol.columns))

@@ -6,6 +6,7 @@ import torch.nn as nn
 
 from networks import gca_matting
 from networks.aematter import family as aematter
+from networks.aim import family as aim
 from networks.dim import family as dim
 from networks.family import Family
 from networks.mmagic import family as mmagic
@@ -13,7 +14,7 @@ from utils.checkpoint import CheckpointError, load_state_dict_checked, read_chec
 from utils.config import ConfigError, ModelSpec, load_config, model_spec
 
 FAMILIES: Dict[str, Family] = {family.name: family for family in (gca_matting.FAMILY, mmagic.FAMILY, dim.FAMILY,
-                                                                       aematter.FAMILY)}
+                                                                       aematter.FAMILY, aim.FAMILY)}
 
 
 def family_of(spec: ModelSpec) -> Family:

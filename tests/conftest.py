@@ -49,6 +49,17 @@ def random_gca(forwards: int) -> torch.nn.Module:
     return model
 
 
+def randomise_batch_norms(model: torch.nn.Module) -> None:
+    """BatchNorm statistics and affine weights away from the identity, as a trained model's are."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

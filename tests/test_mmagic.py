@@ -14,7 +14,7 @@ import torch
 
 import demo
 import mmagic_transcription as mm
-from conftest import config_for_test_phase, write_eval_folders
+from conftest import config_for_test_phase, randomise_batch_norms, write_eval_folders
 from demo import Matter
 from networks.families import build_network, load_checkpoint
 from networks.mmagic.layout import mmagic_key
@@ -38,12 +38,7 @@ def random_mattor(gca: bool, in_channels: int, seed: int = 0) -> mm.Mattor:
             image = torch.randn(2, 3, 32, 32)
             trimap = torch.nn.functional.one_hot(torch.randint(0, 3, (2, 32, 32)), 3).permute(0, 3, 1, 2).float()
             mattor.backbone(torch.cat([image, trimap if in_channels == 6 else trimap.argmax(1, keepdim=True)], 1))
-        for module in mattor.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 1.5)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
+    randomise_batch_norms(mattor)
     return mattor.eval()
 
 

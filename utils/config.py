@@ -87,6 +87,8 @@ _DEFAULTS: Dict[str, Any] = {
         "protocol": "comp1k",
         "categories": "",
         "category_from_prefix": "",
+        "aim_strategy": "hybrid",
+        "aim_resize": "skimage-0.14",
     },
     "log": {
         "tensorboard_path": "./logs/tensorboard",
@@ -166,6 +168,8 @@ _RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "test.batch_size": _at_least(1),
     "test.gca_block": ((lambda value: value >= -1), "-1, 0 or a positive number of queries"),
     "test.protocol": ((lambda value: value in ("comp1k", "aim500")), "comp1k or aim500"),
+    "test.aim_strategy": ((lambda value: value in ("hybrid", "resize")), "hybrid or resize"),
+    "test.aim_resize": ((lambda value: value in ("skimage-0.14", "skimage-0.19")), "skimage-0.14 or skimage-0.19"),
     "log.*_step": _at_least(1),
 }
 
@@ -231,19 +235,21 @@ def load_config(path: str) -> EasyDict:
 class ModelSpec:
     """The model a config describes, as plain values for networks/: its family (network, recipe and
     checkpoint layout), the encoder and decoder by name, the trimap channels, the GCA blocking, the
-    refiner by name ("" for none)."""
+    refiner by name ("" for none), AIM's test strategy and scikit-image resize behaviour."""
     family: str
     encoder: str
     decoder: str
     trimap_channel: int
     gca_block: int = 0
     refiner: str = ""
+    aim_strategy: str = "hybrid"
+    aim_resize: str = "skimage-0.14"
 
 
 def model_spec(config: Dict) -> ModelSpec:
-    model = config["model"]
+    model, test = config["model"], config["test"]
     return ModelSpec(model["family"], model["arch"]["encoder"], model["arch"]["decoder"], model["trimap_channel"],
-                     config["test"]["gca_block"], model["arch"]["refiner"])
+                     test["gca_block"], model["arch"]["refiner"], test["aim_strategy"], test["aim_resize"])
 
 
 def format_config(config: Dict) -> str:

@@ -57,8 +57,8 @@ def offset_image(offsets: np.ndarray, unknown_scale: float, known_scale: float,
 
 def gca_offset_pictures(info: Optional[Dict]) -> List[np.ndarray]:
     """BGR offset pictures of the two GCA blocks from the network's info (offsets, softmax
-    scales per block); [] for a model without GCA (info None)."""
-    if info is None:
+    scales per block); [] for a model without GCA (info None, or without offsets)."""
+    if info is None or "offset_1" not in info:
         return []
     pictures = []
     for index in (1, 2):

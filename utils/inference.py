@@ -68,17 +68,17 @@ def check_tta(tta: str) -> None:
         raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
 
 
-def _combine_views(predict: Callable[[np.ndarray, np.ndarray], Tuple[np.ndarray, Any]], recipe: Recipe,
-                   image: np.ndarray, trimap: np.ndarray, tta: str) -> Tuple[np.ndarray, np.ndarray, Any]:
+def _combine_views(predict: Callable[[np.ndarray, Optional[np.ndarray]], Tuple[np.ndarray, Any]], recipe: Recipe,
+                   image: np.ndarray, trimap: Optional[np.ndarray], tta: str) -> Tuple[np.ndarray, np.ndarray, Any]:
     """(float alpha, uint8 alpha, what else `predict` returned for the identity view) over the views
-    of (image, trimap), each mapped back: the mean of the views' float alphas and the recipe's
+    of (image, trimap or None), each mapped back: the mean of the views' float alphas and the recipe's
     quantisation of it; for a mode of QUANTISED_VIEWS, the mean of the views' quantised alphas (on
     0..1) and that mean truncated. For tta="none" the one alpha, unchanged."""
     check_tta(tta)
     views, per_view = TTA_VIEWS[tta], tta in QUANTISED_VIEWS
     total, first = 0, None
     for index, (forward, inverse) in enumerate(views):
-        alpha, extra = predict(forward(image), forward(trimap))
+        alpha, extra = predict(forward(image), None if trimap is None else forward(trimap))
         total = total + inverse(to_uint8(recipe, alpha).astype(np.int64) if per_view else alpha)
         if index == 0:
             first = extra
@@ -88,13 +88,14 @@ def _combine_views(predict: Callable[[np.ndarray, np.ndarray], Tuple[np.ndarray,
     return alpha, to_uint8(recipe, alpha), first
 
 
-def predict_float(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, trimap: np.ndarray,
+def predict_float(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, trimap: Optional[np.ndarray],
                   device: torch.device, precision: str = "fp32") -> Tuple[np.ndarray, Optional[Dict]]:
-    """One view through the recipe and the network: H x W x 3 BGR and grey H x W (0..255 scale) ->
-    float alpha H x W, the known regions forced, and the network's info (GCA's offsets and scales,
-    on the padded 1/16 grid) or None. FloatingPointError for a non-finite alpha."""
+    """One view through the recipe and the network: H x W x 3 BGR and grey H x W (0..255 scale; None
+    for a recipe that takes no trimap) -> float alpha H x W, the known regions forced, and the
+    network's info (GCA's offsets and scales on the padded 1/16 grid, AIM's trimap) or None.
+    FloatingPointError for a non-finite alpha."""
     image = torch.from_numpy(np.ascontiguousarray(image_bgr[:, :, ::-1])).to(device)
-    trimap_tensor = torch.from_numpy(np.ascontiguousarray(trimap)).to(device)
+    trimap_tensor = None if trimap is None else torch.from_numpy(np.ascontiguousarray(trimap)).to(device)
     with torch.no_grad():
         alpha, info = RecipeForward(network, recipe, partial(autocast_for, precision, device))(image, trimap_tensor)
     alpha = alpha.cpu().numpy()
@@ -104,7 +105,7 @@ def predict_float(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, tri
     return alpha, info
 
 
-def predict_views(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, trimap: np.ndarray,
+def predict_views(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, trimap: Optional[np.ndarray],
                   device: torch.device, precision: str = "fp32", tta: str = "none") -> Tuple[np.ndarray, np.ndarray, Optional[Dict]]:
     """predict_float over the views of test-time augmentation `tta` (see predict_alpha): the float
     alpha, the uint8 alpha and the network's info of the untransformed view."""
@@ -117,11 +118,11 @@ def to_uint8(recipe: Recipe, alpha: np.ndarray) -> np.ndarray:
     return recipe.to_uint8(torch.from_numpy(np.ascontiguousarray(alpha))).numpy()
 
 
-def predict_alpha(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, trimap: np.ndarray,
+def predict_alpha(network: nn.Module, recipe: Recipe, image_bgr: np.ndarray, trimap: Optional[np.ndarray],
                   device: torch.device, precision: str = "fp32", tta: str = "none") -> Tuple[np.ndarray, Optional[Dict]]:
-    """image H x W x 3 BGR and grey trimap H x W (0..255 scale) -> uint8 alpha H x W as the recipe
-    makes it, and the network's info (of the untransformed view) or None. bf16 / fp16 run the
-    network under autocast; GCA's attention stays fp32.
+    """image H x W x 3 BGR and grey trimap H x W (0..255 scale; None for a recipe that takes none) ->
+    uint8 alpha H x W as the recipe makes it, and the network's info (of the untransformed view) or
+    None. bf16 / fp16 run the network under autocast; GCA's attention stays fp32.
 
     tta (test-time augmentation): "none", one pass; "flip", the image and its left-right mirror;
     "d8", the 4 rotations x 2 mirrorings; "d8-uint8", the same 8 views as AEMatter's eval_tta.py
@@ -140,3 +141,10 @@ def evaluate_sample(network: nn.Module, recipe: Recipe, sample: Dict, device: to
     the prediction as the recipe quantises it, and the ground truth rounded to uint8."""
     alpha, quantised, _ = predict_views(network, recipe, sample["image"], sample["trimap"], device, precision, tta)
     return alpha, quantised, np.round(sample["alpha"]).astype(np.uint8)
+
+
+def predicted_trimap(info: Optional[Dict]) -> Optional[np.ndarray]:
+    """The grey trimap a model that needs none made for itself (AIM's: the semantic map its fusion
+    used), from its info, or None."""
+    trimap = (info or {}).get("trimap")
+    return None if trimap is None else trimap.cpu().numpy()

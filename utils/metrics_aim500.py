@@ -71,12 +71,13 @@ _SMOOTHING, _DERIVATIVE = gaussian_taps()
 _IDENTITY = np.ones(1, dtype=np.float64)
 
 
-def filter_axis(image: np.ndarray, taps: np.ndarray, axis: int) -> np.ndarray:
-    """One 1-D pass along `axis`, computed in float64 and stored as float32 like SciPy's
-    output=np.float32; borders reflect including the edge pixel (SciPy 'reflect')."""
+def filter_axis(image: np.ndarray, taps: np.ndarray, axis: int, border: int = cv2.BORDER_REFLECT,
+                dtype: type = np.float32) -> np.ndarray:
+    """One 1-D pass along `axis`, computed in float64 and stored as `dtype` like SciPy's
+    output=np.float32; borders reflect including the edge pixel (SciPy 'reflect'), or as `border`."""
     kernel_x, kernel_y = (_IDENTITY, taps) if axis == 0 else (taps, _IDENTITY)
-    out = cv2.sepFilter2D(image, cv2.CV_64F, kernel_x, kernel_y, borderType=cv2.BORDER_REFLECT)
-    return out.astype(np.float32)
+    out = cv2.sepFilter2D(image, cv2.CV_64F, kernel_x, kernel_y, borderType=border)
+    return out.astype(dtype)
 
 
 def gradient_magnitude(image: np.ndarray) -> np.ndarray:

@@ -33,6 +33,12 @@ EDGES = ("reflect", "symmetric")
 ROUNDINGS = ("truncate", "round")
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
+
+
+class ImageSizeError(ValueError):
+    """An image a recipe cannot take (too small for the scales it runs the network at)."""
+
+
 Region = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -159,15 +165,23 @@ def every_other_grey_background(trimap: torch.Tensor) -> torch.Tensor:
     return (trimap != UNKNOWN_GREY) & (trimap != FOREGROUND_GREY)
 
 
+def nowhere(trimap: torch.Tensor) -> torch.Tensor:
+    """No pixel: the region predicate of a recipe that forces none."""
+    return torch.zeros_like(trimap, dtype=torch.bool)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """A family's pre- and post-processing around its network, which is called as
     network(image N x 3 x H' x W', trimap N x C x H' x W' or None) -> (alpha N x 1 x H' x W', info).
 
-    image / trimap: the encodings of the RGB image and the grey trimap (trimap None: the network
-    takes the image alone); padding: of both before the network, cropped off after; foreground /
+    image / trimap: the encodings of the RGB image and the grey trimap (trimap None: the family
+    predicts from the image alone, takes no trimap at all and overrides `run`, which then gets
+    trimap None); padding: of both before the network, cropped off after; foreground /
     background: the trimap pixels whose alpha is forced to 1 / 0 after the network (the rest is
-    the network's, clamped to [0, 1]); rounding of alpha x 255 to uint8: "truncate" or "round"."""
+    the network's, clamped to [0, 1]); rounding of alpha x 255 to uint8: "truncate" or "round";
+    score_float: an evaluation recipe whose published figures score the float alpha (AIM's),
+    not the 8-bit one written."""
     name: str
     image: Encoder
     trimap: Optional[Encoder]
@@ -175,12 +189,17 @@ class Recipe:
     foreground: Region
     background: Region
     rounding: str
+    score_float: bool = False
 
     def __post_init__(self) -> None:
         if self.padding.edge not in EDGES:
             raise ValueError(f"padding edge must be one of {EDGES}, got {self.padding.edge!r}")
         if self.rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
+
+    @property
+    def takes_trimap(self) -> bool:
+        return self.trimap is not None
 
     def inputs(self, image_rgb: torch.Tensor, trimap: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """The padded network inputs, batches of one."""
