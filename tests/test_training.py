@@ -560,7 +560,7 @@ def test_the_test_phase_runs_with_test_time_augmentation(toy, tmp_path, capsys, 
     assert used == ["flip", "flip"] and "run on 2 images" in capsys.readouterr().out
     open(config, "w").write(text.replace('tta = "flip"', 'tta = "d4"'))
     assert run_main(config, "--phase", "test") == 2
-    assert "test.tta: tta must be one of none, flip, d8, got 'd4'" in capsys.readouterr().out
+    assert "test.tta: tta must be one of none, flip, d8, d8-uint8, got 'd4'" in capsys.readouterr().out
 
 
 def test_the_test_phase_takes_a_protocol_and_categories(toy, tmp_path, capsys):
