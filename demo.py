@@ -1,4 +1,5 @@
-"""Predict alpha mattes for a folder of images and trimaps with a trained GCA-Matting model.
+"""Predict alpha mattes for a folder of images and trimaps with a trained model of any family the
+config names (GCA-Matting, MMagic's GCA / baseline / DIM, AEMatter, AIM).
 
 python demo.py --config config/gca-dist-all-data.toml \
     --checkpoint checkpoints/gca-dist-all-data/gca-dist-all-data.pth \
@@ -11,8 +12,9 @@ colours) and <stem>_rgba.png, with --background SPEC <stem>_composite.png, with 
 alone; --trimap-from CONFIG.toml:CHECKPOINT gives any other model the trimap such a model predicts,
 written as <stem>_trimap.png too. With --onnx FILE.onnx (python -m networks.export) the
 folder runs through onnxruntime instead of PyTorch into <output>/onnx_<file name>/: the same
-alphas, no offset images; --config and --checkpoint are then not read. Trimaps are grey (< 85
-background, >= 170 foreground, else unknown) or labels 0/1/2. An image that cannot be processed
+alphas, no offset images; --config and --checkpoint are then not read. Trimaps are grey 0 / 128 /
+255 (GCA-Matting's models read < 85 as background and >= 170 as foreground, the other families
+the exact greys) or labels 0/1/2. An image that cannot be processed
 or written, or whose outputs would clash with another image's, is named and skipped; the rest
 goes on, and the exit code is then 1.
 
