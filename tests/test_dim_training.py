@@ -75,10 +75,12 @@ checkpoint_step = {steps}
 
 
 def test_the_three_stages_train_in_sequence_each_from_the_last_file(toy, tmp_path, monkeypatch, capsys):
-    losses = {}
+    losses, starts = {}, {}
     original_step = trainer_module.Trainer.train_step
 
     def recording_step(self, batches, step):
+        if self.config.version not in starts:  # the weights stage by stage training starts from
+            starts[self.config.version] = {k: v.clone() for k, v in self.model.state_dict().items()}
         result = original_step(self, batches, step)
         losses.setdefault(self.config.version, []).append({k: v.item() for k, v in result[0].items()})
         return result
@@ -104,12 +106,16 @@ def test_the_three_stages_train_in_sequence_each_from_the_last_file(toy, tmp_pat
     stage1 = read_checkpoint(str(tmp_path / "ckpt" / "dim1" / "latest_model.pth"))["state_dict"]
     stage2 = read_checkpoint(str(tmp_path / "ckpt" / "dim2" / "latest_model.pth"))["state_dict"]
     stage3 = read_checkpoint(str(tmp_path / "ckpt" / "dim3" / "latest_model.pth"))["state_dict"]
-    # Stage 2 froze the encoder-decoder: every one of its tensors is bit-equal to stage 1's; the
-    # refiner moved. Stage 3 trained everything.
-    assert all(torch.equal(stage2[key], tensor) for key, tensor in stage1.items())
-    assert not all(torch.equal(stage2[key], stage3[key]) for key in stage1)
+    # Stage 2 froze the encoder-decoder: every one of its tensors is bit-equal to stage 1's, and
+    # its refiner moved from where stage 2 started. Stage 3 trained everything.
     refiner = [key for key in stage2 if key.startswith("refiner.")]
-    assert len(refiner) == 8 and not all(torch.equal(stage2[key], stage3[key]) for key in refiner)
+    assert len(refiner) == 8 and set(stage2) == set(stage1) | set(refiner)
+    assert all(torch.equal(starts["dim2"][key], tensor) for key, tensor in stage1.items())
+    assert all(torch.equal(stage2[key], tensor) for key, tensor in stage1.items())
+    assert not any(torch.equal(stage2[key], starts["dim2"][key]) for key in refiner if key.endswith("weight"))
+    assert all(torch.equal(starts["dim3"][key], stage2[key]) for key in stage2)
+    assert not all(torch.equal(stage2[key], stage3[key]) for key in stage1)
+    assert not all(torch.equal(stage2[key], stage3[key]) for key in refiner)
 
 
 def test_a_training_sample_is_encoded_as_mmagics_preprocessor_does():
