@@ -1,5 +1,5 @@
 """The matting network: an encoder and a decoder chosen by name."""
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -81,16 +81,24 @@ class Generator(nn.Module):
         del mid_fea, embedding
         height = x.shape[2]
         alpha = x.new_empty(x.shape[0], 1, height, x.shape[3])
-        for top in range(0, height, rows):
-            bottom = min(top + rows, height)
-            first = max(top // 4 - STRIPE_CONTEXT, 0)
-            last = min(bottom // 4 + STRIPE_CONTEXT, height // 4)
+        for top, bottom, first, last in stripe_plan(height, rows, STRIPE_CONTEXT):
             fea2 = shortcut[1](half[:, :, 2 * first:2 * last])
             fea1 = shortcut[0](full[:, :, 4 * first:4 * last])
             stripe = self.decoder.tail(quarter[:, :, first:last], fea2, fea1)
             del fea1, fea2
             alpha[:, :, top:bottom] = stripe[:, :, top - 4 * first:bottom - 4 * first]
         return alpha, info
+
+
+def stripe_plan(height: int, rows: int, context: int) -> List[Tuple[int, int, int, int]]:
+    """(top, bottom), the full-resolution rows of each stripe of `rows`, and (first, last), the
+    1/4-resolution rows computed for it: its own and `context` more on each side, within the image."""
+    quarter_height = height // 4
+    plan = []
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        plan.append((top, bottom, max(top // 4 - context, 0), min(bottom // 4 + context, quarter_height)))
+    return plan
 
 
 def choose_stripe_rows(width: int, setting: int, device: torch.device,

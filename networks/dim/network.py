@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from networks.gca import AUTO
-from networks.generator import WHOLE, choose_stripe_rows
+from networks.generator import WHOLE, choose_stripe_rows, stripe_plan
 
 # (output channels, 3 x 3 convolutions) of VGG16's five stages, each followed by a 2 x 2 max-pooling.
 VGG16_STAGES = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
@@ -165,19 +165,6 @@ class PlainRefiner(nn.Module):
         return torch.sigmoid(raw_alpha + self.refine_pred(x))
 
 
-def stripes(height: int, rows: int) -> List[Tuple[int, int, int, int]]:
-    """(top, bottom) full-resolution rows of each stripe and (first, last), the 1/4-resolution rows
-    computed for it: its own and STRIPE_CONTEXT more on each side, within the image."""
-    quarter_height = height // QUARTER
-    result = []
-    for top in range(0, height, rows):
-        bottom = min(top + rows, height)
-        first = max(top // QUARTER - STRIPE_CONTEXT, 0)
-        last = min(bottom // QUARTER + STRIPE_CONTEXT, quarter_height)
-        result.append((top, bottom, first, last))
-    return result
-
-
 class DeepImageMatting(nn.Module):
     """network(image N x 3 x H x W normalised, trimap N x 1 x H x W grey / 255) -> (alpha, info),
     H and W multiples of 32; the alpha is the refined one where the network has a refiner. info
@@ -218,7 +205,7 @@ class DeepImageMatting(nn.Module):
         window_codes meanwhile."""
         x = torch.cat((image, trimap), dim=1)
         height, width = x.shape[2:]
-        plan = stripes(height, rows)
+        plan = stripe_plan(height, rows, STRIPE_CONTEXT)
         quarter, fine_codes = self.head_striped(x, plan)
         del x
         features, coarse = self.encoder.trunk(quarter)
