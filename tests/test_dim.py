@@ -115,7 +115,11 @@ def test_matter_gives_mmagics_alpha_to_the_bit(mattors, released, stage):
         striped = matter(image[:, :, ::-1].copy(), trimap)
     finally:
         torch.set_num_threads(threads)
-    assert np.array_equal(whole, expected) and np.array_equal(striped, expected)
+    # The whole image runs MMagic's operations on the same tensors: the same bits. The stripes run
+    # the convolutions on shorter maps, which the math library may sum in another order: an alpha
+    # a few fp32 roundings away can truncate to the next level.
+    assert np.array_equal(whole, expected)
+    assert np.abs(striped.astype(np.int16) - expected).max() <= 1
     assert len(np.unique(expected[10:-10])) > 20  # the network's alpha, not only the forced regions
     assert (expected[20:24, :30] != expected[20:24, :30].min()).any()
 
@@ -157,7 +161,10 @@ def test_stripes_give_the_whole_image_result(networks, refined):
         for rows in (30, 52):
             network.stripe_rows = rows
             striped, _ = network(image, trimap)
-            assert torch.equal(striped, whole), rows
+            # The same convolutions on maps of another height: the math library may choose another
+            # kernel for them and sum in another order, a few fp32 roundings of an alpha in 0..1
+            # (eps 1.2e-7). 1e-5 is the bound that too little context exceeds (next test).
+            assert torch.allclose(striped, whole, atol=1e-5, rtol=0), rows
 
 
 def test_stripe_context_is_needed(networks, monkeypatch):

@@ -124,7 +124,11 @@ def test_striped_tail_gives_the_whole_image_result(arch, trimap_channel):
         for rows in (4, 30, 36, 64, 160):
             model.stripe_rows = rows
             striped, info = model(image, trimap)
-            assert torch.equal(striped, whole), rows
+            # The same convolutions on the same rows, but on maps of another height: the math
+            # library may choose another kernel for them and sum in another order, a few fp32
+            # roundings of an alpha in 0..1 (eps 1.2e-7). 1e-5 is the bound the next test shows
+            # too little context exceeds. The offsets come before the tail: the same bits.
+            assert torch.allclose(striped, whole, atol=1e-5, rtol=0), rows
             if arch == GCA_ARCH:
                 for name in ("offset_1", "offset_2"):
                     assert torch.equal(info[name][0], whole_info[name][0])

@@ -10,8 +10,10 @@ multiples of 7 at the bottom/right and those zeros take part in the attention, a
 Bounded memory: a block computes its output a band of window rows at a time (`window_rows`): each
 band gathers the rows of its windows (through the cyclic shift, which wraps the band's rows round
 the padded grid), runs attention and MLP on them and writes them back into the map in place (each
-row belongs to one band only). The same operations on the same windows: the whole map at once is
-the band of all window rows.
+row belongs to one band only). The same windows through the same layers: the whole map at once is
+the band of all window rows. Not always the same bits: a band's matrix products run over fewer
+windows, and the math library may pick another kernel for that size and sum in another order
+(differences of a few fp32 roundings; tests/test_aematter.py bounds them).
 """
 from typing import List, Optional, Tuple
 
