@@ -13,21 +13,27 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from utils.checkpoint import CheckpointError, extract_state_dict
+from utils.checkpoint import CheckpointError, extract_state_dict, saved_family
 from utils.config import ModelSpec
 from utils.recipe import Recipe
 
 StateDict = Dict[str, torch.Tensor]
 
 
-def recogniser(describe: Callable[[StateDict], Optional[str]]) -> Callable[[Dict], Optional[str]]:
-    """A Family.recognise from `describe` (a state dict -> the hint, or None): None as well for a
-    checkpoint that holds no state dict."""
+def recogniser(describe: Callable[[StateDict], Optional[str]], family: str = "",
+               released_name: Optional[Callable[[str], str]] = None) -> Callable[[Dict], Optional[str]]:
+    """A Family.recognise from `describe` (a state dict in the released layout -> the hint, or
+    None): None as well for a checkpoint that holds no state dict. A checkpoint this project
+    trained as `family` holds the network's own names; `released_name` gives the released file's
+    name of each, so that such a file gets the same hint as the released one."""
     def recognise(checkpoint: Dict) -> Optional[str]:
         try:
-            return describe(extract_state_dict(checkpoint))
+            state = extract_state_dict(checkpoint)
         except CheckpointError:
             return None
+        if released_name is not None and saved_family(checkpoint) == family:
+            state = {released_name(key): value for key, value in state.items()}
+        return describe(state)
     return recognise
 
 

@@ -53,7 +53,8 @@ def recognise(checkpoint: Dict) -> Optional[str]:
         return None
     gca = any(".gca." in key for key in extract_state_dict(checkpoint))
     settings = {"model.family": NAME, **(GCA_ARCH if gca else BASELINE_ARCH), "model.trimap_channel": stem.shape[1] - 3}
-    config = f"config/{'gca-dist' if gca else 'baseline'}{'-dimaug' if stem.shape[1] == 4 else ''}.toml"
+    dimaug = stem.shape[1] == 4
+    config = f"config/{'gca' if gca and dimaug else 'gca-dist' if gca else 'baseline'}{'-dimaug' if dimaug else ''}.toml"
     shown = ", ".join(f"{key} = {value!r}".replace("'", '"') for key, value in settings.items())
     return (f"a GCA-Matting {'GCA' if gca else 'baseline (no GCA)'} checkpoint with {stem.shape[1]} input channels: "
             f"set {shown} (as {config} does)")

@@ -47,6 +47,6 @@ def recipes(spec: ModelSpec) -> Tuple[Recipe, Recipe]:
 
 FAMILY = Family(name=NAME, title="MMagic's Deep Image Matting (OpenMMLab, Composition-1K SAD 53.8 / 52.3 / 50.6)",
                 build=build, recipes=recipes, state_dict=partial(mmagic_state_dict, family=NAME, name_of=dim_key),
-                recognise=recogniser(describe), train_tensors=partial(train_tensors, recipe=dim_recipe()),
+                recognise=recogniser(describe, NAME, dim_key), train_tensors=partial(train_tensors, recipe=dim_recipe()),
                 train_losses=train_losses, init_may_lack=(REFINER_PREFIX,),
                 imagenet_backbone=load_vgg16_imagenet)

@@ -5,7 +5,7 @@ from functools import partial
 from typing import Tuple
 
 from networks.family import Family, recogniser
-from networks.mmagic.layout import describe, mmagic_state_dict
+from networks.mmagic.layout import describe, mmagic_key, mmagic_state_dict
 from networks.mmagic.network import build_mmagic_generator
 from utils.config import ModelSpec
 from utils.recipe import (Encoder, Padding, Recipe, exact_background, exact_foreground, exact_labels, exact_one_hot,
@@ -35,4 +35,4 @@ def recipes(spec: ModelSpec) -> Tuple[Recipe, Recipe]:
 
 FAMILY = Family(name=NAME, title="MMagic's GCA and baseline (OpenMMLab, Composition-1K SAD 33.38 / 34.61)",
                 build=build_mmagic_generator, recipes=recipes, state_dict=partial(mmagic_state_dict, family=NAME),
-                recognise=recogniser(describe))
+                recognise=recogniser(describe, NAME, mmagic_key))
