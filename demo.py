@@ -16,7 +16,9 @@ alphas, no offset images; --config and --checkpoint are then not read. Trimaps a
 255 (GCA-Matting's models read < 85 as background and >= 170 as foreground, the other families
 the exact greys) or labels 0/1/2. An image that cannot be processed
 or written, or whose outputs would clash with another image's, is named and skipped; the rest
-goes on, and the exit code is then 1.
+goes on, and the exit code is then 1. Ctrl-C or SIGTERM stops the run with one line (how many
+images are written, each whole) and exit code 130 / 143; the same command with --resume then
+skips the images whose files are all there.
 
 From Python, `Matter` loads a model once and predicts numpy arrays without touching the disk.
 """
@@ -34,8 +36,9 @@ import torch
 from networks.export import ExportError, OnnxMatting, onnx_providers
 from networks.families import family_of, load_configured
 from utils.allocator import reuse_freed_memory
-from utils.batch import (COMPOSITE_SUFFIX, CUTOUT_SUFFIXES, OFFSET_SUFFIXES, TRIMAP_SUFFIX, check_same_size,
-                         drop_clashing, is_inside, pair_by_stem, process_pairs, report_failures, write_all)
+from utils.batch import (AGAIN, COMPOSITE_SUFFIX, CUTOUT_SUFFIXES, OFFSET_SUFFIXES, RESUME, TRIMAP_SUFFIX, Tally,
+                         check_same_size, drop_clashing, is_inside, pair_by_stem, process_pairs, report_failures,
+                         split_complete, write_all)
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError, ModelSpec, load_config, model_spec
 from utils.flow_vis import gca_offset_pictures
@@ -47,6 +50,7 @@ from utils.inference import TTA_MODES, check_precision, predict_alpha, predicted
 from utils.memory import PeakEstimate, named_out_of_memory, preflight_warning
 from utils.preprocess import label_trimap_to_grey
 from utils.recipe import ImageSizeError, Recipe
+from utils.signals import run_until_stopped
 from utils.trimap import mask_problem, mask_to_trimap
 
 
@@ -99,6 +103,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="run this exported model (python -m networks.export) on onnxruntime instead of PyTorch: "
                              "the same alphas, no offset images, fp32, no --tta; --config and --checkpoint are not "
                              "read (needs requirements-export.txt)")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip the images whose outputs are all in the output folder already (each file is "
+                             "written whole or not at all), to finish a run that was stopped")
     parser.add_argument("--background", metavar="SPEC",
                         help="also write <name>_composite.png over this background (implies --cutout): a colour "
                              "(#00ff00, 0,255,0, white) or an image file (scaled to cover, centre-cropped)")
@@ -143,6 +150,13 @@ class Outputs:
         suffixes = [""] + (list(OFFSET_SUFFIXES) if self.offsets else []) + ([TRIMAP_SUFFIX] if self.trimap else [])
         suffixes += (list(CUTOUT_SUFFIXES) if self.cutout else []) + ([COMPOSITE_SUFFIX] if self.composite else [])
         return [f"{stem(image_path)}{suffix}.png" for suffix in suffixes]
+
+    def always_written(self, image_path: str) -> List[str]:
+        """The names of the files an image gets whatever the model: all but the offset pictures (a
+        model without GCA draws none). The alpha is written last, so where it is, the offset
+        pictures a model draws are too (--resume)."""
+        offsets = tuple(f"{suffix}.png" for suffix in OFFSET_SUFFIXES)
+        return [name for name in self.names(image_path) if not name.endswith(offsets)]
 
 
 def grey_trimap(trimap: np.ndarray, source: str, recipe: Recipe) -> np.ndarray:
@@ -393,8 +407,10 @@ def process_one(matter: Union[Matter, OnnxMatter], image_path: str, guide_path: 
             pictures.append(composite(foreground, alpha, background.fill(*alpha.shape)))
     names = outputs.names(image_path)
     if outputs.offsets and not offsets:  # a model without GCA has no offsets
-        names = [n for n in names if not n.endswith(tuple(f"{suffix}.png" for suffix in OFFSET_SUFFIXES))]
-    write_all([os.path.join(save_dir, name) for name in names], pictures)
+        names = outputs.always_written(image_path)
+    paths = [os.path.join(save_dir, name) for name in names]
+    # the alpha last: where it is, the image's other files are (Outputs.always_written)
+    write_all(paths[1:] + paths[:1], pictures[1:] + pictures[:1])
 
 
 GUIDE_FLAGS = {"trimap": "--trimap-dir", "mask": "--mask-dir", "automatic": "--trimap-from"}
@@ -430,6 +446,13 @@ def guide_kind(args: argparse.Namespace, needs_trimap: bool) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    tally = Tally()
+    return run_until_stopped(partial(run, args, tally), lambda: tally.stopped_line(
+        "images written to", RESUME if tally.done and not args.resume else AGAIN))
+
+
+def run(args: argparse.Namespace, tally: Tally) -> int:
+    """The command's work, counting the images written in `tally`; the exit code."""
     try:
         config = None if args.onnx else load_config(args.config)
         # An exported graph always takes a trimap (the export refuses families that take none).
@@ -461,6 +484,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 2
     save_dir = os.path.join(args.output, f"onnx_{os.path.basename(args.onnx)}" if args.onnx
                             else f"{config.version}_{os.path.basename(args.checkpoint)}")
+    tally.folder = save_dir
     for _, folder in folders:
         if is_inside(save_dir, folder):
             print(f"error: output folder {save_dir} lies inside the input folder {folder}; "
@@ -501,11 +525,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: --output {args.output}: {save_dir} cannot be created ({e.strerror or e}); "
               "choose another --output folder", file=sys.stderr)
         return 2
+    complete = 0
+    if args.resume:
+        pairs, complete = split_complete(pairs, save_dir, outputs.always_written)
+        print(f"--resume: {complete} of {total} images have all their files in {save_dir} already; skipped",
+              file=sys.stderr)
+    tally.total, tally.done = total, complete
     process = partial(process_one, matter, save_dir=save_dir, outputs=outputs, trimap_of=trimap_of, tta=args.tta,
                       background=background)
-    done = process_pairs(pairs, process, "demo", problems,
-                         unnamed_errors=(FloatingPointError, ExportError, ImageSizeError))
-    print(f"{done} of {total} images written to {save_dir}")
+    done = complete + process_pairs(pairs, process, "demo", problems,
+                                    unnamed_errors=(FloatingPointError, ExportError, ImageSizeError), tally=tally)
+    print(f"{done} of {total} images written to {save_dir}" + (f" ({complete} before this run)" if complete else ""))
     return report_failures(total - done, total, problems)
 
 

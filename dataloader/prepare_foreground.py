@@ -9,7 +9,8 @@ estimation (utils.foreground.estimate_foreground: pymatting's multi-level method
 cutouts use), 8-bit. Training then composites F over new backgrounds as it does Adobe's
 foregrounds. Files are written atomically, so a foreground in F is always whole: a run that
 was interrupted (Ctrl-C, a kill, a crash) continues where it stopped when started again, keeping
-the foregrounds already made. A photo without an alpha, an alpha of another size or in colour,
+the foregrounds already made (Ctrl-C or SIGTERM stops it with one line saying so, and exit code
+130 / 143). A photo without an alpha, an alpha of another size or in colour,
 or a file that cannot be read is named and skipped; the exit code is then 1.
 Needs pip install -r requirements-cutout.txt.
 """
@@ -21,11 +22,12 @@ from typing import List, Optional, Tuple
 
 from dataloader.datasets import image_size
 from utils.atomic import remove_temporary_files
-from utils.batch import (check_same_size, drop_clashing, folders_problem, output_folder_problem, pair_by_stem,
-                         process_pairs, report_failures)
+from utils.batch import (AGAIN, Tally, check_same_size, drop_clashing, folders_problem, output_folder_problem,
+                         pair_by_stem, process_pairs, report_failures)
 from utils.extras import MissingExtraError
 from utils.foreground import estimate_foreground, load_grey_alpha, require_pymatting
 from utils.image_io import ImageReadError, list_images, read_image, stem, write_image
+from utils.signals import run_until_stopped
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -88,6 +90,14 @@ def arguments_problem(args: argparse.Namespace) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    tally = Tally(folder=args.output)
+    # a run started again keeps the foregrounds made: no flag to add
+    return run_until_stopped(partial(run, args, tally),
+                             lambda: tally.stopped_line("foregrounds made in", f"{AGAIN} (it keeps them)"))
+
+
+def run(args: argparse.Namespace, tally: Tally) -> int:
+    """The command's work, counting the foregrounds in `tally`; the exit code."""
     problem = arguments_problem(args)
     if problem:
         print(problem, file=sys.stderr)
@@ -102,7 +112,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     problems += clashes + found
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
-    made = process_pairs(todo, partial(make_foreground, output=args.output), "foreground", problems)
+    tally.total, tally.done = total, kept
+    made = process_pairs(todo, partial(make_foreground, output=args.output), "foreground", problems, tally=tally)
     print(f"{made} foregrounds made, {kept} already in {args.output} kept, of {total} photos")
     return report_failures(total - made - kept, total, problems)
 

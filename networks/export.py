@@ -11,7 +11,8 @@ its 1/16 grid, so no L x L score volume is ever allocated; the full-resolution l
 the whole image (no stripes), so memory grows with the image: about 6.6 GiB at 3840x2160 on
 onnxruntime's CPU provider (README, "ONNX export"). Before writing, the exporter runs the
 graph on onnxruntime at two sizes and compares it with PyTorch's alpha (demo.py's); the file
-is written (atomically) only when they agree. Needs requirements-export.txt.
+is written (atomically) only when they agree. Ctrl-C or SIGTERM stops it with one line and exit
+code 130 / 143, no file written. Needs requirements-export.txt.
 """
 import argparse
 import contextlib
@@ -22,6 +23,7 @@ import os
 import sys
 import tempfile
 import warnings
+from functools import partial
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -40,6 +42,7 @@ from utils.checkpoint import CheckpointError
 from utils.config import ConfigError, ModelSpec
 from utils.inference import predict_alpha
 from utils.recipe import Recipe, RecipeForward
+from utils.signals import run_until_stopped
 
 INPUT_NAMES, OUTPUT_NAME = ("image", "trimap"), "alpha"
 # The exported file's metadata: the model's family and trimap channels (its recipe).
@@ -433,6 +436,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    # the file is written atomically at the end: a stopped export leaves none
+    return run_until_stopped(partial(run, args), lambda: f"{args.output} not written; run the same command again")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command's work; the exit code."""
     try:
         check_opset(args.opset)
         require_export_packages()

@@ -1,17 +1,20 @@
 """What the folder-processing entry points (demo.py, utils.cutout) share: pairing files by stem,
 refusing outputs that would overwrite each other, running the items, writing an item's results
-all or none, and the closing summary. A bad item is named and skipped; the rest of the folder goes on."""
+all or none, resuming a run that was stopped, the closing summary, and the one line a stop
+signal prints. A bad item is named and skipped; the rest of the folder goes on."""
 import contextlib
 import os
 import sys
-from typing import Callable, Dict, List, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from utils.atomic import WriteError
+from utils.atomic import WriteError, remove_temporary_files
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, index_by_stem, list_images, stem, write_image
 from utils.memory import OutOfMemory
 from utils.progress import progress
+from utils.signals import Interrupted
 
 # What demo.py and utils.cutout write beside an image's alpha <stem>.png, as <stem><suffix>.png:
 # the GCA offset pictures, the trimap made from a mask, the foreground colours and the RGBA
@@ -96,27 +99,61 @@ def drop_clashing(pairs: List[Tuple[str, str]],
 
 
 def write_all(paths: Sequence[str], pictures: Sequence[np.ndarray]) -> None:
-    """Writes pictures[i] to paths[i]; when one fails, those already written are removed before
-    the WriteError goes on: a partial set, or one mixed with an earlier run's files, would pass
-    for a finished result."""
+    """Writes pictures[i] to paths[i], in that order; when one fails or a stop signal interrupts
+    them, those already written are removed before the error goes on: a partial set, or one
+    mixed with an earlier run's files, would pass for a finished result."""
     written = []
     try:
         for path, picture in zip(paths, pictures):
             write_image(path, picture)
             written.append(path)
-    except WriteError:
+    except (WriteError, Interrupted):
         for path in written:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
         raise
 
 
+@dataclass
+class Tally:
+    """How far a folder command got, for the line a stop signal prints: its items once listed
+    (None before), those finished with their outputs whole (complete ones a resumed run skipped
+    included), and the folder they are in."""
+    total: Optional[int] = None
+    done: int = 0
+    folder: str = ""
+
+    def stopped_line(self, finished: str, again: str) -> str:
+        """'12 of 27 <finished> <folder>; <again>' (finished: 'images written to'), or that
+        nothing was done before the items were listed."""
+        if self.total is None:
+            return f"before any item was processed; {again}"
+        return f"{self.done} of {self.total} {finished} {self.folder}; {again}"
+
+
+RESUME = "add --resume to the same command to finish"
+AGAIN = "run the same command again to finish"
+
+
+def split_complete(pairs: Sequence[Tuple[str, str]], folder: str,
+                   required: Callable[[str], List[str]]) -> Tuple[List[Tuple[str, str]], int]:
+    """For --resume: (the pairs still to do, how many are complete), an image being complete when
+    every file `required(image path)` names is in `folder`. Each file was written atomically, so
+    one that is there is whole; the temporary files that writes cut short (by SIGKILL, a crash)
+    left are removed and named."""
+    for path in remove_temporary_files(folder):
+        print(f"removed {path}, left by a write that was cut short", file=sys.stderr)
+    todo = [pair for pair in pairs
+            if not all(os.path.isfile(os.path.join(folder, name)) for name in required(pair[0]))]
+    return todo, len(pairs) - len(todo)
+
+
 def process_pairs(pairs: Sequence[Tuple[str, str]], process: Callable[[str, str], None], desc: str,
-                  problems: List[str], unnamed_errors: Tuple[type, ...] = ()) -> int:
+                  problems: List[str], unnamed_errors: Tuple[type, ...] = (), tally: Optional[Tally] = None) -> int:
     """Calls process(image path, other path) on each pair under a progress bar; returns how many
-    succeeded. A pair that raises ImageReadError, WriteError or OutOfMemory (their messages name
-    the file), or one of `unnamed_errors` (named here by the image), is reported, added to
-    `problems` and skipped."""
+    succeeded, counting them in `tally` too as they do. A pair that raises ImageReadError,
+    WriteError or OutOfMemory (their messages name the file), or one of `unnamed_errors` (named
+    here by the image), is reported, added to `problems` and skipped."""
     done = 0
     for image_path, other_path in progress(pairs, desc=desc):
         try:
@@ -127,6 +164,8 @@ def process_pairs(pairs: Sequence[Tuple[str, str]], process: Callable[[str, str]
             problem = f"{image_path}: {e}"
         else:
             done += 1
+            if tally is not None:
+                tally.done += 1
             continue
         problems.append(problem)
         print(f"skipped: {problem}", file=sys.stderr)

@@ -8,7 +8,9 @@ Alphas are matched to images by file stem. Per image it writes into O:
   <stem>_composite.png  with --background: the cutout over that colour or picture.
 Alphas are grey, 8- or 16-bit (scaled to 8 bits); of a colour alpha the first (red) channel is
 used, with a warning. An image that cannot be read, processed or written is named and skipped;
-the rest goes on, and the exit code is then 1. Needs pip install -r requirements-cutout.txt.
+the rest goes on, and the exit code is then 1. Ctrl-C or SIGTERM stops the run with one line (how
+many images are cut out, each whole) and exit code 130 / 143; the same command with --resume then
+skips the images whose files are all there. Needs pip install -r requirements-cutout.txt.
 """
 import argparse
 import os
@@ -16,13 +18,15 @@ import sys
 from functools import partial
 from typing import List, Optional
 
-from utils.batch import (COMPOSITE_SUFFIX, CUTOUT_SUFFIXES, check_same_size, drop_clashing, folders_problem,
-                         output_folder_problem, pair_by_stem, process_pairs, report_failures, write_all)
+from utils.batch import (AGAIN, COMPOSITE_SUFFIX, CUTOUT_SUFFIXES, RESUME, Tally, check_same_size, drop_clashing,
+                         folders_problem, output_folder_problem, pair_by_stem, process_pairs, report_failures,
+                         split_complete, write_all)
 from utils.extras import MissingExtraError
 from utils.foreground import (ACCEPTED_BACKGROUNDS, Background, composite, estimate_foreground, load_alpha,
                               parse_background, require_pymatting, rgba_image)
 from utils.image_io import list_images, read_image, stem
 from utils.memory import named_out_of_memory
+from utils.signals import run_until_stopped
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -37,6 +41,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="accepted as demo.py accepts it; the foreground estimator (pymatting) always "
                              "runs on the CPU")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip the images whose outputs are all in --output already (each file is written "
+                             "whole or not at all), to finish a run that was stopped")
     return parser.parse_args(argv)
 
 
@@ -62,6 +69,13 @@ def cut_out(image_path: str, alpha_path: str, output: str, background: Optional[
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    tally = Tally(folder=args.output)
+    return run_until_stopped(partial(run, args, tally), lambda: tally.stopped_line(
+        "images cut out into", RESUME if tally.done and not args.resume else AGAIN))
+
+
+def run(args: argparse.Namespace, tally: Tally) -> int:
+    """The command's work, counting the images cut out in `tally`; the exit code."""
     problem = folders_problem((("--image-dir", args.image_dir), ("--alpha-dir", args.alpha_dir)), args.output,
                               "cutouts")
     if problem:
@@ -89,8 +103,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    done = process_pairs(pairs, partial(cut_out, output=args.output, background=background), "cutout", problems)
-    print(f"{done} of {total} images cut out into {args.output}")
+    names = partial(output_names, with_composite=background is not None)
+    complete = 0
+    if args.resume:
+        pairs, complete = split_complete(pairs, args.output, names)
+        print(f"--resume: {complete} of {total} images have all their files in {args.output} already; skipped",
+              file=sys.stderr)
+    tally.total, tally.done = total, complete
+    done = complete + process_pairs(pairs, partial(cut_out, output=args.output, background=background), "cutout",
+                                    problems, tally=tally)
+    print(f"{done} of {total} images cut out into {args.output}" + (f" ({complete} before this run)" if complete else ""))
     return report_failures(total - done, total, problems)
 
 

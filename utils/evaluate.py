@@ -18,7 +18,9 @@ A trimap with values other than 0, 128 and 255 gets a warning. A figure that is 
 image (comp1k MSE and MAD, aim500 MSE-Trimap and MAD-Trimap, without unknown pixels) is shown as
 "-", left out of its mean (the mean line says over how many images) and an empty CSV cell. Exit 1
 when an image failed or lacks a figure, a prediction or ground truth has no counterpart, or an
-output cannot be written; exit 2 for a bad argument, before any metric is computed.
+output cannot be written; exit 2 for a bad argument, before any metric is computed. Ctrl-C or
+SIGTERM stops it with one line (how many images were evaluated; nothing is printed or written
+until all are) and exit code 130 / 143.
 """
 import argparse
 import csv
@@ -35,7 +37,7 @@ import numpy as np
 
 from utils.allocator import reuse_freed_memory
 from utils.atomic import WriteError, atomic_file
-from utils.batch import EXTRA_OUTPUT_SUFFIXES
+from utils.batch import AGAIN, EXTRA_OUTPUT_SUFFIXES, Tally
 from utils.categories import (FIELDS, UNCATEGORISED, CategoriesError, assign_labels, categories_from_prefix,
                               group_report, load_categories, name_list)
 from utils.gallery import Entry, folder_problem, write_gallery
@@ -43,6 +45,7 @@ from utils.image_io import ImageReadError, composition_base, index_by_stem, list
 from utils.metrics import UNKNOWN_VALUE, all_metrics
 from utils.metrics_aim500 import aim500_metrics
 from utils.progress import progress
+from utils.signals import leave_stop_signals_to_the_parent, run_until_stopped, stop_signals_blocked
 
 LABELS = {"sad": "SAD", "mse": "MSE", "grad": "Grad", "conn": "Conn", "mad": "MAD", "sad_trimap": "SAD-Trimap",
           "mse_trimap": "MSE-Trimap", "mad_trimap": "MAD-Trimap", "sad_fg": "SAD-FG", "sad_bg": "SAD-BG"}
@@ -194,21 +197,33 @@ def evaluate_one(task: Tuple[str, str, str, str],
 
 
 def _init_worker() -> None:
+    leave_stop_signals_to_the_parent()
     cv2.setNumThreads(1)
     reuse_freed_memory()
 
 
 def evaluate_all_with_warnings(tasks: List[Tuple[str, str, str, str]], workers: int, show_progress: bool = False,
-                               protocol: str = "comp1k"):
-    """[(name, metrics or None, problem, trimap warning or '')] in the order of `tasks`."""
+                               protocol: str = "comp1k", tally: Optional[Tally] = None):
+    """[(name, metrics or None, problem, trimap warning or '')] in the order of `tasks`, counted in
+    `tally` as they come."""
     evaluate = partial(evaluate_one, protocol=protocol)
     if workers <= 1:
-        results = map(evaluate, tasks)
-        return list(progress(results, len(tasks), "evaluate") if show_progress else results)
+        return collect(map(evaluate, tasks), len(tasks), show_progress, tally)
     # spawn, not fork: a forked child inherits OpenCV's thread pool in a state that can deadlock.
-    with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
-        results = pool.imap(evaluate, tasks, chunksize=4)
-        return list(progress(results, len(tasks), "evaluate") if show_progress else results)
+    # The workers start with the stop signals held back until they ignore Ctrl-C (see _init_worker).
+    with stop_signals_blocked():
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker)
+    with pool:
+        return collect(pool.imap(evaluate, tasks, chunksize=4), len(tasks), show_progress, tally)
+
+
+def collect(results, total: int, show_progress: bool, tally: Optional[Tally]) -> List:
+    collected = []
+    for result in progress(results, total, "evaluate") if show_progress else results:
+        collected.append(result)
+        if tally is not None:
+            tally.done += 1
+    return collected
 
 
 def evaluate_all(tasks: List[Tuple[str, str, str, str]], workers: int, show_progress: bool = False,
@@ -400,6 +415,13 @@ def gallery_entries(rows: List[Tuple[str, Dict[str, float]]], triples: List[Tupl
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    tally = Tally(folder=args.pred_dir)
+    return run_until_stopped(partial(run, args, tally),
+                             lambda: tally.stopped_line("images evaluated in", f"nothing printed or written; {AGAIN}"))
+
+
+def run(args: argparse.Namespace, tally: Tally) -> int:
+    """The command's work, counting the images evaluated in `tally`; the exit code."""
     error = argument_error(args)
     if error:
         print(f"error: {error}", file=sys.stderr)
@@ -425,7 +447,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     header = units_line(args.protocol, args.mse_scale)
     print(header)
     rows, warned = [], set()
-    results = evaluate_all_with_warnings(triples, args.workers, show_progress=True, protocol=args.protocol)
+    tally.total = len(triples)
+    results = evaluate_all_with_warnings(triples, args.workers, show_progress=True, protocol=args.protocol,
+                                         tally=tally)
     for (name, metrics, problem, warning), (_, _, _, trimap_path) in zip(results, triples):
         # One trimap can serve several predictions (`<stem>_<k>` falls back to `<stem>`): warn once.
         if warning and warning not in warned:
