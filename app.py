@@ -447,10 +447,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gca-app-") as download_folder:
         page = build_page(matter, args.max_side, download_folder, automatic)
         try:
-            page.launch(server_name=args.host, server_port=args.port, share=False, ssr_mode=False)
+            # quiet: Gradio would print "To create a public link, set share=True", a link this page
+            # never makes; its address is printed here instead
+            page.launch(server_name=args.host, server_port=args.port, share=False, ssr_mode=False, quiet=True,
+                        prevent_thread_lock=True)
         except OSError as e:
             print(f"error: cannot serve on {args.host}:{args.port} ({e}); choose another --port", file=sys.stderr)
             return 2
+        print(f"* Running on local URL:  {page.local_url} (no public share link; Ctrl-C stops it)", flush=True)
+        page.block_thread()
     return 0
 
 

@@ -277,9 +277,12 @@ def test_bad_command_lines_are_one_line_and_exit_2(capsys, checkpoint, flags, me
 def test_host_and_port_reach_launch_and_share_stays_off(monkeypatch, checkpoint):
     calls = []
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: calls.append("served"))
     assert app.main(["--config", CONFIG, "--checkpoint", checkpoint, "--device", "cpu", "--host", "0.0.0.0",
                      "--port", "7999"]) == 0
     assert calls[0]["server_name"] == "0.0.0.0" and calls[0]["server_port"] == 7999 and calls[0]["share"] is False
+    # quiet: no "To create a public link, set share=True" for a page that never makes one
+    assert calls[0]["quiet"] is True and calls[1] == "served"
 
 
 def listening_addresses(port: int) -> set:
@@ -299,7 +302,7 @@ def listening_addresses(port: int) -> set:
 @pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads the listening sockets from Linux's /proc")
 def test_the_command_serves_on_localhost_without_a_share_link(checkpoint, tmp_path):
     port = browser_check_app.free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="2")
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="2", PYTHONUNBUFFERED="1")
     process = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), "--config", CONFIG, "--checkpoint",
                                 checkpoint, "--device", "cpu", "--port", str(port)], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -319,6 +322,9 @@ def test_the_command_serves_on_localhost_without_a_share_link(checkpoint, tmp_pa
         process.terminate()
         output, _ = process.communicate(timeout=30)
     assert "gradio.live" not in output
+    # the address, and nothing that suggests a public link can be had
+    assert f"* Running on local URL:  http://127.0.0.1:{port}/ (no public share link" in output
+    assert "share=True" not in output and "public link" not in output
 
 
 def test_the_page_works_in_a_real_browser(url, matter, files, tmp_path):
