@@ -229,6 +229,25 @@ def test_settings_that_are_not_dims_are_named(tmp_path, released, key, value):
         Matter(str(config), released[True], device="cpu")
 
 
+def test_resume_skips_the_images_of_a_model_without_offset_pictures(tmp_path, released, capsys):
+    # DIM draws no offset pictures: an image whose alpha is there is complete
+    images, trimaps, _ = write_eval_folders(tmp_path)
+    out = str(tmp_path / "out")
+    args = ["--config", CONFIGS[1], "--checkpoint", released[False], "--image-dir", images, "--trimap-dir", trimaps,
+            "--output", out, "--device", "cpu"]
+    assert demo.main(args) == 0
+    save_dir = os.path.join(out, f"mmagic-dim-stage1_{os.path.basename(released[False])}")
+    os.remove(os.path.join(save_dir, "p1.png"))
+    kept = os.stat(os.path.join(save_dir, "p0.png")).st_mtime_ns
+    capsys.readouterr()
+    assert demo.main(args + ["--resume"]) == 0
+    captured = capsys.readouterr()
+    assert f"--resume: 1 of 2 images have all their files in {save_dir} already; skipped" in captured.err
+    assert f"2 of 2 images written to {save_dir} (1 before this run)" in captured.out and "demo 1/1" in captured.err
+    assert os.stat(os.path.join(save_dir, "p0.png")).st_mtime_ns == kept
+    assert sorted(os.listdir(save_dir)) == ["p0.png", "p1.png"]
+
+
 @pytest.mark.parametrize("stage", [3])
 def test_every_entry_point_runs_dim(tmp_path, mattors, released, stage, capsys):
     import app

@@ -14,7 +14,6 @@ from utils.atomic import WriteError, remove_temporary_files
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, index_by_stem, list_images, stem, write_image
 from utils.memory import OutOfMemory
 from utils.progress import progress
-from utils.signals import Interrupted
 
 # What demo.py and utils.cutout write beside an image's alpha <stem>.png, as <stem><suffix>.png:
 # the GCA offset pictures, the trimap made from a mask, the foreground colours and the RGBA
@@ -99,15 +98,15 @@ def drop_clashing(pairs: List[Tuple[str, str]],
 
 
 def write_all(paths: Sequence[str], pictures: Sequence[np.ndarray]) -> None:
-    """Writes pictures[i] to paths[i], in that order; when one fails or a stop signal interrupts
-    them, those already written are removed before the error goes on: a partial set, or one
-    mixed with an earlier run's files, would pass for a finished result."""
+    """Writes pictures[i] to paths[i], in that order; when one fails or anything else stops them
+    (a stop signal's Interrupted), those already written are removed before the error goes on:
+    a partial set, or one mixed with an earlier run's files, would pass for a finished result."""
     written = []
     try:
         for path, picture in zip(paths, pictures):
             write_image(path, picture)
             written.append(path)
-    except (WriteError, Interrupted):
+    except BaseException:
         for path in written:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
