@@ -40,7 +40,7 @@ from networks.ops import SpectralNorm, replace_modules
 from utils.atomic import WriteError, write_bytes
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError, ModelSpec
-from utils.inference import predict_alpha
+from utils.inference.predict import predict_alpha
 from utils.recipe import Recipe, RecipeForward
 from utils.signals import run_until_stopped
 

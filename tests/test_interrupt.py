@@ -1,6 +1,6 @@
 """Ctrl-C (SIGINT) and SIGTERM in the commands that work through a folder, and in the exporter: one
 line saying how far they got and how to finish, no traceback, exit code 128 + the signal, every
-file written whole; --resume (demo.py, utils.cutout) finishes the rest without touching the files
+file written whole; --resume (demo.py, utils.cutouts.cutout) finishes the rest without touching the files
 already there. Each command runs as a user runs it, in a process of its own, stopped after its
 first image is done and counted."""
 import os
@@ -142,7 +142,7 @@ def test_demo_stopped_by_ctrl_c_says_how_far_it_got_and_resumes(checkpoint, fold
 def test_cutout_stopped_by_sigterm_says_how_far_it_got_and_resumes(folders, tmp_path):
     pytest.importorskip("pymatting")
     out = str(tmp_path / "cutouts")
-    command = ["-m", "utils.cutout", "--image-dir", folders["images"], "--alpha-dir", folders["alphas"],
+    command = ["-m", "utils.cutouts.cutout", "--image-dir", folders["images"], "--alpha-dir", folders["alphas"],
                "--output", out, "--background", "#3366cc"]
     names = lambda stem: [f"{stem}_fg.png", f"{stem}_rgba.png", f"{stem}_composite.png"]  # noqa: E731
     code, _, stderr = run_and_stop(command, tmp_path, signal.SIGTERM, "cutout 1/")
@@ -180,7 +180,7 @@ def test_evaluate_stopped_by_ctrl_c_in_a_terminal_ends_its_workers_quietly(folde
             os.symlink(os.path.join(folders[name], "p00.png"), tmp_path / f"many_{name}" / f"q{index:03d}.png")
     predictions = str(tmp_path / "many_alphas")
     # the whole process group gets SIGINT, as from a terminal: the pool's workers too
-    command = ["-m", "utils.evaluate", "--pred-dir", predictions, "--alpha-dir", predictions,
+    command = ["-m", "utils.evaluation.evaluate", "--pred-dir", predictions, "--alpha-dir", predictions,
                "--trimap-dir", str(tmp_path / "many_trimaps"), "--workers", "2"]
     code, stdout, stderr = run_and_stop(command, tmp_path, signal.SIGINT, "evaluate 1/", process_group=True)
     assert code == 130

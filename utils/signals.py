@@ -4,7 +4,7 @@ The training process records the first stop signal, finishes what it is doing, s
 exits with 128 + the signal number (130 for SIGINT, 143 for SIGTERM), the shell's convention,
 so that a wrapper or a scheduler can tell a stopped run from a finished one.
 
-The commands that work through a folder (demo.py, utils.cutout, utils.evaluate,
+The commands that work through a folder (demo.py, utils.cutouts.cutout, utils.evaluation.evaluate,
 dataloader.prepare_foreground) and the exporter stop at once instead, as Ctrl-C stops any Python
 program, but with `Interrupted` rather than KeyboardInterrupt, for SIGTERM too: they catch it,
 print one line (how far they got and how to finish) instead of a traceback, and exit with the
