@@ -33,10 +33,10 @@ from utils.checkpoint import save_checkpoint
 from utils.config import model_spec
 from utils.flow_vis import flow_to_image
 from utils.freeze import FreezeError, freeze
-from utils.inference import autocast_for, evaluate_sample
+from utils.inference.predict import autocast_for, evaluate_sample
 from utils.losses import gca_losses, regression_loss
-from utils.metrics import mse, sad
-from utils.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from utils.evaluation.metrics import mse, sad
+from utils.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from utils.recipe import Recipe
 from utils.schedule import AdaptiveGradClip, learning_rate
 from utils.signals import StopRequest, signal_name

@@ -26,8 +26,8 @@ from dataloader.datasets import TrainDataset
 from dataloader.file_lists import DataListError, training_list
 from dataloader.loader import train_loader
 from utils.config import ConfigError, load_config
-from utils.image_io import write_image
-from utils.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from utils.io.images import write_image
+from utils.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
 def samples_per_second(dataset: TrainDataset, num_samples: int) -> float:

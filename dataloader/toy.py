@@ -19,7 +19,7 @@ smeared by a motion blur. Layouts:
   DIR/train/image/<stem>.png, DIR/train/alpha/<stem>.png   --num-fg photos to train on
   DIR/train/bg                                             --num-bg backgrounds
   DIR/test/merged/<stem>.png, DIR/test/alpha/<stem>.png    --num-test held-out photos, no
-                                                           trimaps (python -m utils.trimap_from_alpha)
+                                                           trimaps (python -m utils.trimaps.from_alpha)
 """
 import argparse
 import importlib.util
@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from dataloader.composite_testset import composite
-from utils.image_io import write_image
+from utils.io.images import write_image
 
 # Public domain or CC0, per scikit-image's data documentation.
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg",

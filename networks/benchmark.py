@@ -35,7 +35,7 @@ from networks.generator import WHOLE
 from networks.ops import SpectralNorm
 from utils.allocator import reuse_freed_memory
 from utils.config import load_config, model_spec
-from utils.inference import predict_alpha
+from utils.inference.predict import predict_alpha
 from utils.recipe import Recipe
 
 # (GCA block, tail stripe rows): ours, and the published computation
@@ -46,7 +46,7 @@ def photo_and_trimap(width: int, height: int):
     """A public-domain photo (scikit-image's astronaut) upscaled, and a trimap whose unknown
     band around a procedural alpha's soft edges covers 30 % of the image."""
     from dataloader.toy import load_photos, procedural_alpha
-    from utils.benchmark_evaluate import trimap_for
+    from utils.evaluation.benchmark import trimap_for
     photo = cv2.resize(load_photos()[0], (width, height), interpolation=cv2.INTER_CUBIC)
     alpha = procedural_alpha(np.random.default_rng(0), height, width).astype(np.float32) / 255
     return photo, trimap_for(alpha, unknown_fraction=0.3)

@@ -38,7 +38,7 @@ from networks.ops import SpectralNorm, replace_modules
 from utils.atomic import WriteError, write_bytes
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError, ModelSpec
-from utils.inference import predict_alpha
+from utils.inference.predict import predict_alpha
 from utils.recipe import Recipe, RecipeForward
 
 INPUT_NAMES, OUTPUT_NAME = ("image", "trimap"), "alpha"

@@ -22,7 +22,7 @@ from networks.aematter.swin import WHOLE, region_labels, relative_position_index
 from networks.families import build_network, load_network
 from utils.checkpoint import CheckpointError
 from utils.config import ModelSpec
-from utils.inference import predict_alpha, predict_float
+from utils.inference.predict import predict_alpha, predict_float
 from utils.recipe import Padding
 
 CONFIG = "config/aematter.toml"

@@ -21,8 +21,8 @@ from networks.aim.recipe import fuse_resized, network_side
 from networks.families import build_network, family_of
 from utils.checkpoint import CheckpointError
 from utils.config import ModelSpec, load_config, model_spec
-from utils.inference import predict_alpha
-from utils.metrics_aim500 import aim500_metrics
+from utils.inference.predict import predict_alpha
+from utils.evaluation.metrics_aim500 import aim500_metrics
 from utils.recipe import ImageSizeError
 from utils.skimage_resize import resize_like_skimage
 

@@ -23,7 +23,7 @@ from networks import gca_matting
 from networks.mmagic import network as mmagic_network
 from networks.generator import Generator
 from utils.config import ModelSpec
-from utils.inference import predict_alpha
+from utils.inference.predict import predict_alpha
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The GCA model with a one-hot trimap, and the baseline with a one-channel trimap.
