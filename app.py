@@ -32,14 +32,13 @@ from utils.checkpoint import CheckpointError
 from utils.config import ConfigError
 from utils.flow_vis import gca_offset_pictures
 from utils.extras import MissingExtraError, import_extra
-from utils.cutouts.foreground import (Background, composite, estimate_foreground, parse_colour, require_pymatting, rgba_image,
-                                      to_uint8)
+from utils.cutouts.foreground import (Background, checkerboard, composite, estimate_foreground, parse_colour,
+                                      require_pymatting, rgba_image, to_uint8)
 from utils.io.images import ImageReadError, read_grey, read_image, stem, write_image
 from utils.inference.predict import PRECISIONS, TTA_MODES, check_precision, predicted_trimap
 from utils.memory import OutOfMemory, named_out_of_memory, preflight_warning
 from utils.inference.preprocess import trimap_to_classes
 from utils.recipe import FOREGROUND, ImageSizeError, Recipe
-from utils.evaluation.quickstart_report import checkerboard
 
 INSTALL_HINT = "pip install -r requirements-app.txt"
 GUIDES = (("Upload a trimap", "trimap"), ("Upload a mask", "mask"), ("Paint the trimap on the photo", "paint"))

@@ -46,7 +46,7 @@ def photo_and_trimap(width: int, height: int):
     """A public-domain photo (scikit-image's astronaut) upscaled, and a trimap whose unknown
     band around a procedural alpha's soft edges covers 30 % of the image."""
     from dataloader.toy import load_photos, procedural_alpha
-    from utils.evaluation.benchmark import trimap_for
+    from utils.synthetic import trimap_for
     photo = cv2.resize(load_photos()[0], (width, height), interpolation=cv2.INTER_CUBIC)
     alpha = procedural_alpha(np.random.default_rng(0), height, width).astype(np.float32) / 255
     return photo, trimap_for(alpha, unknown_fraction=0.3)

@@ -15,7 +15,7 @@ from typing import Callable, Tuple
 import cv2
 import numpy as np
 
-from utils.evaluation.benchmark import synthetic_matte
+from utils.synthetic import synthetic_matte
 from utils.cutouts.foreground import estimate_foreground, require_pymatting, to_uint8
 
 SIZES = ((1920, 1080), (3840, 2160))

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from utils.evaluation.evaluate import evaluate_all, mean_metrics, pair_files
-from utils.cutouts.foreground import Background, composite, estimate_foreground
+from utils.cutouts.foreground import Background, checkerboard, composite, estimate_foreground
 from utils.io.images import list_images, read_grey, read_image, write_image
 
 
@@ -43,12 +43,6 @@ def write_baseline(trimap_dir: str, out_dir: str) -> None:
         trimap = read_grey(os.path.join(trimap_dir, name))
         baseline = np.where(trimap >= 170, 255, np.where(trimap < 85, 0, 128)).astype(np.uint8)
         write_image(os.path.join(out_dir, os.path.splitext(name)[0] + ".png"), baseline)
-
-
-def checkerboard(height: int, width: int, square: int = 16) -> np.ndarray:
-    """A grey checkerboard, H x W x 3 uint8: where a cutout is transparent it shows through."""
-    rows, cols = np.indices((height, width)) // square
-    return np.where(((rows + cols) % 2 == 0)[..., None], 200, 120).astype(np.uint8).repeat(3, axis=2)
 
 
 CUTOUT_COLOUR = (60, 180, 75)  # BGR green: a colour unlike the toy photos' backgrounds
