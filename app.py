@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import torch
 
-from demo import TRIMAP_FROM_EXAMPLE, TRIMAP_FROM_FORM, TRIMAP_SOURCES, AutomaticTrimap, Matter, trimap_model
+from matting import TRIMAP_FROM_EXAMPLE, TRIMAP_FROM_FORM, TRIMAP_SOURCES, AutomaticTrimap, Matter, trimap_model
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError
 from utils.flow_vis import gca_offset_pictures

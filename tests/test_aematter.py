@@ -14,7 +14,7 @@ import torch
 
 import demo
 from conftest import key_list
-from demo import Matter
+from matting import Matter
 from networks.aematter import family as aematter
 from networks.aematter import network as aematter_network
 from networks.aematter.network import AEMatter, StripAttention

@@ -14,7 +14,7 @@ import torch
 import aim_transcription as published
 import demo
 from conftest import random_gca, randomise_batch_norms
-from demo import AutomaticTrimap, Matter
+from matting import AutomaticTrimap, Matter
 from networks.aim.layout import from_released
 from networks.aim.network import fuse
 from networks.aim.recipe import fuse_resized, network_side

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import demo_recipe, random_gca
-from demo import Matter
+from matting import Matter
 from utils.inference.predict import predict_alpha
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -99,4 +99,11 @@ def test_utils_imports_no_networks_or_entry_points():
     assert os.path.join(ROOT, "utils", "evaluation", "evaluate.py") in paths  # the sub-packages are read too
     for path in sorted(paths):
         source = open(path).read()
-        assert not re.search(r"^\s*(from|import) (networks|dataloader|demo|main|trainer)\b", source, re.M), path
+        assert not re.search(r"^\s*(from|import) (networks|dataloader|matting|demo|app|main|trainer)\b", source,
+                             re.M), path
+
+
+def test_demo_hands_on_the_python_api_of_matting():
+    import demo
+    import matting
+    assert demo.Matter is matting.Matter  # `from demo import Matter`, as written before matting.py, still works

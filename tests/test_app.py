@@ -11,7 +11,7 @@ import torch
 
 import browser_check_app
 from conftest import random_gca
-from demo import Matter
+from matting import Matter
 from utils.trimaps.from_mask import mask_to_trimap
 
 gr = pytest.importorskip("gradio", reason="the app's extra is not installed: pip install -r requirements-app.txt")
