@@ -31,7 +31,8 @@ from utils import distributed as du
 from utils.allocator import reuse_freed_memory
 from utils.checkpoint import CheckpointError, load_imagenet_backbone
 from utils.config import ConfigError, format_config, load_config, model_spec
-from utils.evaluation.categories import CategoriesError, assign_labels, categories_from_prefix, group_report, load_categories
+from utils.evaluation.categories import (CategoriesError, assign_labels, categories_from_prefix, group_report,
+                                         load_categories)
 from utils.evaluation.evaluate import PROTOCOLS, coverage_note, format_metrics, mean_metrics, units_line
 from utils.io.images import write_image
 from utils.inference.predict import check_precision, check_tta, evaluate_sample

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.evaluation.categories import (CategoriesError, assign_labels, categories_from_prefix, group_means, group_report,
-                                         load_categories)
+from utils.evaluation.categories import (CategoriesError, assign_labels, categories_from_prefix, group_means,
+                                         group_report, load_categories)
 from utils.evaluation.evaluate import main
 from utils.evaluation.metrics_aim500 import aim500_metrics
 

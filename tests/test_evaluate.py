@@ -208,8 +208,9 @@ def test_module_runs_from_the_command_line(dirs, rng):
     alpha = soft_alpha(rng)
     for folder, image in ((pred_dir, alpha), (alpha_dir, alpha), (trimap_dir, trimap_for(alpha))):
         write(folder, "x.png", image)
-    result = subprocess.run([sys.executable, "-m", "utils.evaluation.evaluate", "--pred-dir", pred_dir, "--alpha-dir", alpha_dir,
-                             "--trimap-dir", trimap_dir], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "utils.evaluation.evaluate", "--pred-dir", pred_dir,
+                             "--alpha-dir", alpha_dir, "--trimap-dir", trimap_dir], cwd=ROOT, capture_output=True,
+                             text=True)
     assert result.returncode == 0, result.stderr
     assert "mean of 1 images: SAD 0.00  MSE 0.0000  Grad 0.00  Conn 0.00" in result.stdout
 

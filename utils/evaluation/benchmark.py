@@ -67,8 +67,8 @@ def compare_reference(tasks: List[Tuple[str, str, str, str]]) -> None:
             conn(pred, alpha)
         timings[label] = (time.perf_counter() - start) / len(pairs)
     ours, theirs = timings.values()
-    print(f"Grad + Conn per image, 1 process ({len(pairs)} images): utils.evaluation.metrics_aim500 {ours * 1000:.0f} ms, "
-          f"the authors' SciPy code {theirs * 1000:.0f} ms ({theirs / ours:.2f} x)")
+    print(f"Grad + Conn per image, 1 process ({len(pairs)} images): utils.evaluation.metrics_aim500 "
+          f"{ours * 1000:.0f} ms, the authors' SciPy code {theirs * 1000:.0f} ms ({theirs / ours:.2f} x)")
 
 
 def main() -> None:
