@@ -45,12 +45,6 @@ def write_baseline(trimap_dir: str, out_dir: str) -> None:
         write_image(os.path.join(out_dir, os.path.splitext(name)[0] + ".png"), baseline)
 
 
-def checkerboard(height: int, width: int, square: int = 16) -> np.ndarray:
-    """A grey checkerboard, H x W x 3 uint8: where a cutout is transparent it shows through."""
-    rows, cols = np.indices((height, width)) // square
-    return np.where(((rows + cols) % 2 == 0)[..., None], 200, 120).astype(np.uint8).repeat(3, axis=2)
-
-
 CUTOUT_COLOUR = (60, 180, 75)  # BGR green: a colour unlike the toy photos' backgrounds
 
 

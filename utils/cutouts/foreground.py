@@ -106,6 +106,12 @@ class Background:
         return to_uint8(scaled[top:top + height, left:left + width])
 
 
+def checkerboard(height: int, width: int, square: int = 16) -> np.ndarray:
+    """A grey checkerboard, H x W x 3 uint8: where a cutout is transparent it shows through."""
+    rows, cols = np.indices((height, width)) // square
+    return np.where(((rows + cols) % 2 == 0)[..., None], 200, 120).astype(np.uint8).repeat(3, axis=2)
+
+
 def parse_colour(spec: str) -> Optional[Tuple[int, int, int]]:
     """BGR for '#rrggbb', CSS's short '#rgb' (#0f0 is #00ff00), 'R,G,B' (0..255) or a colour name;
     None when spec has none of these forms."""
