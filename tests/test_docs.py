@@ -333,3 +333,22 @@ def test_a_module_left_at_an_old_path_has_the_flags_of_the_one_it_imports(tmp_pa
     own.write_text("import argparse\nfrom utils.evaluate import main\n"
                    "parser = argparse.ArgumentParser()\nparser.add_argument('--mine')\n")
     assert defined_flags(str(own)) == {"--mine"}  # another program's options are not its own
+
+
+def test_the_readme_picture_is_what_its_command_makes(tmp_path):
+    """docs/development.md's command for docs/toy-example.png runs and makes a picture of the
+    committed one's size, small enough to commit."""
+    pytest.importorskip("pymatting", reason="the picture's cutouts need requirements-cutout.txt")
+    from dataloader.toy import photo_folder
+    try:
+        photo_folder()
+    except SystemExit as e:
+        pytest.skip(str(e))
+    from PIL import Image
+
+    from docs.readme_picture import main
+    made = tmp_path / "toy-example.png"
+    assert main(["--out", str(made)]) == 0
+    committed = os.path.join(ROOT, "docs", "toy-example.png")
+    assert Image.open(made).size == Image.open(committed).size
+    assert os.path.getsize(committed) < 200 * 1024
