@@ -15,15 +15,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def readme_python_example() -> str:
-    text = open(os.path.join(ROOT, "README.md")).read()
+    """The Python API example of docs/inference.md."""
+    text = open(os.path.join(ROOT, "docs", "inference.md")).read()
     section = text[text.index("## Python API"):]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory):
-    """A folder laid out like the repository with a random-weight checkpoint at the README's path
-    and the README's example image and trimap."""
+    """A folder laid out like the repository with a random-weight checkpoint at the docs' path
+    and the docs' example image and trimap."""
     root = tmp_path_factory.mktemp("checkout")
     shutil.copytree(os.path.join(ROOT, "config"), root / "config")
     model = random_gca(5)
@@ -46,7 +47,7 @@ def test_the_readme_example_runs_as_written(checkout, monkeypatch):
     code = readme_python_example()
     assert len([line for line in code.splitlines() if line.strip()]) == 6
     namespace = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/inference.md", "exec"), namespace)
     expected, _ = predict_alpha(model, demo_recipe(), image_bgr, trimap, torch.device("cpu"))
     assert np.array_equal(namespace["alpha"], expected)
     rgba = namespace["rgba"]

@@ -31,7 +31,7 @@ CONFIGS = {"gca": "gca-dist.toml", "baseline": "baseline-dimaug.toml"}
 ARCHS = {"gca": ("resnet_gca_encoder_29", "res_gca_decoder_22", 3),
          "baseline": ("res_shortcut_encoder_29", "res_shortcut_decoder_22", 1)}
 SIZES = ((45, 70), (83, 45))  # (height, width): one wide, one tall, neither a multiple of 32
-README_SECTION = "## ONNX export"
+DOCS_SECTION = "## Running the file with onnxruntime alone"  # in docs/export.md
 # onnxruntime alone, in a process that imports nothing of this project (nor torch)
 RUN_ALONE = """
 import sys
@@ -224,11 +224,9 @@ def test_demo_runs_the_exported_file(exported, tmp_path, capsys):
     assert err.count("\n") == 1 and f"{missing}: no such file" in err
 
 
-def test_the_readme_example_runs_with_onnxruntime_alone(exported, tmp_path):
-    readme = open(os.path.join(ROOT, "README.md")).read()
-    if README_SECTION not in readme:
-        pytest.skip(f"README.md has no {README_SECTION!r} section yet")
-    section = readme[readme.index(README_SECTION):]
+def test_the_docs_example_runs_with_onnxruntime_alone(exported, tmp_path):
+    docs = open(os.path.join(ROOT, "docs", "export.md")).read()
+    section = docs[docs.index(DOCS_SECTION):]
     code = section[section.index("```python\n") + len("```python\n"):section.index("```\n", section.index("```python"))]
     assert len([line for line in code.splitlines() if line.strip()]) <= 10
     model, path, _ = exported["gca"]

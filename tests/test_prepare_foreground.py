@@ -130,8 +130,9 @@ def test_an_empty_folder_and_an_output_inside_an_input_are_refused(tmp_path, rng
 
 
 def readme_recipe():
-    text = open(os.path.join(ROOT, "README.md")).read()
-    section = text[text.index("### Fine-tune gca-dist.pth on your photos and alphas in 4 commands"):]
+    """The four commands of docs/training.md's fine-tuning recipe."""
+    text = open(os.path.join(ROOT, "docs", "training.md")).read()
+    section = text[text.index("## Fine-tune gca-dist.pth on your photos and alphas in 4 commands"):]
     return re.search(r"```bash\n(.*?)```", section, re.S).group(1).strip().splitlines()
 
 
@@ -153,7 +154,7 @@ def test_the_readme_recipe_runs_as_written_on_a_small_set(tmp_path):
     (tmp_path / "config" / "finetune-photos.toml").write_text(config)
     (tmp_path / "checkpoints" / "gca-dist").mkdir(parents=True)
     torch.save({"state_dict": random_gca(0).state_dict()}, tmp_path / "checkpoints" / "gca-dist" / "gca-dist.pth")
-    # the README's `dataloader.toy --out data/photos --layout photos --alphas glyphs`, smaller
+    # the docs' `dataloader.toy --out data/photos --layout photos --alphas glyphs`, smaller
     make_photo_dataset(str(tmp_path / "data" / "photos"), num_photos=4, num_bg=4, num_test=2, size=(96, 128),
                        bg_size=(80, 100), alphas="glyphs")
     outputs = []
