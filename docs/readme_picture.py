@@ -16,9 +16,8 @@ import numpy as np
 from PIL import Image
 
 from dataloader.toy import make_toy_dataset
-from utils.foreground import composite, estimate_foreground
-from utils.image_io import read_grey, read_image
-from utils.quickstart_report import checkerboard
+from utils.cutouts.foreground import checkerboard, composite, estimate_foreground
+from utils.io.images import read_grey, read_image
 
 PANEL_HEIGHT = 150
 LABELS = ("photo", "trimap", "true alpha", "cutout")

@@ -273,7 +273,7 @@ def test_the_checks_find_the_docs_commands():
     """The command check sees the docs' commands at all (a parser that found none would pass)."""
     found = {(kind, name) for path in doc_files() for line in command_lines(read(path))
              for kind, name, _ in commands_in(line)}
-    assert {("file", "demo.py"), ("file", "main.py"), ("module", "utils.evaluate"),
+    assert {("file", "demo.py"), ("file", "main.py"), ("module", "utils.evaluation.evaluate"),
             ("module", "networks.export")} <= found
 
 
@@ -288,7 +288,7 @@ SYNTHETIC = """# Title
 ```bash
 .venv/bin/python demo.py --config c.toml --no-such-flag \\
     --also-not-a-flag
-python -m utils.evaluate --pred-dir P [--not-there X]
+python -m utils.evaluation.evaluate --pred-dir P [--not-there X]
 python -m no.such.module --x
 python -m pip install -r requirements.txt
 python missing_script.py --x
@@ -327,10 +327,10 @@ def test_slugs_are_githubs(heading, slug):
 
 def test_a_module_left_at_an_old_path_has_the_flags_of_the_one_it_imports(tmp_path):
     shim = tmp_path / "old_path.py"
-    shim.write_text("from utils.evaluate import main\n\nif __name__ == '__main__':\n    main()\n")
+    shim.write_text("from utils.evaluation.evaluate import main\n\nif __name__ == '__main__':\n    main()\n")
     assert {"--pred-dir", "--alpha-dir", "--trimap-dir"} <= defined_flags(str(shim))
     own = tmp_path / "own_parser.py"
-    own.write_text("import argparse\nfrom utils.evaluate import main\n"
+    own.write_text("import argparse\nfrom utils.evaluation.evaluate import main\n"
                    "parser = argparse.ArgumentParser()\nparser.add_argument('--mine')\n")
     assert defined_flags(str(own)) == {"--mine"}  # another program's options are not its own
 
