@@ -46,7 +46,7 @@ class Generator(nn.Module):
         Returns alpha N x 1 x H x W and, for GCA models, {offset_1, offset_2: (offsets, scales)}.
 
         In eval mode, images taller than a stripe run their full-resolution tail (decoder layer 4,
-        head, and the two finest skip branches) a stripe of rows at a time: the same values
+        head, and the two finest skip branches) a stripe of rows at a time: the same values within fp32 rounding,
         without the 32-channel full-resolution maps of the whole image."""
         x = torch.cat((image, trimap), dim=1)
         if not self.training:  # training never stripes: BatchNorm needs the whole batch's statistics

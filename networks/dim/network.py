@@ -8,7 +8,7 @@ Module names are those of MMagic's released files (below `backbone.` and `refine
 
 In eval mode, images taller than a stripe run their full- and half-resolution layers (the
 encoder's first two stages, the decoder's last two, the refiner) a stripe of rows at a time,
-each with context rows above and below that are dropped: the same values without the
+each with context rows above and below that are dropped: the same values within fp32 rounding, without the
 64-channel full-resolution maps of the whole image."""
 from typing import Dict, List, Optional, Tuple
 
