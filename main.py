@@ -29,7 +29,8 @@ from networks.families import build_network, family_of, init_from_checkpoint, lo
 from trainer import Trainer, TrainingError, checkpoint_file, earlier_run_problem
 from utils import distributed as du
 from utils.allocator import reuse_freed_memory
-from utils.checkpoint import CheckpointError, load_imagenet_backbone
+from networks.gca_matting.imagenet import load_imagenet_backbone
+from utils.checkpoint import CheckpointError
 from utils.config import ConfigError, format_config, load_config, model_spec
 from utils.categories import CategoriesError, assign_labels, categories_from_prefix, group_report, load_categories
 from utils.evaluate import PROTOCOLS, coverage_note, format_metrics, mean_metrics, units_line

@@ -26,15 +26,15 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from dataloader.loader import Prefetcher
+from networks.families import load_checkpoint
+from networks.gca_matting.flow_vis import flow_to_image
+from networks.gca_matting.losses import gca_losses, regression_loss
 from utils import distributed as du
 from utils.atomic import remove_temporary_files
-from networks.families import load_checkpoint
 from utils.checkpoint import save_checkpoint
 from utils.config import model_spec
-from utils.flow_vis import flow_to_image
 from utils.freeze import FreezeError, freeze
 from utils.inference import autocast_for, evaluate_sample
-from utils.losses import gca_losses, regression_loss
 from utils.metrics import mse, sad
 from utils.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from utils.recipe import Recipe

@@ -4,11 +4,11 @@ from typing import Dict, List, Tuple
 
 import torch.nn as nn
 
-from networks import gca_matting
 from networks.aematter import family as aematter
 from networks.aim import family as aim
 from networks.dim import family as dim
 from networks.family import Family
+from networks.gca_matting import family as gca_matting
 from networks.mmagic import family as mmagic
 from utils.checkpoint import CheckpointError, load_state_dict_checked, read_checkpoint
 from utils.config import ConfigError, ModelSpec, load_config, model_spec

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from networks import build_generator, gca_matting
+from networks.gca_matting import family as gca_matting
+from networks.gca_matting.generator import build_generator
 from utils.config import ModelSpec
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")

@@ -4,7 +4,7 @@ import sys
 
 import torch
 
-from networks import build_generator
+from networks.gca_matting.generator import build_generator
 from trainer import Trainer
 from utils import distributed as du
 from utils.config import default_config

@@ -18,13 +18,13 @@ from demo import AutomaticTrimap, Matter
 from networks.aim.layout import from_released
 from networks.aim.network import fuse
 from networks.aim.recipe import fuse_resized, network_side
+from networks.aim.skimage_resize import resize_like_skimage
 from networks.families import build_network, family_of
 from utils.checkpoint import CheckpointError
 from utils.config import ModelSpec, load_config, model_spec
 from utils.inference import predict_alpha
 from utils.metrics_aim500 import aim500_metrics
 from utils.recipe import ImageSizeError
-from utils.skimage_resize import resize_like_skimage
 
 CONFIG = "config/aim.toml"
 GCA_CONFIG = "config/gca-dist-all-data.toml"

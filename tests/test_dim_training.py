@@ -9,11 +9,11 @@ import torch
 import main
 import trainer as trainer_module
 from dataloader.toy import make_toy_dataset
+from networks.dim.losses import dim_unknown_weight
 from networks.dim.training import train_tensors
 from networks.families import family_of
 from utils.checkpoint import read_checkpoint
 from utils.config import ModelSpec, load_config
-from utils.losses import dim_unknown_weight
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGE_TRAIN = {  # as config/mmagic-dim-stage{1,2,3}.toml

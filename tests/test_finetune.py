@@ -15,7 +15,7 @@ from dataloader.datasets import TrainDataset
 from dataloader.file_lists import training_list
 from dataloader.loader import train_loader
 from dataloader.toy import make_toy_dataset
-from networks import build_generator
+from networks.gca_matting.generator import build_generator
 from utils.checkpoint import read_checkpoint
 from utils.config import load_config
 from utils.distributed import DistInfo

@@ -19,8 +19,9 @@ from dataloader.datasets import TrainDataset
 from dataloader.file_lists import training_list
 from dataloader.loader import train_loader
 from dataloader.toy import make_toy_dataset
-from networks import build_generator
-from utils.checkpoint import CheckpointError, load_imagenet_backbone, read_checkpoint, save_checkpoint
+from networks.gca_matting.generator import build_generator
+from networks.gca_matting.imagenet import load_imagenet_backbone
+from utils.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from utils.config import load_config
 from utils.distributed import DistInfo
 from utils.schedule import AdaptiveGradClip, learning_rate

@@ -7,7 +7,7 @@ from conftest import GCA_ARCH, random_gca
 from dataloader.datasets import EvalDataset
 from dataloader.file_lists import EvalList
 from dataloader.loader import eval_loader
-from networks import gca_matting
+from networks.gca_matting import family as gca_matting
 from utils.config import ModelSpec
 from utils.inference import evaluate_sample, predict_alpha
 from utils.preprocess import image_to_tensor, trimap_to_classes, trimap_to_tensor

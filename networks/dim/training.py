@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from utils.losses import dim_losses
+from networks.dim.losses import dim_losses
 from utils.recipe import Recipe, unit_range
 
 
@@ -33,7 +33,7 @@ def is_trained(part: Optional[nn.Module]) -> bool:
 
 def train_losses(network: nn.Module, alpha: torch.Tensor, info: Dict, batch: Dict[str, torch.Tensor],
                  weights: Dict[str, float]) -> Dict[str, torch.Tensor]:
-    """MMagic's DIM losses (utils.losses.dim_losses, its own weights 0.5 / 0.5 / 1; the config's
+    """MMagic's DIM losses (networks.dim.losses.dim_losses, its own weights 0.5 / 0.5 / 1; the config's
     train.*_weight are GCA's and not used) on the training forward's two predictions: the
     encoder-decoder's where it is trained, the refiner's where it is."""
     train_backbone = is_trained(network.encoder) or is_trained(network.decoder)

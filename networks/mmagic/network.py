@@ -4,10 +4,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from networks.gca import GuidedCxtAtten
-from networks.generator import Generator, build_generator, set_gca_block
+from networks.gca_matting.gca import GuidedCxtAtten
+from networks.gca_matting.generator import Generator, build_generator, set_gca_block
 from networks.mmagic.attention import MMAGIC
-from networks.ops import SpectralNorm, replace_modules
+from networks.gca_matting.spectral_norm import SpectralNorm
+from networks.ops import replace_modules
 from utils.config import ModelSpec
 
 # torch.nn.utils.spectral_norm's epsilon, used as a floor on the norm in its power iteration.

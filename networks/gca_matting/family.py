@@ -4,7 +4,7 @@ gca-dist-all-data.pth, which are also this project's training checkpoints' layou
 from typing import Dict, List, Optional, Tuple
 
 from networks.family import Family, StateDict
-from networks.generator import DEMO_PADDING, build_generator, set_gca_block
+from networks.gca_matting.generator import DEMO_PADDING, build_generator, set_gca_block
 from utils.checkpoint import CheckpointError, extract_state_dict, saved_family
 from utils.config import ModelSpec
 from utils.recipe import (Padding, Recipe, imagenet_normalised, threshold_background, threshold_foreground,
