@@ -32,13 +32,13 @@ import numpy as np
 import torch
 
 from networks.export import ExportError, OnnxMatting, onnx_providers
-from networks.families import family_of, load_configured
+from networks.families import family_of, load_config, load_configured, model_spec
 from networks.gca_matting.flow_vis import gca_offset_pictures
 from utils.allocator import reuse_freed_memory
 from utils.batch import (COMPOSITE_SUFFIX, CUTOUT_SUFFIXES, OFFSET_SUFFIXES, TRIMAP_SUFFIX, check_same_size,
                          drop_clashing, is_inside, pair_by_stem, process_pairs, report_failures, write_all)
 from utils.checkpoint import CheckpointError
-from utils.config import ConfigError, ModelSpec, load_config, model_spec
+from utils.config import ConfigError, ModelSpec
 from utils.extras import MissingExtraError
 from utils.foreground import (Background, composite, estimate_foreground, parse_background, require_pymatting,
                               rgba_image)

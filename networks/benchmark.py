@@ -28,13 +28,12 @@ import cv2
 import numpy as np
 import torch
 
-from networks.families import build_network, family_of, load_checkpoint
+from networks.families import build_network, family_of, load_checkpoint, load_config, model_spec
 from networks.gca_matting.gca import LITERAL, GuidedCxtAtten
 from networks.gca_matting.generator import set_gca_block
 from networks.gca_matting.spectral_norm import SpectralNorm
 from networks.stripes import AUTO, WHOLE
 from utils.allocator import reuse_freed_memory
-from utils.config import load_config, model_spec
 from utils.inference import predict_alpha
 from utils.recipe import Recipe
 

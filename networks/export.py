@@ -6,39 +6,40 @@ The graph takes `image` (uint8, H x W x 3, RGB) and `trimap` (uint8, H x W, grey
 background, >= 170 foreground, else unknown) and returns `alpha` (uint8, H x W), H and W free.
 Everything demo.py does around the network is inside it: ImageNet normalisation, the reflect
 padding (32 px plus up to a multiple of 32), the trimap classes, forcing the known regions,
-the crop and the truncation to uint8. GCA's attention runs as an ONNX Scan over the rows of
-its 1/16 grid, so no L x L score volume is ever allocated; the full-resolution layers run on
-the whole image (no stripes), so memory grows with the image: about 6.6 GiB at 3840x2160 on
-onnxruntime's CPU provider (README, "ONNX export"). Before writing, the exporter runs the
+the crop and the truncation to uint8. The network runs in the form its family gives for export
+(Family.export): GCA-Matting's attention, for one, runs as an ONNX Scan over the rows of its 1/16
+grid, so no L x L score volume is ever allocated; the full-resolution layers run on the whole
+image (no stripes), so memory grows with the image: about 6.6 GiB at 3840x2160 on onnxruntime's
+CPU provider for GCA-Matting (README, "ONNX export"). Before writing, the exporter runs the
 graph on onnxruntime at two sizes and compares it with PyTorch's alpha (demo.py's); the file
 is written (atomically) only when they agree. Needs requirements-export.txt.
 """
 import argparse
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import sys
 import tempfile
 import warnings
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from networks.families import family_of, load_configured
-from networks.gca_matting import family as gca_matting
-from networks.gca_matting.export import exportable as gca_exportable
+from networks.families import family_of, family_spec, load_configured
 from utils.atomic import WriteError, write_bytes
 from utils.checkpoint import CheckpointError
-from utils.config import ConfigError, ModelSpec
+from utils.config import DEFAULT_FAMILY, ConfigError, ModelSpec
 from utils.inference import predict_alpha
 from utils.recipe import Recipe, RecipeForward
 
 INPUT_NAMES, OUTPUT_NAME = ("image", "trimap"), "alpha"
-# The exported file's metadata: the model's family and trimap channels (its recipe).
-FAMILY_KEY, TRIMAP_CHANNEL_KEY = "model.family", "model.trimap_channel"
+# The exported file's metadata: the model's family and its config keys' values (JSON), which make its
+# recipe; files of the version before family keys name the trimap channels alone.
+FAMILY_KEY, VALUES_KEY, TRIMAP_CHANNEL_KEY = "model.family", "model.values", "model.trimap_channel"
 HEIGHT, WIDTH = "height", "width"
 # torch's exporter implements opsets 18 (lower ones only by a conversion that can fail) to 23.
 MIN_OPSET, DEFAULT_OPSET, MAX_OPSET = 18, 20, 23
@@ -105,13 +106,13 @@ def check_opset(opset: int) -> None:
 def export_onnx(network: nn.Module, spec: ModelSpec, opset: int = DEFAULT_OPSET) -> bytes:
     """The serialised ONNX model of demo.py's pipeline around `network` (left unchanged): its
     family's exportable form of it inside the family's demo recipe. The file's metadata names
-    the family and the trimap channels (for the recipe's messages in demo.py --onnx)."""
+    the family and its settings (for the recipe's messages in demo.py --onnx)."""
     check_opset(opset)
     require_export_packages()
     family = family_of(spec)
-    if family.export_refusal:
-        raise ExportError(f"{family.title}: {family.export_refusal}")
-    graph = DemoGraph((family.exportable or gca_exportable)(network), family.recipes(spec)[0])
+    if isinstance(family.export, str):
+        raise ExportError(f"{family.title}: {family.export}")
+    graph = DemoGraph(family.export(network), family.recipes(spec)[0])
     example = (torch.zeros(45, 70, 3, dtype=torch.uint8), torch.full((45, 70), 128, dtype=torch.uint8))
     # Dim.DYNAMIC, not named Dims: torch.export cannot prove the (true) guards that nearest
     # downsampling by 1/2 puts on the padded size, and named Dims would refuse them.
@@ -125,7 +126,7 @@ def export_onnx(network: nn.Module, spec: ModelSpec, opset: int = DEFAULT_OPSET)
     for value in (*model.graph.input, *model.graph.output):
         for dim, name in zip(value.type.tensor_type.shape.dim, (HEIGHT, WIDTH)):
             dim.dim_param = name
-    for key, value in ((FAMILY_KEY, spec.family), (TRIMAP_CHANNEL_KEY, str(spec.trimap_channel))):
+    for key, value in ((FAMILY_KEY, spec.family), (VALUES_KEY, json.dumps(dict(spec.values)))):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     return model.SerializeToString()
@@ -183,8 +184,8 @@ class OnnxMatting:
             raise ExportError(f"{self.name}: onnxruntime cannot load it ({_first_line(e)}); "
                               "export it again with python -m networks.export") from None
         metadata = self.session.get_modelmeta().custom_metadata_map
-        spec = ModelSpec(metadata.get(FAMILY_KEY, gca_matting.NAME), "", "", int(metadata.get(TRIMAP_CHANNEL_KEY, 3)))
         try:
+            spec = exported_spec(metadata)
             self.recipe = family_of(spec).recipes(spec)[0]
         except ValueError as e:
             raise ExportError(f"{self.name}: {e}; export it again with this version of the project") from None
@@ -211,6 +212,16 @@ class OnnxMatting:
                                   f"{PEAK_GIB_PER_MEGAPIXEL} GiB per megapixel, README \"ONNX export\"); run it with "
                                   "PyTorch (demo.py without --onnx), which computes large images in stripes") from None
             raise ExportError(f"onnxruntime failed on a {size} image: {_first_line(e)}") from None
+
+
+def exported_spec(metadata: Dict[str, str]) -> ModelSpec:
+    """The spec an exported file's metadata describes (a file without a family is GCA-Matting's, as
+    the first exports were). ValueError for a family or settings this version does not have."""
+    family = metadata.get(FAMILY_KEY, DEFAULT_FAMILY)
+    if VALUES_KEY in metadata:
+        return family_spec(family, json.loads(metadata[VALUES_KEY]), "the file's metadata")
+    channels = {TRIMAP_CHANNEL_KEY: int(metadata[TRIMAP_CHANNEL_KEY])} if TRIMAP_CHANNEL_KEY in metadata else {}
+    return family_spec(family, channels, "the file's metadata")
 
 
 def check_pair(height: int, width: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from networks.dim.losses import (dim_alpha_loss, dim_composition_loss, dim_losse
                                  mmagic_charbonnier, mmagic_masked_mean)
 from networks.dim.network import WHOLE, flat_indices, pool, window_codes
 from networks.dim.pretrain import load_vgg16_imagenet
-from networks.families import build_network
+from networks.families import build_network, family_spec
 from utils.checkpoint import CheckpointError, read_checkpoint
 from utils.config import ModelSpec
 
@@ -32,7 +32,7 @@ KEYS = {False: 42, True: 50}
 
 
 def spec(refined: bool) -> ModelSpec:
-    return ModelSpec("mmagic-dim", "vgg16", "plain_decoder", 1, 0, "plain_refiner" if refined else "")
+    return family_spec("mmagic-dim", {"model.arch.refiner": "plain_refiner" if refined else ""})
 
 
 def randomise(module: torch.nn.Module, seed: int) -> torch.nn.Module:

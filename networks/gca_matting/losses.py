@@ -1,13 +1,14 @@
 """GCA-Matting's training losses as published: w is the N x 1 x H x W unknown mask and each published
 loss is divided by sum(w) + 1e-8 of that single-channel w. All but the reconstruction L1 are off by
 default (weight 0); the Laplacian-pyramid loss is our addition, not a published one."""
-from typing import Dict, Optional
+from typing import Dict
 
 import cv2
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+from networks.training import unknown_l1
 
 
 def unknown_weight(trimap: torch.Tensor) -> torch.Tensor:
@@ -20,9 +21,8 @@ def _per_unknown_pixel(total: torch.Tensor, weight: torch.Tensor) -> torch.Tenso
     return total / (weight.sum() + 1e-8)
 
 
-def regression_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """sum(|pred - target| w) / (sum(w) + 1e-8), summed over all of pred's channels."""
-    return _per_unknown_pixel(((pred - target).abs() * weight).sum(), weight)
+# The published reconstruction loss is the L1 on the unknown region the trainer validates with.
+regression_loss = unknown_l1
 
 
 def charbonnier_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -100,10 +100,3 @@ def matting_losses(alpha: torch.Tensor, batch: Dict[str, torch.Tensor], weights:
     losses = {name: make() for name, make in makers.items() if weights.get(f"{name}_weight", 0)}
     losses["total"] = sum(weights[f"{name}_weight"] * value for name, value in losses.items())
     return losses
-
-
-def gca_losses(network: nn.Module, alpha: torch.Tensor, info: Optional[Dict], batch: Dict[str, torch.Tensor],
-               weights: Dict[str, float]) -> Dict[str, torch.Tensor]:
-    """The trainer's losses for GCA-Matting's and MMagic's GCA families (a Family's train_losses):
-    matting_losses on the float alpha; the network and its info are not needed."""
-    return matting_losses(alpha.float(), batch, weights)

@@ -49,10 +49,11 @@ class TorchSpectralNorm(SpectralNorm):
 
 def build_mmagic_generator(spec: ModelSpec) -> Generator:
     """The network of MMagic's GCA (or baseline) configs named by spec's encoder and decoder."""
-    network = build_generator(spec.encoder, spec.decoder, spec.trimap_channel)
+    options = spec.options
+    network = build_generator(options.encoder, options.decoder, options.trimap_channel)
     replace_modules(network, SpectralNorm, TorchSpectralNorm.replacing)
     for module in network.modules():
         if isinstance(module, GuidedCxtAtten):
             module.variant = MMAGIC
-    set_gca_block(network, spec.gca_block)
+    set_gca_block(network, options.gca_block)
     return network
