@@ -27,19 +27,18 @@ import cv2
 import numpy as np
 import torch
 
-from demo import TRIMAP_FROM_EXAMPLE, TRIMAP_FROM_FORM, TRIMAP_SOURCES, AutomaticTrimap, Matter, trimap_model
+from matting import TRIMAP_FROM_EXAMPLE, TRIMAP_FROM_FORM, TRIMAP_SOURCES, AutomaticTrimap, Matter, trimap_model
 from networks.gca_matting.flow_vis import gca_offset_pictures
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError
 from utils.extras import MissingExtraError, import_extra
-from utils.foreground import (Background, composite, estimate_foreground, parse_colour, require_pymatting, rgba_image,
-                              to_uint8)
-from utils.image_io import ImageReadError, read_grey, read_image, stem, write_image
-from utils.inference import PRECISIONS, TTA_MODES, check_precision, predicted_trimap
+from utils.cutouts.foreground import (Background, checkerboard, composite, estimate_foreground, parse_colour,
+                                      require_pymatting, rgba_image, to_uint8)
+from utils.io.images import ImageReadError, read_grey, read_image, stem, write_image
+from utils.inference.predict import PRECISIONS, TTA_MODES, check_precision, predicted_trimap
 from utils.memory import OutOfMemory, named_out_of_memory, preflight_warning
-from utils.preprocess import trimap_to_classes
+from utils.inference.preprocess import trimap_to_classes
 from utils.recipe import FOREGROUND, ImageSizeError, Recipe
-from utils.quickstart_report import checkerboard
 
 INSTALL_HINT = "pip install -r requirements-app.txt"
 GUIDES = (("Upload a trimap", "trimap"), ("Upload a mask", "mask"), ("Paint the trimap on the photo", "paint"))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Copies each DIR/alpha/<stem>.png to DIR/alpha_copy/<stem>_<k>.png, k = 0..19, so that every
 # Composition-1K merged image <stem>_<k>.png has a ground truth of the same name.
-# (utils.evaluate and the test dataset pair <stem>_<k> with alpha/<stem> without this copy.)
+# (utils.evaluation.evaluate and the test dataset pair <stem>_<k> with alpha/<stem> without this copy.)
 set -euo pipefail
 
 if [ $# -ne 1 ] || [ ! -d "$1/alpha" ]; then

@@ -35,19 +35,19 @@ from networks.export import ExportError, OnnxMatting, onnx_providers
 from networks.families import family_of, load_config, load_configured, model_spec
 from networks.gca_matting.flow_vis import gca_offset_pictures
 from utils.allocator import reuse_freed_memory
-from utils.batch import (COMPOSITE_SUFFIX, CUTOUT_SUFFIXES, OFFSET_SUFFIXES, TRIMAP_SUFFIX, check_same_size,
-                         drop_clashing, is_inside, pair_by_stem, process_pairs, report_failures, write_all)
+from utils.io.batch import (COMPOSITE_SUFFIX, CUTOUT_SUFFIXES, OFFSET_SUFFIXES, TRIMAP_SUFFIX, check_same_size,
+                            drop_clashing, is_inside, pair_by_stem, process_pairs, report_failures, write_all)
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError, ModelSpec
 from utils.extras import MissingExtraError
-from utils.foreground import (Background, composite, estimate_foreground, parse_background, require_pymatting,
-                              rgba_image)
-from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, list_images, read_grey, read_image, stem
-from utils.inference import TTA_MODES, check_precision, predict_alpha, predicted_trimap
+from utils.cutouts.foreground import (Background, composite, estimate_foreground, parse_background, require_pymatting,
+                                      rgba_image)
+from utils.io.images import IMAGE_EXTENSIONS, ImageReadError, list_images, read_grey, read_image, stem
+from utils.inference.predict import TTA_MODES, check_precision, predict_alpha, predicted_trimap
 from utils.memory import PeakEstimate, named_out_of_memory, preflight_warning
-from utils.preprocess import label_trimap_to_grey
+from utils.inference.preprocess import label_trimap_to_grey
 from utils.recipe import ImageSizeError, Recipe
-from utils.trimap import mask_problem, mask_to_trimap
+from utils.trimaps.from_mask import mask_problem, mask_to_trimap
 
 
 DEFAULT_IMAGE_DIR, DEFAULT_TRIMAP_DIR = "demo/input_lowres", "demo/trimap_lowres/Trimap3"  # the published demo's
@@ -159,7 +159,7 @@ def grey_trimap(trimap: np.ndarray, source: str, recipe: Recipe) -> np.ndarray:
 
 
 def trimap_from_mask(mask: np.ndarray, unknown_width: Optional[int], source: str) -> np.ndarray:
-    """The trimap of a binary or soft mask (utils.trimap); ValueError naming `source` for a mask
+    """The trimap of a binary or soft mask (utils.trimaps.from_mask); ValueError naming `source` for a mask
     with nothing to matte."""
     problem = mask_problem(mask)
     if problem:
@@ -262,7 +262,7 @@ class AutomaticTrimap:
     """Trimaps for photos from a model that needs none (config/aim.toml), for models that need one:
     "semantic", the trimap that model's own fusion used (AIM's semantic map: 0 / 255 where it is sure,
     128 elsewhere), or "alpha", its alpha thresholded at half and banded as a mask is
-    (utils.trimap.mask_to_trimap, `unknown_width`).
+    (utils.trimaps.from_mask.mask_to_trimap, `unknown_width`).
 
         automatic = AutomaticTrimap("config/aim.toml", "checkpoints/aim/aimnet_pretrained_matting.pth")
         alpha = Matter("config/gca-dist-all-data.toml", ...)(image, automatic(image))   # or source="alpha"

@@ -37,10 +37,11 @@ from utils import distributed as du
 from utils.allocator import reuse_freed_memory
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError, ModelSpec, format_config
-from utils.categories import CategoriesError, assign_labels, categories_from_prefix, group_report, load_categories
-from utils.evaluate import PROTOCOLS, coverage_note, format_metrics, mean_metrics, units_line
-from utils.image_io import write_image
-from utils.inference import check_precision, check_tta, evaluate_sample
+from utils.evaluation.categories import (CategoriesError, assign_labels, categories_from_prefix, group_report,
+                                         load_categories)
+from utils.evaluation.evaluate import PROTOCOLS, coverage_note, format_metrics, mean_metrics, units_line
+from utils.io.images import write_image
+from utils.inference.predict import check_precision, check_tta, evaluate_sample
 from utils.memory import OutOfMemory, named_out_of_memory
 from utils.progress import progress
 from utils.recipe import ImageSizeError

@@ -28,8 +28,8 @@ $py demo.py --config config/quickstart.toml --checkpoint checkpoints/quickstart/
     --image-dir data/toy/test/merged --trimap-dir data/toy/test/trimaps --output demo/quickstart --device cpu
 
 echo "== evaluating (SAD, MSE, Grad, Conn as the MATLAB reference computes them)"
-$py -m utils.evaluate --pred-dir demo/quickstart/quickstart_best_model.pth \
+$py -m utils.evaluation.evaluate --pred-dir demo/quickstart/quickstart_best_model.pth \
     --alpha-dir data/toy/test/alpha --trimap-dir data/toy/test/trimaps --workers 1 | tail -n 1
-$py -m utils.quickstart_report --pred-dir demo/quickstart/quickstart_best_model.pth \
+$py -m utils.evaluation.quickstart_report --pred-dir demo/quickstart/quickstart_best_model.pth \
     --image-dir data/toy/test/merged --alpha-dir data/toy/test/alpha --trimap-dir data/toy/test/trimaps \
     --out demo/quickstart

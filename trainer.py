@@ -35,8 +35,8 @@ from utils.atomic import remove_temporary_files
 from utils.checkpoint import save_checkpoint
 from utils.config import lookup, set_key
 from utils.freeze import FreezeError, freeze
-from utils.inference import autocast_for, evaluate_sample
-from utils.metrics import mse, sad
+from utils.inference.predict import autocast_for, evaluate_sample
+from utils.evaluation.metrics import mse, sad
 from utils.schedule import AdaptiveGradClip
 from utils.signals import StopRequest, signal_name
 

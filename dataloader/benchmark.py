@@ -29,7 +29,7 @@ from dataloader.loader import train_loader
 from networks.families import family_of, load_config, model_spec
 from networks.training import TrainingRecipe
 from utils.config import ConfigError, ModelSpec
-from utils.image_io import write_image
+from utils.io.images import write_image
 
 
 def samples_per_second(dataset: TrainDataset, num_samples: int) -> float:

@@ -15,8 +15,8 @@ from dataloader.decode_cache import DecodeCache
 from dataloader.dim_pipeline import dim_sample
 from dataloader.fast_pipeline import gca_sample_fast
 from dataloader.file_lists import DataListError, EvalList, TrainList
-from utils.foreground import solve_background
-from utils.image_io import ImageReadError, read_grey, read_image, read_uint8
+from utils.cutouts.foreground import solve_background
+from utils.io.images import ImageReadError, read_grey, read_image, read_uint8
 
 logger = logging.getLogger(__name__)
 PIPELINES = ("gca", "dim")

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from utils.atomic import atomic_file
-from utils.image_io import read_uint8
+from utils.io.images import read_uint8
 
 
 class DecodeCache:

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional
 
-from utils.image_io import composition_base, index_by_stem, list_images, stem
+from utils.io.images import composition_base, index_by_stem, list_images, stem
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def photo_training_list(merged_dir: str, alpha_dir: str, fg_dir: Optional[str], 
 def eval_list(merged_dir: str, alpha_dir: str, trimap_dir: str,
               keys=("data.test_merged", "data.test_alpha", "data.test_trimap")) -> EvalList:
     """Every merged image with its trimap and alpha: of the same stem, or `<stem>` for a
-    Composition-1K-style `<stem>_<k>` image (one trimap per foreground, as utils.trimap_from_alpha
+    Composition-1K-style `<stem>_<k>` image (one trimap per foreground, as utils.trimaps.from_alpha
     makes them from the alphas, serves all its composites)."""
     merged = _images_in(merged_dir, keys[0])
     alphas, trimaps = _indexed(alpha_dir, keys[1]), _indexed(trimap_dir, keys[2])

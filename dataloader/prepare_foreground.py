@@ -5,7 +5,7 @@ python -m dataloader.prepare_foreground --image-dir I --alpha-dir A --output F
 
 For each photo I/<stem>.* with its alpha A/<stem>.* it writes F/<stem>.png: the foreground
 colours F of photo = alpha F + (1 - alpha) B, estimated with the project's foreground
-estimation (utils.foreground.estimate_foreground: pymatting's multi-level method, as the
+estimation (utils.cutouts.foreground.estimate_foreground: pymatting's multi-level method, as the
 cutouts use), 8-bit. Training then composites F over new backgrounds as it does Adobe's
 foregrounds. Files are written atomically, so a foreground in F is always whole: a run that
 was interrupted (Ctrl-C, a kill, a crash) continues where it stopped when started again, keeping
@@ -21,11 +21,11 @@ from typing import List, Optional, Tuple
 
 from dataloader.datasets import image_size
 from utils.atomic import remove_temporary_files
-from utils.batch import (check_same_size, drop_clashing, folders_problem, output_folder_problem, pair_by_stem,
-                         process_pairs, report_failures)
+from utils.io.batch import (check_same_size, drop_clashing, folders_problem, output_folder_problem, pair_by_stem,
+                            process_pairs, report_failures)
 from utils.extras import MissingExtraError
-from utils.foreground import estimate_foreground, load_grey_alpha, require_pymatting
-from utils.image_io import ImageReadError, list_images, read_image, stem, write_image
+from utils.cutouts.foreground import estimate_foreground, load_grey_alpha, require_pymatting
+from utils.io.images import ImageReadError, list_images, read_image, stem, write_image
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

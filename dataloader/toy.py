@@ -19,7 +19,7 @@ smeared by a motion blur. Layouts:
   DIR/train/image/<stem>.png, DIR/train/alpha/<stem>.png   --num-fg photos to train on
   DIR/train/bg                                             --num-bg backgrounds
   DIR/test/merged/<stem>.png, DIR/test/alpha/<stem>.png    --num-test held-out photos, no
-                                                           trimaps (python -m utils.trimap_from_alpha)
+                                                           trimaps (python -m utils.trimaps.from_alpha)
 """
 import argparse
 import os
@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from dataloader.composite_testset import composite
-from utils.image_io import write_image
+from utils.io.images import write_image
 from utils.toy_images import load_photos, procedural_alpha
 
 TEST_BACKGROUNDS_PER_FG = 2

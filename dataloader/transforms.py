@@ -218,7 +218,7 @@ def gca_sample_reference(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray, draw
     fg, bg: BGR uint8; alpha: float32 in [0, 1]. Returns image, fg, bg (float, 0..255, BGR),
     alpha (float32) and trimap (float32 grey 0/128/255), all crop x crop.
 
-    With draws.own_background, bg is the photo's own background (utils.foreground.solve_background),
+    With draws.own_background, bg is the photo's own background (utils.cutouts.foreground.solve_background),
     aligned with fg: it takes fg's resizes and warps instead of being fitted to them, and the
     sample is neither mixed nor colour-jittered, so that the image is the photo."""
     own = draws.own_background

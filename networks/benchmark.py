@@ -34,7 +34,7 @@ from networks.gca_matting.generator import set_gca_block
 from networks.gca_matting.spectral_norm import SpectralNorm
 from networks.stripes import AUTO, WHOLE
 from utils.allocator import reuse_freed_memory
-from utils.inference import predict_alpha
+from utils.inference.predict import predict_alpha
 from utils.recipe import Recipe
 
 # (GCA block, tail stripe rows): ours, and the published computation
@@ -44,7 +44,7 @@ FORMS = {"blocked": (AUTO, AUTO), "literal": (LITERAL, WHOLE)}
 def photo_and_trimap(width: int, height: int):
     """A public-domain photo (scikit-image's astronaut) upscaled, and a trimap whose unknown
     band around a procedural alpha's soft edges covers 30 % of the image."""
-    from utils.benchmark_evaluate import trimap_for
+    from utils.synthetic import trimap_for
     from utils.toy_images import load_photos, procedural_alpha
     photo = cv2.resize(load_photos()[0], (width, height), interpolation=cv2.INTER_CUBIC)
     alpha = procedural_alpha(np.random.default_rng(0), height, width).astype(np.float32) / 255

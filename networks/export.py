@@ -33,7 +33,7 @@ from networks.families import family_of, family_spec, load_configured
 from utils.atomic import WriteError, write_bytes
 from utils.checkpoint import CheckpointError
 from utils.config import DEFAULT_FAMILY, ConfigError, ModelSpec
-from utils.inference import predict_alpha
+from utils.inference.predict import predict_alpha
 from utils.recipe import Recipe, RecipeForward
 
 INPUT_NAMES, OUTPUT_NAME = ("image", "trimap"), "alpha"

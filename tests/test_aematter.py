@@ -14,14 +14,14 @@ import torch
 
 import demo
 from conftest import arch_spec, key_list
-from demo import Matter
+from matting import Matter
 from networks.aematter import family as aematter
 from networks.aematter import network as aematter_network
 from networks.aematter.network import AEMatter, StripAttention
 from networks.aematter.swin import WHOLE, region_labels, relative_position_index, shifted_window_mask
 from networks.families import build_network, family_spec, load_network
 from utils.checkpoint import CheckpointError
-from utils.inference import predict_alpha, predict_float
+from utils.inference.predict import predict_alpha, predict_float
 from utils.recipe import Padding
 
 CONFIG = "config/aematter.toml"

@@ -14,15 +14,15 @@ import torch
 import aim_transcription as published
 import demo
 from conftest import random_gca, randomise_batch_norms
-from demo import AutomaticTrimap, Matter
+from matting import AutomaticTrimap, Matter
 from networks.aim.layout import from_released
 from networks.aim.network import fuse
 from networks.aim.recipe import fuse_resized, network_side
 from networks.aim.skimage_resize import resize_like_skimage
 from networks.families import build_network, family_of, family_spec, load_config, model_spec
 from utils.checkpoint import CheckpointError
-from utils.inference import predict_alpha
-from utils.metrics_aim500 import aim500_metrics
+from utils.inference.predict import predict_alpha
+from utils.evaluation.metrics_aim500 import aim500_metrics
 from utils.recipe import ImageSizeError
 
 CONFIG = "config/aim.toml"

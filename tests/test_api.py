@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import demo_recipe, random_gca
-from demo import Matter
-from utils.inference import predict_alpha
+from matting import Matter
+from utils.inference.predict import predict_alpha
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,8 +11,8 @@ import torch
 
 import browser_check_app
 from conftest import random_gca
-from demo import Matter
-from utils.trimap import mask_to_trimap
+from matting import Matter
+from utils.trimaps.from_mask import mask_to_trimap
 
 gr = pytest.importorskip("gradio", reason="the app's extra is not installed: pip install -r requirements-app.txt")
 gradio_client = pytest.importorskip("gradio_client",

@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.categories import (CategoriesError, assign_labels, categories_from_prefix, group_means, group_report,
-                              load_categories)
-from utils.evaluate import main
-from utils.metrics_aim500 import aim500_metrics
+from utils.evaluation.categories import (CategoriesError, assign_labels, categories_from_prefix, group_means,
+                                         group_report, load_categories)
+from utils.evaluation.evaluate import main
+from utils.evaluation.metrics_aim500 import aim500_metrics
 
 # A hand-made set: per-image SAD and the AIM-500 labels
 SADS = {"a.png": 1.0, "b.png": 2.0, "c.png": 4.0, "d.png": 8.0, "e.png": 16.0}

@@ -6,12 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
-from utils import batch, cutout
+from utils.cutouts import cutout
+from utils.io import batch
 from utils.atomic import WriteError
-from utils.benchmark_foreground import smooth_field
+from utils.cutouts.benchmark import smooth_field
 from utils.extras import MissingExtraError
-from utils.foreground import composite, estimate_foreground, load_alpha, parse_background, rgba_image
-from utils.image_io import read_first_channel
+from utils.cutouts.foreground import composite, estimate_foreground, load_alpha, parse_background, rgba_image
+from utils.io.images import read_first_channel
 
 pymatting = pytest.importorskip("pymatting")
 
@@ -301,6 +302,6 @@ def test_cli_missing_folder_and_missing_pymatting_exit_2(folders, rng, monkeypat
 
 
 def test_cli_help_runs_as_a_module_and_says_the_cpu_is_used():
-    result = subprocess.run([sys.executable, "-m", "utils.cutout", "--help"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "utils.cutouts.cutout", "--help"], cwd=ROOT,
                             capture_output=True, text=True, check=True)
     assert "--background SPEC" in result.stdout and "runs on the CPU" in result.stdout

@@ -12,7 +12,7 @@ import torch
 import demo
 from conftest import GCA_ARCH, demo_recipe, random_gca
 from networks.gca_matting.generator import Generator, build_generator
-from utils.inference import predict_alpha
+from utils.inference.predict import predict_alpha
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "config", "gca-dist-all-data.toml")
@@ -196,7 +196,7 @@ def test_bf16_precision_on_the_cpu_and_fp16_refused(released_checkpoint, folders
     images, trimaps, out = folders
     make_pair(images, trimaps, "a", (64, 64), rng)
     import warnings
-    from utils.inference import cpu_has_native_bf16
+    from utils.inference.predict import cpu_has_native_bf16
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert run_demo(released_checkpoint[0], images, trimaps, out, "--precision", "bf16", "--no-offset") == 0
@@ -333,7 +333,7 @@ def test_cutout_and_background_write_files_that_agree(released_checkpoint, folde
 
 
 def test_masks_make_trimaps_written_beside_the_alpha(released_checkpoint, folders, tmp_path, rng):
-    from utils.trimap import mask_to_trimap
+    from utils.trimaps.from_mask import mask_to_trimap
     images, _, out = folders
     masks = tmp_path / "masks"
     masks.mkdir()

@@ -15,7 +15,7 @@ import torch
 import demo
 import mmagic_dim_transcription as mm
 from conftest import config_for_test_phase, write_eval_folders
-from demo import Matter
+from matting import Matter
 from networks.dim import network as dim_network
 from networks.dim.layout import dim_key
 from networks.dim.losses import (dim_alpha_loss, dim_composition_loss, dim_losses, dim_unknown_weight,

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from utils import evaluate
-from utils.evaluate import evaluate_one, main, mean_metrics
-from utils.metrics import all_metrics
+from utils.evaluation import evaluate
+from utils.evaluation.evaluate import evaluate_one, main, mean_metrics
+from utils.evaluation.metrics import all_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -208,8 +208,9 @@ def test_module_runs_from_the_command_line(dirs, rng):
     alpha = soft_alpha(rng)
     for folder, image in ((pred_dir, alpha), (alpha_dir, alpha), (trimap_dir, trimap_for(alpha))):
         write(folder, "x.png", image)
-    result = subprocess.run([sys.executable, "-m", "utils.evaluate", "--pred-dir", pred_dir, "--alpha-dir", alpha_dir,
-                             "--trimap-dir", trimap_dir], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "utils.evaluation.evaluate", "--pred-dir", pred_dir,
+                             "--alpha-dir", alpha_dir, "--trimap-dir", trimap_dir], cwd=ROOT, capture_output=True,
+                             text=True)
     assert result.returncode == 0, result.stderr
     assert "mean of 1 images: SAD 0.00  MSE 0.0000  Grad 0.00  Conn 0.00" in result.stdout
 
@@ -307,7 +308,7 @@ def test_csv_write_failure_is_exit_1_after_the_figures(dirs, tmp_path, rng, caps
 
 
 def test_aim500_protocol_csv_columns_values_and_units(dirs, tmp_path, rng, capsys):
-    from utils.metrics_aim500 import aim500_metrics
+    from utils.evaluation.metrics_aim500 import aim500_metrics
     pred_dir, alpha_dir, trimap_dir = dirs
     expected = {}
     for name in ("a", "b"):

@@ -24,7 +24,7 @@ from networks.gca_matting.encoders.res_shortcut_enc import ResShortCut_D
 from networks.gca_matting.gca import LITERAL, GuidedCxtAtten
 from networks.gca_matting.generator import Generator
 from networks.mmagic import network as mmagic_network
-from utils.inference import predict_alpha
+from utils.inference.predict import predict_alpha
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The GCA model with a one-hot trimap, and the baseline with a one-channel trimap.

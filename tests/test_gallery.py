@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.evaluate import main
-from utils.gallery import GENERATOR, PANEL_SIDE
-from utils.metrics import all_metrics
+from utils.evaluation.evaluate import main
+from utils.evaluation.gallery import GENERATOR, PANEL_SIDE
+from utils.evaluation.metrics import all_metrics
 
 NAMES = ("cat.png", "dog.png", "fern.png", "hair.png", "odd.png")
 CHROMIUM = "/usr/bin/chromium"

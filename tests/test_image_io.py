@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from utils.atomic import WriteError
-from utils.image_io import ImageReadError, read_first_channel, read_grey, read_image, read_uint8, write_image
+from utils.io.images import ImageReadError, read_first_channel, read_grey, read_image, read_uint8, write_image
 
 
 def test_written_image_reads_back_with_the_usual_file_mode(tmp_path, rng):

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.metrics import all_metrics, conn, grad, largest_component, mad, mat2gray, mse, sad
+from utils.evaluation.metrics import all_metrics, conn, grad, largest_component, mad, mat2gray, mse, sad
 
 
 def test_sad_mse_mad_by_hand():

@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from utils import metrics_aim500 as aim
-from utils.aim500_reference import authors_conn, authors_grad
-from utils.metrics import conn as matlab_conn
+from utils.evaluation import metrics_aim500 as aim
+from utils.evaluation.aim500_reference import authors_conn, authors_grad
+from utils.evaluation.metrics import conn as matlab_conn
 
 
 def u8(rows):

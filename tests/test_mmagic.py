@@ -15,7 +15,7 @@ import torch
 import demo
 import mmagic_transcription as mm
 from conftest import arch_spec, config_for_test_phase, randomise_batch_norms, write_eval_folders
-from demo import Matter
+from matting import Matter
 from networks.families import build_network, load_checkpoint
 from networks.mmagic.layout import mmagic_key
 from networks.mmagic.network import TorchSpectralNorm

@@ -4,7 +4,7 @@ import torch
 
 from conftest import BASELINE_ARCH, GCA_ARCH, demo_recipe, key_list, state_dict_from_key_list
 from networks.gca_matting.generator import build_generator
-from utils.inference import predict_alpha
+from utils.inference.predict import predict_alpha
 
 
 @pytest.mark.parametrize("name,arch", [("gca", GCA_ARCH), ("baseline", BASELINE_ARCH)])

@@ -18,9 +18,9 @@ from dataloader.file_lists import DataListError, eval_list, photo_training_list
 from dataloader.composite_testset import composite
 from dataloader.fast_pipeline import trimap_uint8
 from dataloader.toy import glyph_alpha, load_photos, make_photo_dataset, random_view
-from utils.foreground import solve_background
-from utils.image_io import read_uint8
-from utils.trimap_from_alpha import main as trimap_main, trimap_from_alpha, width_for
+from utils.cutouts.foreground import solve_background
+from utils.io.images import read_uint8
+from utils.trimaps.from_alpha import main as trimap_main, trimap_from_alpha, width_for
 
 HAND_MADE_TRIMAP = """
 ...........

@@ -14,8 +14,8 @@ from conftest import random_gca
 from dataloader.prepare_foreground import main as prepare_main
 from dataloader.toy import make_photo_dataset
 from utils.checkpoint import read_checkpoint
-from utils.foreground import estimate_foreground, load_alpha
-from utils.image_io import read_image
+from utils.cutouts.foreground import estimate_foreground, load_alpha
+from utils.io.images import read_image
 
 pytest.importorskip("pymatting")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KILLED_ON_THE_THIRD_WRITE = """
 import os, signal, sys
 sys.path.insert(0, {root!r})
-import utils.image_io as image_io
+import utils.io.images as image_io
 from utils.atomic import atomic_file
 from dataloader.prepare_foreground import main
 written = []

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from utils.image_io import ImageReadError, read_grey, read_image
-from utils.preprocess import image_to_tensor, trimap_to_classes, trimap_to_tensor
+from utils.io.images import ImageReadError, read_grey, read_image
+from utils.inference.preprocess import image_to_tensor, trimap_to_classes, trimap_to_tensor
 from utils.recipe import (Padding, Recipe, exact_background, exact_foreground, exact_labels, exact_one_hot, grey_unit,
                           imagenet_normalised, imagenet_normalised_255, threshold_background, threshold_foreground)
 

@@ -1,6 +1,6 @@
 import math
 
-from utils.quickstart_report import WORKING_SAD_RATIO, verdict
+from utils.evaluation.quickstart_report import WORKING_SAD_RATIO, verdict
 
 
 def test_verdict_compares_the_trained_sad_with_the_baseline():
@@ -18,8 +18,8 @@ def test_side_by_side_shows_the_cutout_over_a_checkerboard_and_a_colour(tmp_path
     import cv2
     import numpy as np
 
-    from utils.foreground import composite, estimate_foreground
-    from utils.quickstart_report import CUTOUT_COLOUR, checkerboard, side_by_side
+    from utils.cutouts.foreground import checkerboard, composite, estimate_foreground
+    from utils.evaluation.quickstart_report import CUTOUT_COLOUR, side_by_side
 
     rng = np.random.default_rng(0)
     for folder in ("image", "trimap", "pred", "alpha"):

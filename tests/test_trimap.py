@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.trimap import default_unknown_width, mask_problem, mask_to_trimap
+from utils.trimaps.from_mask import default_unknown_width, mask_problem, mask_to_trimap
 
 
 def disc_mask(size: int, centre, radius: float):

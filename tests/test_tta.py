@@ -8,8 +8,8 @@ from dataloader.datasets import EvalDataset
 from dataloader.file_lists import EvalList
 from dataloader.loader import eval_loader
 from networks.gca_matting import family as gca_matting
-from utils.inference import evaluate_sample, predict_alpha
-from utils.preprocess import image_to_tensor, trimap_to_classes, trimap_to_tensor
+from utils.inference.predict import evaluate_sample, predict_alpha
+from utils.inference.preprocess import image_to_tensor, trimap_to_classes, trimap_to_tensor
 
 CPU = torch.device("cpu")
 DEMO, TEST = gca_matting.recipes(arch_spec("gca-matting", GCA_ARCH, 3))

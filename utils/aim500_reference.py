@@ -1,7 +1,7 @@
 """The AIM-500 authors' Grad and Conn as they wrote them (SciPy; scipy.ndimage.label, 4-connected
 and numbered in raster order like their skimage.measure.label, stands in for skimage), kept as the
-reference that tests/test_metrics_aim500.py checks utils.metrics_aim500 against and that
-utils.benchmark_evaluate --compare-reference times. Needs SciPy (requirements-cutout.txt)."""
+reference that tests/test_metrics_aim500.py checks utils.evaluation.metrics_aim500 against and that
+utils.evaluation.benchmark --compare-reference times. Needs SciPy (requirements-cutout.txt)."""
 import numpy as np
 
 

@@ -7,7 +7,7 @@ that way. With mmap off for large blocks (M_MMAP_MAX = 0) and a high trim thresh
 memory stays in the heap and the next tensor of that size reuses it: 3840x2160 ran in 66 s
 instead of 109 s, at a fifth more peak RSS (3.0 GB instead of 2.5; heap fragmentation). The
 same idea as running PyTorch with jemalloc or tcmalloc, without a preload. The entry points
-(demo.py, main.py, networks.benchmark, utils.evaluate, utils.benchmark_evaluate) apply it when
+(demo.py, main.py, networks.benchmark, utils.evaluation.evaluate, utils.evaluation.benchmark) apply it when
 run as programs.
 """
 import ctypes

@@ -1,4 +1,4 @@
-"""What the folder-processing entry points (demo.py, utils.cutout) share: pairing files by stem,
+"""What the folder-processing entry points (demo.py, utils.cutouts.cutout) share: pairing files by stem,
 refusing outputs that would overwrite each other, running the items, writing an item's results
 all or none, and the closing summary. A bad item is named and skipped; the rest of the folder goes on."""
 import contextlib
@@ -9,13 +9,13 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy as np
 
 from utils.atomic import WriteError
-from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, index_by_stem, list_images, stem, write_image
+from utils.io.images import IMAGE_EXTENSIONS, ImageReadError, index_by_stem, list_images, stem, write_image
 from utils.memory import OutOfMemory
 from utils.progress import progress
 
-# What demo.py and utils.cutout write beside an image's alpha <stem>.png, as <stem><suffix>.png:
+# What demo.py and utils.cutouts.cutout write beside an image's alpha <stem>.png, as <stem><suffix>.png:
 # the GCA offset pictures, the trimap made from a mask, the foreground colours and the RGBA
-# cutout, the composite. utils.evaluate knows them from here as not being predictions.
+# cutout, the composite. utils.evaluation.evaluate knows them from here as not being predictions.
 OFFSET_SUFFIXES = ("_offset1", "_offset2")
 TRIMAP_SUFFIX = "_trimap"
 CUTOUT_SUFFIXES = ("_fg", "_rgba")

@@ -1,7 +1,7 @@
 """Benchmark: evaluation speed on a generated Composition-1K- or AIM-500-sized test set.
 
-python -m utils.benchmark_evaluate [--foregrounds 50] [--per-foreground 20] [--workers N]
-python -m utils.benchmark_evaluate --protocol aim500 --foregrounds 500 --per-foreground 1 --megapixels 0.9 1.1
+python -m utils.evaluation.benchmark [--foregrounds 50] [--per-foreground 20] [--workers N]
+python -m utils.evaluation.benchmark --protocol aim500 --foregrounds 500 --per-foreground 1 --megapixels 0.9 1.1
 
 Writes ground truths (by default 50 of 1-2 MP) with soft, matte-like alpha (blurred shapes, thin
 strands) and predictions and trimaps (about 30 % unknown) in Composition-1K naming to a temporary
@@ -20,11 +20,11 @@ from typing import List, Tuple
 import cv2
 import numpy as np
 
-from utils import metrics_aim500
+from utils.evaluation import metrics_aim500
 from utils.allocator import reuse_freed_memory
-from utils.aim500_reference import authors_conn, authors_grad
-from utils.evaluate import PROTOCOLS, evaluate_all, pair_files
-from utils.image_io import read_first_channel
+from utils.evaluation.aim500_reference import authors_conn, authors_grad
+from utils.evaluation.evaluate import PROTOCOLS, evaluate_all, pair_files
+from utils.io.images import read_first_channel
 
 PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1]
 
@@ -79,7 +79,7 @@ def compare_reference(tasks: List[Tuple[str, str, str, str]]) -> None:
     """Prints the time per image of this project's AIM-500 Grad + Conn and of the authors' code."""
     pairs = [(read_first_channel(pred) / 255, read_first_channel(alpha) / 255) for _, pred, alpha, _ in tasks]
     timings = {}
-    for label, grad, conn in (("utils.metrics_aim500", metrics_aim500.grad, metrics_aim500.conn),
+    for label, grad, conn in (("utils.evaluation.metrics_aim500", metrics_aim500.grad, metrics_aim500.conn),
                               ("the authors' SciPy code", lambda p, g: authors_grad(p, g)[0], authors_conn)):
         start = time.perf_counter()
         for pred, alpha in pairs:
@@ -87,8 +87,8 @@ def compare_reference(tasks: List[Tuple[str, str, str, str]]) -> None:
             conn(pred, alpha)
         timings[label] = (time.perf_counter() - start) / len(pairs)
     ours, theirs = timings.values()
-    print(f"Grad + Conn per image, 1 process ({len(pairs)} images): utils.metrics_aim500 {ours * 1000:.0f} ms, "
-          f"the authors' SciPy code {theirs * 1000:.0f} ms ({theirs / ours:.2f} x)")
+    print(f"Grad + Conn per image, 1 process ({len(pairs)} images): utils.evaluation.metrics_aim500 "
+          f"{ours * 1000:.0f} ms, the authors' SciPy code {theirs * 1000:.0f} ms ({theirs / ours:.2f} x)")
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
-"""Benchmark: utils.foreground.estimate_foreground beside pymatting.estimate_foreground_ml called
+"""Benchmark: utils.cutouts.foreground.estimate_foreground beside pymatting.estimate_foreground_ml called
 directly, on the CPU, at 1920x1080 and 3840x2160.
 
-python -m utils.benchmark_foreground [--repeats 3]
+python -m utils.cutouts.benchmark [--repeats 3]
 
 The input is a synthetic composite: a smooth random foreground over a smooth random background
 through a soft matte with thin strands. Each function's first call is a warm-up, left out; the
@@ -15,8 +15,8 @@ from typing import Callable, Tuple
 import cv2
 import numpy as np
 
-from utils.benchmark_evaluate import synthetic_matte
-from utils.foreground import estimate_foreground, require_pymatting, to_uint8
+from utils.synthetic import synthetic_matte
+from utils.cutouts.foreground import estimate_foreground, require_pymatting, to_uint8
 
 SIZES = ((1920, 1080), (3840, 2160))
 

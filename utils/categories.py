@@ -9,7 +9,7 @@ import json
 import math
 from typing import Dict, Iterable, List, Tuple
 
-from utils.image_io import composition_base, stem
+from utils.io.images import composition_base, stem
 
 FIELDS = ("type", "category")
 UNCATEGORISED = "uncategorised"

@@ -1,6 +1,6 @@
 """Cut out a folder of images with their alpha mattes (e.g. demo.py's predictions).
 
-python -m utils.cutout --image-dir I --alpha-dir A --output O [--background SPEC]
+python -m utils.cutouts.cutout --image-dir I --alpha-dir A --output O [--background SPEC]
 
 Alphas are matched to images by file stem. Per image it writes into O:
   <stem>_fg.png         the estimated foreground colours (pymatting's multi-level method), 8-bit;
@@ -16,12 +16,12 @@ import sys
 from functools import partial
 from typing import List, Optional
 
-from utils.batch import (COMPOSITE_SUFFIX, CUTOUT_SUFFIXES, check_same_size, drop_clashing, folders_problem,
-                         output_folder_problem, pair_by_stem, process_pairs, report_failures, write_all)
+from utils.io.batch import (COMPOSITE_SUFFIX, CUTOUT_SUFFIXES, check_same_size, drop_clashing, folders_problem,
+                            output_folder_problem, pair_by_stem, process_pairs, report_failures, write_all)
 from utils.extras import MissingExtraError
-from utils.foreground import (ACCEPTED_BACKGROUNDS, Background, composite, estimate_foreground, load_alpha,
-                              parse_background, require_pymatting, rgba_image)
-from utils.image_io import list_images, read_image, stem
+from utils.cutouts.foreground import (ACCEPTED_BACKGROUNDS, Background, composite, estimate_foreground, load_alpha,
+                                      parse_background, require_pymatting, rgba_image)
+from utils.io.images import list_images, read_image, stem
 from utils.memory import named_out_of_memory
 
 

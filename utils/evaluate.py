@@ -1,18 +1,18 @@
 """Evaluate predicted alpha mattes against ground truth, with the protocol of a benchmark.
 
-python -m utils.evaluate --pred-dir P --alpha-dir A --trimap-dir T [--protocol comp1k|aim500]
+python -m utils.evaluation.evaluate --pred-dir P --alpha-dir A --trimap-dir T [--protocol comp1k|aim500]
     [--csv FILE] [--workers N] [--mse-scale S] [--categories FILE | --category-from-prefix SEP]
     [--gallery DIR [--worst K] [--image-dir I]] [--allow-subset]
 
 comp1k (the default): the MATLAB-identical Composition-1K metrics over trimap pixels equal to
-128 (utils.metrics). aim500: the whole-image metrics of the AIM-500 authors' code, also used for
-AM-2K and P3M-500 (utils.metrics_aim500). The report's first line states the units.
+128 (utils.evaluation.metrics). aim500: the whole-image metrics of the AIM-500 authors' code, also used for
+AM-2K and P3M-500 (utils.evaluation.metrics_aim500). The report's first line states the units.
 
 Files pair by name stem. Composition-1K layout works without alpha_copy: a prediction
 `<stem>_<k>.png` finds `A/<stem>.png` when `A/<stem>_<k>.png` does not exist. Every trimap is a test
 image: one without a prediction is named, counted on the mean line and makes the exit code 1
 (--allow-subset: named and counted only). The pictures demo.py writes beside its alphas
-(`<stem>_offset1`, `_fg`, `_rgba`, ...: utils.batch.EXTRA_OUTPUT_SUFFIXES) are left out, with a note.
+(`<stem>_offset1`, `_fg`, `_rgba`, ...: utils.io.batch.EXTRA_OUTPUT_SUFFIXES) are left out, with a note.
 
 A trimap with values other than 0, 128 and 255 gets a warning. A figure that is undefined for an
 image (comp1k MSE and MAD, aim500 MSE-Trimap and MAD-Trimap, without unknown pixels) is shown as
@@ -35,13 +35,13 @@ import numpy as np
 
 from utils.allocator import reuse_freed_memory
 from utils.atomic import WriteError, atomic_file
-from utils.batch import EXTRA_OUTPUT_SUFFIXES
-from utils.categories import (FIELDS, UNCATEGORISED, CategoriesError, assign_labels, categories_from_prefix,
-                              group_report, load_categories, name_list)
-from utils.gallery import Entry, folder_problem, write_gallery
-from utils.image_io import ImageReadError, composition_base, index_by_stem, list_images, read_first_channel, stem
-from utils.metrics import UNKNOWN_VALUE, all_metrics
-from utils.metrics_aim500 import aim500_metrics
+from utils.io.batch import EXTRA_OUTPUT_SUFFIXES
+from utils.evaluation.categories import (FIELDS, UNCATEGORISED, CategoriesError, assign_labels, categories_from_prefix,
+                                         group_report, load_categories, name_list)
+from utils.evaluation.gallery import Entry, folder_problem, write_gallery
+from utils.io.images import ImageReadError, composition_base, index_by_stem, list_images, read_first_channel, stem
+from utils.evaluation.metrics import UNKNOWN_VALUE, all_metrics
+from utils.evaluation.metrics_aim500 import aim500_metrics
 from utils.progress import progress
 
 LABELS = {"sad": "SAD", "mse": "MSE", "grad": "Grad", "conn": "Conn", "mad": "MAD", "sad_trimap": "SAD-Trimap",
@@ -95,7 +95,7 @@ def find_counterpart(name_stem: str, index: Dict[str, List[str]], folder: str) -
 
 def is_extra_output(name_stem: str, prediction_stems: Set[str]) -> bool:
     """Whether `name_stem` is `<stem><suffix>`, a picture demo.py wrote beside the prediction
-    `<stem>` in `prediction_stems` (suffix: utils.batch.EXTRA_OUTPUT_SUFFIXES)."""
+    `<stem>` in `prediction_stems` (suffix: utils.io.batch.EXTRA_OUTPUT_SUFFIXES)."""
     return any(name_stem.endswith(suffix) and name_stem[:-len(suffix)] in prediction_stems
                for suffix in EXTRA_OUTPUT_SUFFIXES)
 

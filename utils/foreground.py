@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from utils.extras import import_extra
-from utils.image_io import ImageReadError, read_image
+from utils.io.images import ImageReadError, read_image
 
 COLOUR_NAMES = {  # R, G, B
     "white": (255, 255, 255), "black": (0, 0, 0), "red": (255, 0, 0), "green": (0, 255, 0),

@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 
 from utils.atomic import atomic_file
-from utils.foreground import to_uint8
-from utils.image_io import ImageReadError, read_first_channel, read_image, stem, write_image
+from utils.cutouts.foreground import to_uint8
+from utils.io.images import ImageReadError, read_first_channel, read_image, stem, write_image
 from utils.progress import progress
 
-GENERATOR = "GCA-Matting utils.evaluate gallery"
+GENERATOR = "GCA-Matting utils.evaluation.evaluate gallery"
 PANEL_SIDE = 320  # longest side of each panel, in pixels
 PICTURE_LINK = re.compile(r"<a href='(worst\d+_[^'/]*\.png)'>")
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -49,7 +49,7 @@ def folder_problem(folder: str) -> str:
             ours = GENERATOR in f.read(4096)
     except OSError:
         ours = False
-    return "" if ours else ("holds files and no gallery index.html written by utils.evaluate; "
+    return "" if ours else ("holds files and no gallery index.html written by utils.evaluation.evaluate; "
                             "give an empty or new folder so that nothing in it is overwritten")
 
 

@@ -2,7 +2,7 @@
 reference of every published Composition-1K number.
 
 Inputs are prediction, ground truth and trimap on the 0..255 scale (uint8, or float for
-16-bit files scaled by `utils.image_io.to_8bit_range`). Only pixels where the trimap is
+16-bit files scaled by `utils.io.images.to_8bit_range`). Only pixels where the trimap is
 exactly 128 count. Per-pixel arithmetic is float32 where the reference uses `single`; sums
 accumulate in float64.
 """

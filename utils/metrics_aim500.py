@@ -1,7 +1,7 @@
 """Whole-image matting metrics as the AIM-500 authors' Python code computes them (also used for
-AM-2K and P3M-500), quirks included; a different protocol from `utils.metrics` (MATLAB).
+AM-2K and P3M-500), quirks included; a different protocol from `utils.evaluation.metrics` (MATLAB).
 
-Inputs are prediction, ground truth and trimap on the 0..255 scale, as `utils.metrics` takes
+Inputs are prediction, ground truth and trimap on the 0..255 scale, as `utils.evaluation.metrics` takes
 them; prediction and ground truth become float64 in [0, 1] (value / 255, no rounding). The
 authors' SciPy / scikit-image calls are re-expressed with OpenCV, keeping their arithmetic:
 float32 filter outputs, reflected borders, raster-order components.
@@ -12,7 +12,7 @@ from typing import Dict
 import cv2
 import numpy as np
 
-from utils.metrics import UNKNOWN_VALUE, largest_component_raster
+from utils.evaluation.metrics import UNKNOWN_VALUE, largest_component_raster
 
 GRAD_SIGMA = 1.4
 GRAD_TRUNCATE = 4.0

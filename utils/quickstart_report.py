@@ -7,7 +7,7 @@ The exact figures vary from machine to machine (the CPU's instruction set and th
 change the floating-point rounding, and 300 steps of training amplify it); the verdict, the
 trained SAD against the baseline's, is what to check. Exit code 1 when it fails.
 
-python -m utils.quickstart_report --pred-dir P --image-dir I --alpha-dir A --trimap-dir T --out DIR
+python -m utils.evaluation.quickstart_report --pred-dir P --image-dir I --alpha-dir A --trimap-dir T --out DIR
 """
 import argparse
 import os
@@ -17,9 +17,9 @@ from typing import List, Optional, Tuple
 import cv2
 import numpy as np
 
-from utils.evaluate import evaluate_all, mean_metrics, pair_files
-from utils.foreground import Background, composite, estimate_foreground
-from utils.image_io import list_images, read_grey, read_image, write_image
+from utils.evaluation.evaluate import evaluate_all, mean_metrics, pair_files
+from utils.cutouts.foreground import Background, checkerboard, composite, estimate_foreground
+from utils.io.images import list_images, read_grey, read_image, write_image
 
 
 # A working quickstart run ends far below this share of the baseline's SAD (about 0.2 to 0.25

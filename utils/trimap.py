@@ -16,7 +16,7 @@ def default_unknown_width(height: int, width: int) -> int:
 
 def mask_foreground(mask: np.ndarray) -> np.ndarray:
     """Boolean H x W: a bool mask as it is; any other on the 0..255 scale (uint8, or float32 as
-    utils.image_io.read_grey returns 16-bit files) thresholded at half, >= 127.5."""
+    utils.io.images.read_grey returns 16-bit files) thresholded at half, >= 127.5."""
     return mask if mask.dtype == bool else mask >= 127.5
 
 

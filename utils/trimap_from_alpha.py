@@ -1,10 +1,10 @@
 """Test trimaps from ground-truth alphas, as the Composition-1K and Distinctions-646 test sets'
 trimaps were made: the alpha's soft and nearby pixels unknown.
 
-python -m utils.trimap_from_alpha --alpha-dir A --output T [--width K | --random-width LO HI --seed S]
+python -m utils.trimaps.from_alpha --alpha-dir A --output T [--width K | --random-width LO HI --seed S]
 
 unknown (128) = dilate(alpha > 0) minus erode(alpha == 255), both with a disc of radius K
-pixels; 255 where the erosion leaves foreground, 0 beyond the dilation (utils.trimap.band_trimap:
+pixels; 255 where the erosion leaves foreground, 0 beyond the dilation (utils.trimaps.from_mask.band_trimap:
 an exact disc, and the image border is not an edge). --random-width draws K for each alpha
 uniformly from LO..HI with a generator seeded by S and the file's stem, so a file gets the same
 trimap whatever else the folder holds and however often it is run. Writes T/<stem>.png, 8-bit
@@ -21,10 +21,10 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from utils.batch import drop_clashing, folders_problem, output_folder_problem, process_pairs, report_failures
-from utils.foreground import load_grey_alpha
-from utils.image_io import list_images, stem, write_image
-from utils.trimap import band_trimap
+from utils.io.batch import drop_clashing, folders_problem, output_folder_problem, process_pairs, report_failures
+from utils.cutouts.foreground import load_grey_alpha
+from utils.io.images import list_images, stem, write_image
+from utils.trimaps.from_mask import band_trimap
 
 
 def trimap_from_alpha(alpha: np.ndarray, width: int) -> np.ndarray:

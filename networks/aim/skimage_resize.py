@@ -20,7 +20,7 @@ from typing import Tuple
 import cv2
 import numpy as np
 
-from utils.metrics_aim500 import filter_axis, gaussian_taps
+from utils.evaluation.metrics_aim500 import filter_axis, gaussian_taps
 
 SKIMAGE_RESIZES = ("skimage-0.14", "skimage-0.19")
 # scipy.ndimage.gaussian_filter's default radius, in standard deviations.

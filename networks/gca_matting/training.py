@@ -15,7 +15,7 @@ from networks.gca_matting.losses import matting_losses
 from networks.training import (ADAM_SCHEDULE_KEYS, Arrays, Tensors, TrainingRecipe, adam, imagenet_picture,
                                scheduled_rate)
 from utils.config import ModelSpec
-from utils.preprocess import image_to_tensor, trimap_to_tensor
+from utils.inference.preprocess import image_to_tensor, trimap_to_tensor
 
 
 def train_tensors(sample: Arrays, spec: ModelSpec) -> Tensors:
