@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from matting import TRIMAP_FROM_EXAMPLE, TRIMAP_FROM_FORM, TRIMAP_SOURCES, AutomaticTrimap, Matter, trimap_model
+from networks.gca_matting.flow_vis import gca_offset_pictures
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError
-from utils.flow_vis import gca_offset_pictures
 from utils.extras import MissingExtraError, import_extra
 from utils.cutouts.foreground import (Background, checkerboard, composite, estimate_foreground, parse_colour,
                                       require_pymatting, rgba_image, to_uint8)

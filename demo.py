@@ -34,13 +34,14 @@ import numpy as np
 from matting import (TRIMAP_FROM_EXAMPLE, TRIMAP_FROM_FORM, TRIMAP_SOURCES, TTA_NEEDS_PYTORCH, AutomaticTrimap, Matter,
                      OnnxMatter, parse_trimap_from, takes_trimap, trimap_from_mask, trimap_model)
 from networks.export import ExportError
+from networks.families import load_config, model_spec
+from networks.gca_matting.flow_vis import gca_offset_pictures
 from utils.allocator import reuse_freed_memory
 from utils.io.batch import (AGAIN, COMPOSITE_SUFFIX, CUTOUT_SUFFIXES, OFFSET_SUFFIXES, RESUME, TRIMAP_SUFFIX, Tally,
                             check_same_size, drop_clashing, is_inside, pair_by_stem, process_pairs, report_failures,
                             split_complete, write_all)
 from utils.checkpoint import CheckpointError
-from utils.config import ConfigError, load_config, model_spec
-from utils.flow_vis import gca_offset_pictures
+from utils.config import ConfigError
 from utils.extras import MissingExtraError
 from utils.cutouts.foreground import (Background, composite, estimate_foreground, parse_background, require_pymatting,
                                       rgba_image)

@@ -1,10 +1,15 @@
-"""Train GCA-Matting, or evaluate a checkpoint on the config's test set.
+"""Train the config's model, or evaluate a checkpoint on the config's test set.
 
-python main.py --config config/gca-dist.toml                       # one process
-torchrun --nproc_per_node=4 main.py --config config/gca-dist.toml    # one process per GPU
-python -m torch.distributed.launch --nproc_per_node=4 main.py --config=config/gca-dist.toml
-python main.py --config config/gca-dist.toml --phase test
+python main.py --config CONFIG.toml                        # one process
+torchrun --nproc_per_node=4 main.py --config CONFIG.toml     # one process per GPU
+python -m torch.distributed.launch --nproc_per_node=4 main.py --config=CONFIG.toml
+python main.py --config CONFIG.toml --phase test
 python main.py --config config/quickstart.toml --resume latest_model   # continue a stopped run
+
+The config's model family (model.family) says what is trained and how: its network, and its
+training recipe (networks.training.TrainingRecipe: sample encoding, data pipeline, losses,
+optimizer, learning-rate schedule, backbone initialisation); this script and trainer.py run any
+family through that recipe.
 
 A run never replaces another run's checkpoints: training into a log.checkpoint_path/<version>
 that holds latest_model.pth or best_model.pth is refused unless it resumes from there or
@@ -22,15 +27,16 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from dataloader.datasets import EvalDataset, TrainDataset, usable_eval_files
+from dataloader.datasets import DataSettings, EvalDataset, usable_eval_files
 from dataloader.file_lists import DataListError, EvalList, TrainList, eval_list, photo_training_list, training_list
 from dataloader.loader import eval_loader, train_loader
-from networks.families import build_network, family_of, init_from_checkpoint, load_checkpoint
+from networks.families import build_network, family_of, init_from_checkpoint, load_checkpoint, load_config, model_spec
+from networks.training import TrainingRecipe
 from trainer import Trainer, TrainingError, checkpoint_file, earlier_run_problem
 from utils import distributed as du
 from utils.allocator import reuse_freed_memory
-from utils.checkpoint import CheckpointError, load_imagenet_backbone
-from utils.config import ConfigError, format_config, load_config, model_spec
+from utils.checkpoint import CheckpointError
+from utils.config import ConfigError, ModelSpec, format_config
 from utils.evaluation.categories import (CategoriesError, assign_labels, categories_from_prefix, group_report,
                                          load_categories)
 from utils.evaluation.evaluate import PROTOCOLS, coverage_note, format_metrics, mean_metrics, units_line
@@ -41,7 +47,7 @@ from utils.progress import progress
 from utils.recipe import ImageSizeError
 from utils.signals import StopRequest, exit_code
 
-logger = logging.getLogger("gca")
+logger = logging.getLogger("matting")
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -127,9 +133,9 @@ def training_files(data) -> TrainList:
     return training_list(data.train_fg, data.train_alpha, data.train_bg)
 
 
-def initial_weights(config, model) -> None:
+def initial_weights(config, model, spec: ModelSpec, recipe: TrainingRecipe) -> None:
     """Where training starts from, unless it resumes: train.init_checkpoint (fine-tuning), else
-    the ImageNet backbone (model.imagenet_pretrain), else the initialisation."""
+    the family's ImageNet backbone (model.imagenet_pretrain), else the initialisation."""
     if config.train.resume_checkpoint:
         if config.train.init_checkpoint:
             logger.info("train.init_checkpoint is not used: the run resumes from train.resume_checkpoint = %r",
@@ -137,16 +143,17 @@ def initial_weights(config, model) -> None:
         return
     if config.train.init_checkpoint:
         try:
-            loaded = init_from_checkpoint(model, model_spec(config), config.train.init_checkpoint)
+            loaded = init_from_checkpoint(model, spec, config.train.init_checkpoint)
         except CheckpointError as e:
             raise CheckpointError(f"train.init_checkpoint: {e}") from None
         logger.info("weights from train.init_checkpoint = %s; training starts at step 1 with a fresh optimizer "
                     "and learning-rate schedule", loaded)
     elif config.model.imagenet_pretrain:
-        load = (family_of(model_spec(config)).imagenet_backbone
-                or partial(load_imagenet_backbone, trimap_channel=config.model.trimap_channel))
-        left = load(model.encoder, config.model.imagenet_pretrain_path or "")
-        logger.info("ImageNet backbone loaded from %s (%d encoder tensors keep their init)",
+        if isinstance(recipe.imagenet_backbone, str):
+            raise ConfigError(f"model.imagenet_pretrain: {recipe.imagenet_backbone}; set model.imagenet_pretrain "
+                              "= false")
+        left = recipe.imagenet_backbone(model, config.model.imagenet_pretrain_path or "", spec)
+        logger.info("ImageNet backbone loaded from %s (%d backbone tensors keep their init)",
                     config.model.imagenet_pretrain_path, len(left))
 
 
@@ -155,16 +162,17 @@ def run_training(config, dist_info: du.DistInfo, stop: StopRequest) -> int:
     stopped it (latest_model.pth saved)."""
     spec = model_spec(config)
     family = family_of(spec)
-    if family.training_refusal:
-        raise ConfigError(f"{config.model.family!r} (model.family): {family.training_refusal}")
+    if isinstance(family.training, str):
+        raise ConfigError(f"{config.model.family!r} (model.family): {family.training}")
+    recipe = family.training
     torch.manual_seed(config.train.seed)
     model = build_network(spec)
-    initial_weights(config, model)
+    initial_weights(config, model, spec, recipe)
     data = config.data
     files = training_files(data)
-    dataset = TrainDataset(files, data.crop_size, data.augmentation, data.random_interp, data.pipeline,
-                           config.model.trimap_channel, config.train.seed, dist_info.rank, data.decode_cache,
-                           own_background_prob=data.own_background_prob, to_tensors=family.train_tensors)
+    settings = DataSettings(data.crop_size, data.augmentation, data.random_interp, data.pipeline, data.decode_cache,
+                            data.own_background_prob, config.train.seed, dist_info.rank)
+    dataset = recipe.dataset(files, settings, partial(recipe.train_tensors, spec=spec))
     loader = train_loader(dataset, config.model.batch_size, data.workers, config.train.seed, dist_info.rank,
                           dist_info.world_size, pin_memory=dist_info.device.type == "cuda")
     validation = None
@@ -181,8 +189,7 @@ def run_training(config, dist_info: du.DistInfo, stop: StopRequest) -> int:
     logger.info("%d %s, %d backgrounds, %d validation images, %d process(es) on %s", len(files.fg),
                 "photos" if files.merged else "foregrounds", len(files.bg),
                 len(validation.dataset) if validation else 0, dist_info.world_size, dist_info.device)
-    trainer = Trainer(config, model, loader, validation, dist_info, writer, stop, eval_recipe=family.recipes(spec)[1],
-                      losses=family.train_losses)
+    trainer = Trainer(config, model, loader, validation, dist_info, writer, stop)
     trainer.remove_interrupted_saves()
     if config.train.resume_checkpoint:
         trainer.restore(config.train.resume_checkpoint)

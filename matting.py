@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from networks.export import OnnxMatting, onnx_providers
-from networks.families import family_of, load_configured
+from networks.families import family_of, load_config, load_configured, model_spec
 from utils.checkpoint import CheckpointError
-from utils.config import ConfigError, ModelSpec, load_config, model_spec
+from utils.config import ConfigError, ModelSpec
 from utils.cutouts.foreground import estimate_foreground, rgba_image
 from utils.inference.predict import check_precision, predict_alpha, predicted_trimap
 from utils.inference.preprocess import label_trimap_to_grey

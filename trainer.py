@@ -1,11 +1,12 @@
-"""The training loop: the published GCA recipe with a hand-written DDP loop.
+"""The training loop, a hand-written DDP loop around the model family's training recipe.
 
-Adam, linear warm-up then per-step cosine, adaptive gradient clipping, L1 on the unknown
-region (plus optional weighted losses), validation every `train.val_step`, `latest_model.pth`
-every `log.checkpoint_step` and `best_model.pth` by validation MSE, written atomically. A step
-is one optimizer step: with `train.accumulate = N` it sums the gradients of N batches, and
-schedule, logging, validation and checkpoints all count such steps. Parts named in
-`train.freeze` are kept in eval mode without gradients (utils.freeze). A
+The family's TrainingRecipe (networks.training) gives the losses, the optimizer and its parameter
+groups, the learning rate of each step and the family's own TensorBoard pictures; the loop adds
+adaptive gradient clipping, validation every `train.val_step` (SAD, MSE, and the L1 on the
+unknown region), `latest_model.pth` every `log.checkpoint_step` and `best_model.pth` by
+validation MSE, written atomically. A step is one optimizer step: with `train.accumulate = N` it
+sums the gradients of N batches, and schedule, logging, validation and checkpoints all count such
+steps. Parts named in `train.freeze` are kept in eval mode without gradients (utils.freeze). A
 SIGINT / SIGTERM (utils.signals) saves `latest_model.pth` and stops, whatever the moment;
 non-finite steps are skipped and counted; a run of them stops training.
 
@@ -13,12 +14,13 @@ Step numbers in messages count steps done (1-based, as the progress lines); a ch
 `iter` is the 0-based index of its last step, as in the released files.
 """
 import contextlib
+import copy
 import json
 import logging
 import math
 import os
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -26,27 +28,21 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from dataloader.loader import Prefetcher
+from networks.families import family_of, load_checkpoint, model_spec
+from networks.training import unknown_l1
 from utils import distributed as du
 from utils.atomic import remove_temporary_files
-from networks.families import load_checkpoint
 from utils.checkpoint import save_checkpoint
-from utils.config import model_spec
-from utils.flow_vis import flow_to_image
+from utils.config import lookup, set_key
 from utils.freeze import FreezeError, freeze
 from utils.inference.predict import autocast_for, evaluate_sample
-from utils.losses import gca_losses, regression_loss
 from utils.evaluation.metrics import mse, sad
-from utils.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from utils.recipe import Recipe
-from utils.schedule import AdaptiveGradClip, learning_rate
+from utils.schedule import AdaptiveGradClip
 from utils.signals import StopRequest, signal_name
 
-logger = logging.getLogger("gca")
-LOSS_WEIGHTS = ("rec_weight", "comp_weight", "smooth_l1_weight", "grad_weight", "gabor_weight", "lap_weight")
+logger = logging.getLogger("matting")
 # train.amp -> the precision autocast runs in
 AMP_PRECISIONS = {"off": "fp32", "bf16": "bf16", "fp16": "fp16"}
-# Keys whose change reshapes the learning-rate schedule of a resumed run.
-SCHEDULE_KEYS = ("total_step", "warmup_step", "G_lr", "lr_schedule")
 STOPPED = object()  # _next_batch: data loading broke while stopping
 
 
@@ -56,7 +52,7 @@ class TrainingError(RuntimeError):
 
 def checkpoint_file(checkpoint_dir: str, name: str) -> str:
     """A path as given, or `<checkpoint_dir>/<name>.pth` for a bare name like "latest_model"
-    (`<checkpoint_dir>/<name>` for a name ending in .pth or .ckpt, AEMatter's extension)."""
+    (`<checkpoint_dir>/<name>` for a name ending in .pth or .ckpt, as some released files end)."""
     if os.path.isfile(name):
         return name
     return os.path.join(checkpoint_dir, name if name.endswith((".pth", ".ckpt")) else f"{name}.pth")
@@ -82,10 +78,17 @@ def earlier_run_problem(checkpoint_dir: str, resume_checkpoint: Optional[str]) -
 
 
 class Trainer:
+    """Trains `model`, the network of the config's model family, with the family's training
+    recipe; validation runs the family's evaluation recipe."""
+
     def __init__(self, config, model: nn.Module, train_loader, eval_loader, dist_info: du.DistInfo,
-                 writer=None, stop: Optional[StopRequest] = None, eval_recipe: Optional[Recipe] = None,
-                 losses: Optional[Callable[..., Dict[str, torch.Tensor]]] = None):
+                 writer=None, stop: Optional[StopRequest] = None):
         self.config, self.train_config = config, config.train
+        self.spec = model_spec(config)
+        family = family_of(self.spec)
+        if isinstance(family.training, str):
+            raise TrainingError(f"{family.title}: {family.training}")
+        self.recipe, self.eval_recipe = family.training, family.recipes(self.spec)[1]
         self.dist, self.device = dist_info, dist_info.device
         if config.train.amp not in AMP_PRECISIONS:
             raise TrainingError(f"train.amp must be \"off\", \"bf16\" or \"fp16\", got {config.train.amp!r}")
@@ -101,21 +104,18 @@ class Trainer:
             raise TrainingError(str(e)) from None
         self.net = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                                             else None) if dist_info.distributed else self.model)
-        self.train_loader, self.eval_loader, self.eval_recipe = train_loader, eval_loader, eval_recipe
+        self.train_loader, self.eval_loader = train_loader, eval_loader
         self.accumulate = config.train.accumulate
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = self.recipe.optimizer(self.model, self.spec)
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         if self.frozen:
             logger.info("train.freeze: %s kept in eval mode without gradients; %d parameters are trained",
                         ", ".join(config.train.freeze), sum(p.numel() for p in self.params))
         if self.accumulate > 1:
             logger.info("train.accumulate = %d: one optimizer step per %d batches of %d on each process",
                         self.accumulate, self.accumulate, config.model.batch_size)
-        self.optimizer = torch.optim.Adam(self.params, lr=config.train.G_lr,
-                                          betas=(config.train.beta1, config.train.beta2))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.train.amp == "fp16")
         self.clipper = AdaptiveGradClip(config.train.clip_grad)
-        self.loss_weights = {k: config.train[k] for k in LOSS_WEIGHTS}
-        self.losses = losses or gca_losses
         self.writer = writer
         self.start_step, self.restart_step = 0, None
         self.best_mse, self.last_mse = math.inf, None
@@ -159,23 +159,29 @@ class Trainer:
 
     def check_schedule(self, checkpoint: Dict, path: str) -> None:
         """Refuses a resume whose config would change the learning rates of the steps left from
-        those of the schedule the checkpoint was trained on."""
-        saved = (checkpoint.get("config") or {}).get("train", {})
-        changed = [k for k in SCHEDULE_KEYS if k in saved and saved[k] != self.train_config[k]]
+        those of the schedule the checkpoint was trained on (the keys that shape it: train.total_step
+        and the recipe's schedule_keys, as the checkpoint's config holds them)."""
+        saved = checkpoint.get("config") or {}
+        missing = object()
+        changed = [key for key in ("train.total_step", *self.recipe.schedule_keys)
+                   if lookup(saved, key, missing) not in (missing, lookup(self.config, key))]
         if not changed or self.train_config.reset_lr:
             return
-        t, first = self.train_config, int(checkpoint["iter"]) + 1
+        old_config = copy.deepcopy(self.config)
+        for key in changed:
+            set_key(old_config, key, lookup(saved, key))
+        old_spec, old_total = model_spec(old_config), old_config.train.total_step
+        first, total = int(checkpoint["iter"]) + 1, self.train_config.total_step
         restart = checkpoint["lr_state_dict"]["restart_step"]
-        old = {k: saved.get(k, t[k]) for k in SCHEDULE_KEYS}
         # The step whose rate moves most, over the steps left of either schedule.
-        rates = ((step, learning_rate(step, old["G_lr"], old["warmup_step"], old["total_step"], restart,
-                                      old["lr_schedule"]),
-                  learning_rate(step, t.G_lr, t.warmup_step, t.total_step, restart, t.lr_schedule))
-                 for step in range(first, max(old["total_step"], t.total_step)))
+        rates = ((step, self.recipe.learning_rate(old_spec, step, old_total, restart),
+                  self.recipe.learning_rate(self.spec, step, total, restart))
+                 for step in range(first, max(old_total, total)))
         step, before, after = max(rates, key=lambda r: abs(r[2] - r[1]), default=(first, 0.0, 0.0))
         if after == before:
             return
-        settings = ", ".join(f"train.{k} = {saved[k]!r} (this config: {t[k]!r})" for k in changed)
+        settings = ", ".join(f"{key} = {lookup(saved, key)!r} (this config: {lookup(self.config, key)!r})"
+                             for key in changed)
         raise TrainingError(
             f"{path} was trained with {settings}. Resuming with the new value would reshape the learning-rate "
             f"schedule (at step {step + 1} the rate would be {after:.4g} instead of {before:.4g}). Set it back "
@@ -183,7 +189,7 @@ class Trainer:
 
     def restore(self, name: str) -> None:
         path = checkpoint_file(self.config.log.checkpoint_path, name)
-        checkpoint = load_checkpoint(self.model, model_spec(self.config), path)
+        checkpoint = load_checkpoint(self.model, self.spec, path)
         self.check_schedule(checkpoint, path)
         self.start_step = int(checkpoint["iter"]) + 1
         self.best_mse = checkpoint.get("best_mse", math.inf)
@@ -203,16 +209,16 @@ class Trainer:
 
     # ---- one step ----------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
-        t = self.train_config
-        return learning_rate(step, t.G_lr, t.warmup_step, t.total_step, self.restart_step, t.lr_schedule)
+        return self.recipe.learning_rate(self.spec, step, self.train_config.total_step, self.restart_step)
 
     def train_step(self, batches: Sequence[Dict[str, torch.Tensor]], step: int):
         """Optimizer step number `step` over the micro-batches `batches` (train.accumulate of them):
         each one's loss divided by their number, the gradients summed (DDP all-reduces on the last
         backward only), then one clipped step. Returns the losses averaged over the micro-batches,
         the gradient norm, whether it was finite, and the last micro-batch's alpha and info."""
+        rate = self.lr_at(step)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr_at(step)
+            group["lr"] = rate * group.get("lr_scale", 1.0)
         self.net.train()
         for part in self.frozen:
             part.eval()
@@ -223,7 +229,7 @@ class Trainer:
             with contextlib.nullcontext() if last or self.net is self.model else self.net.no_sync():
                 with autocast_for(AMP_PRECISIONS[self.train_config.amp], self.device):
                     alpha, info = self.net(batch["image"], batch["trimap"])
-                micro = self.losses(self.model, alpha, info, batch, self.loss_weights)
+                micro = self.recipe.losses(self.model, alpha, info, batch, self.spec)
                 self.scaler.scale(micro["total"] / len(batches)).backward()
             for name, value in micro.items():
                 losses[name] = losses.get(name, 0) + value.detach() / len(batches)
@@ -241,25 +247,24 @@ class Trainer:
         if self.writer is None:
             return
         self.writer.add_scalar("Train/Loss", losses["total"].item(), step)
-        self.writer.add_scalar("Train/Loss_REC", losses["rec"].item() if "rec" in losses else 0.0, step)
+        for name, value in losses.items():
+            if name != "total":
+                self.writer.add_scalar(f"Train/Loss_{name.upper()}", value.item(), step)
         self.writer.add_scalar("Train/LearnRate", self.optimizer.param_groups[0]["lr"], step)
         self.writer.add_scalar("Train/Moving_Max_Grad", self.clipper.moving_max or 0.0, step)
         self.writer.add_scalar("Train/Max_Grad", norm, step)
 
     def log_images(self, step: int, batch, alpha: torch.Tensor, info) -> None:
+        """The first sample's image, trimap, truth and prediction, and the family's own pictures."""
         if self.writer is None:
             return
-        image = (batch["image"][0].float().cpu() * IMAGENET_STD + IMAGENET_MEAN).clamp(0, 1)
-        trimap = batch["trimap"][0].float().cpu()
-        classes = trimap.argmax(0, keepdim=True) if trimap.shape[0] == 3 else trimap
+        image, trimap = self.recipe.shown_inputs(batch)
         self.writer.add_image("image", image, step)
-        self.writer.add_image("trimap", classes / 2, step)
+        self.writer.add_image("trimap", trimap, step)
         self.writer.add_image("alpha", batch["alpha"][0].float().cpu(), step)
         self.writer.add_image("pred_alpha", alpha[0].detach().float().cpu().clamp(0, 1), step)
-        for index in (1, 2):
-            if info and f"offset_{index}" in info:
-                offsets = info[f"offset_{index}"][0][0].cpu().numpy()
-                self.writer.add_image(f"offset_{index}", flow_to_image(offsets).transpose(2, 0, 1), step)
+        for name, picture in self.recipe.pictures(info).items():
+            self.writer.add_image(name, picture, step)
 
     # ---- validation --------------------------------------------------------------------
     def validate(self, step: int) -> Optional[float]:
@@ -283,7 +288,7 @@ class Trainer:
                 alpha, pred8, target8 = evaluate_sample(self.model, self.eval_recipe, batch, self.device)
                 unknown = self.eval_recipe.unknown(torch.from_numpy(batch["trimap"])).float()
                 target = torch.from_numpy(batch["alpha"].astype(np.float32) / 255)
-                rec = regression_loss(torch.from_numpy(alpha), target, unknown)
+                rec = unknown_l1(torch.from_numpy(alpha), target, unknown)
                 trimap = batch["trimap"].astype(np.uint8)
                 image_mse = mse(pred8, target8, trimap)  # NaN without unknown pixels
                 defined = not math.isnan(image_mse)
@@ -385,7 +390,8 @@ class Trainer:
                 self.save_latest(step)
                 raise TrainingError(
                     f"{self.nonfinite_run} steps in a row had non-finite gradients (last: step {done}); "
-                    f"training stopped. Lower train.G_lr, or set train.amp = \"off\", and resume with {RESUME_HINT}.")
+                    f"training stopped. Lower the learning rate, or set train.amp = \"off\", and resume with "
+                    f"{RESUME_HINT}.")
         if du.is_main_process():
             if done % log.logging_step == 0 or done == t.total_step:
                 tick, tick_step = self.tick

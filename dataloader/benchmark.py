@@ -16,7 +16,8 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import List, Optional
+from functools import partial
+from typing import Callable, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -25,9 +26,10 @@ import torch
 from dataloader.datasets import TrainDataset
 from dataloader.file_lists import DataListError, training_list
 from dataloader.loader import train_loader
-from utils.config import ConfigError, load_config
+from networks.families import family_of, load_config, model_spec
+from networks.training import TrainingRecipe
+from utils.config import ConfigError, ModelSpec
 from utils.io.images import write_image
-from utils.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
 def samples_per_second(dataset: TrainDataset, num_samples: int) -> float:
@@ -53,13 +55,14 @@ def loader_samples_per_second(dataset: TrainDataset, num_samples: int, workers: 
     return num_samples / (time.perf_counter() - start)
 
 
-def save_grid(dataset: TrainDataset, folder: str, count: int = 8) -> str:
+def save_grid(dataset: TrainDataset, recipe: TrainingRecipe, folder: str, count: int = 8) -> str:
+    """Image, trimap and alpha of the first samples, as the family's recipe shows them."""
     rows = []
     for index in range(min(count, len(dataset))):
         sample = dataset[(0, index)]
-        image = (sample["image"] * IMAGENET_STD + IMAGENET_MEAN).clamp(0, 1).permute(1, 2, 0).numpy()[:, :, ::-1]
-        classes = sample["trimap"].argmax(0) if sample["trimap"].shape[0] == 3 else sample["trimap"][0]
-        trimap = (classes.numpy() * 127.5).astype(np.uint8)
+        shown_image, shown_trimap = recipe.shown_inputs({key: sample[key][None] for key in ("image", "trimap")})
+        image = shown_image.permute(1, 2, 0).numpy()[:, :, ::-1]
+        trimap = (shown_trimap[0].numpy() * 255).astype(np.uint8)
         alpha = (sample["alpha"][0].numpy() * 255).astype(np.uint8)
         rows.append(np.hstack([(image * 255).astype(np.uint8), cv2.cvtColor(trimap, cv2.COLOR_GRAY2BGR),
                                cv2.cvtColor(alpha, cv2.COLOR_GRAY2BGR)]))
@@ -67,6 +70,34 @@ def save_grid(dataset: TrainDataset, folder: str, count: int = 8) -> str:
     path = os.path.join(folder, "samples.png")
     write_image(path, np.vstack(rows))
     return path
+
+
+def recipe_of(config, path: str) -> Tuple[TrainingRecipe, ModelSpec]:
+    """The training recipe of the config's model family and its spec; ConfigError for a family
+    that is not trained here."""
+    spec = model_spec(config)
+    family = family_of(spec)
+    if isinstance(family.training, str):
+        raise ConfigError(f"{path}: {family.title}: {family.training}")
+    return family.training, spec
+
+
+def compare_pipelines(dataset: Callable[[bool, Optional[str]], TrainDataset], files_count: int,
+                      num_samples: int) -> None:
+    """Prints the rates of the full-resolution reference and of the fast pipeline without and with
+    the decode cache, on the same samples."""
+    reference = samples_per_second(dataset(False, None), num_samples)
+    fast = samples_per_second(dataset(True, None), num_samples)
+    cache_dir = tempfile.mkdtemp(prefix="decode-cache-")
+    try:
+        cached = dataset(True, cache_dir)
+        samples_per_second(cached, files_count)  # fills the cache, untimed
+        fast_cached = samples_per_second(cached, num_samples)
+    finally:
+        shutil.rmtree(cache_dir)
+    print(f"reference (full resolution, files decoded each time): {reference:.2f} samples/s")
+    print(f"fast pipeline: {fast:.2f} samples/s ({fast / reference:.2f}x)")
+    print(f"fast pipeline + decode cache: {fast_cached:.2f} samples/s ({fast_cached / reference:.2f}x)")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -82,6 +113,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(1)
     try:
         config = load_config(args.config)
+        recipe, spec = recipe_of(config, args.config)
         data = config.data
         folders = ([os.path.join(args.data, "train", k) for k in ("fg", "alpha", "bg")] if args.data
                    else [data.train_fg, data.train_alpha, data.train_bg])
@@ -91,26 +123,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
 
     def dataset(fast: bool, cache: Optional[str]) -> TrainDataset:
-        return TrainDataset(files, data.crop_size, data.augmentation, data.random_interp, data.pipeline,
-                            config.model.trimap_channel, config.train.seed, decode_cache=cache, fast=fast)
+        return TrainDataset(files, partial(recipe.train_tensors, spec=spec), data.crop_size,
+                            data.augmentation, data.random_interp, data.pipeline, config.train.seed, decode_cache=cache,
+                            fast=fast)
 
     print(f"{len(files.fg)} foregrounds, {len(files.bg)} backgrounds, crop {data.crop_size}, "
           f"pipeline {data.pipeline}, {args.num_samples} samples")
     if args.save_samples:
-        print(f"sample grid written to {save_grid(dataset(True, data.decode_cache), args.save_samples)}")
+        grid = save_grid(dataset(True, data.decode_cache), recipe, args.save_samples)
+        print(f"sample grid written to {grid}")
     if args.compare:
-        reference = samples_per_second(dataset(False, None), args.num_samples)
-        fast = samples_per_second(dataset(True, None), args.num_samples)
-        cache_dir = tempfile.mkdtemp(prefix="decode-cache-")
-        try:
-            cached = dataset(True, cache_dir)
-            samples_per_second(cached, len(files.fg))  # fills the cache, untimed
-            fast_cached = samples_per_second(cached, args.num_samples)
-        finally:
-            shutil.rmtree(cache_dir)
-        print(f"reference (full resolution, files decoded each time): {reference:.2f} samples/s")
-        print(f"fast pipeline: {fast:.2f} samples/s ({fast / reference:.2f}x)")
-        print(f"fast pipeline + decode cache: {fast_cached:.2f} samples/s ({fast_cached / reference:.2f}x)")
+        compare_pipelines(dataset, len(files.fg), args.num_samples)
     if args.workers:
         rate = loader_samples_per_second(dataset(True, data.decode_cache), args.num_samples, args.workers,
                                          config.train.seed)

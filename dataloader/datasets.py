@@ -1,8 +1,8 @@
 """Training and test datasets."""
 import dataclasses
+from dataclasses import dataclass
 import logging
 import os
-from functools import partial
 from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
@@ -17,7 +17,6 @@ from dataloader.fast_pipeline import gca_sample_fast
 from dataloader.file_lists import DataListError, EvalList, TrainList
 from utils.cutouts.foreground import solve_background
 from utils.io.images import ImageReadError, read_grey, read_image, read_uint8
-from utils.inference.preprocess import image_to_tensor, trimap_to_tensor
 
 logger = logging.getLogger(__name__)
 PIPELINES = ("gca", "dim")
@@ -82,16 +81,6 @@ def usable_eval_files(files: EvalList) -> Tuple[EvalList, List[str]]:
     return usable, problems
 
 
-def train_sample_to_tensors(sample: Dict[str, np.ndarray], trimap_channel: int) -> Dict[str, torch.Tensor]:
-    return {
-        "image": image_to_tensor(sample["image"]),
-        "fg": image_to_tensor(sample["fg"]),
-        "bg": image_to_tensor(sample["bg"]),
-        "alpha": torch.from_numpy(np.ascontiguousarray(sample["alpha"], dtype=np.float32))[None],
-        "trimap": trimap_to_tensor(sample["trimap"], trimap_channel),
-    }
-
-
 class TrainDataset(Dataset):
     """Foregrounds composited on the fly over backgrounds: item i uses fg[i % n_fg] and bg[i], so
     an epoch is one pass over the backgrounds. The foregrounds are Adobe's, or those estimated
@@ -101,13 +90,14 @@ class TrainDataset(Dataset):
     Randomness comes from the key: the sampler passes (epoch, index) and the generator is
     seeded with (seed, epoch, rank, index), so a sample does not depend on which worker makes
     it, workers and ranks never share a stream, and a restart with the same seed repeats it.
+    `to_tensors` encodes a sample's arrays for the network and its losses (the family's
+    TrainingRecipe.train_tensors).
     """
 
-    def __init__(self, files: TrainList, crop_size: int = 512, augmentation: bool = True,
-                 random_interp: bool = False, pipeline: str = "gca", trimap_channel: int = 3,
+    def __init__(self, files: TrainList, to_tensors: Callable[[Dict[str, np.ndarray]], Dict[str, torch.Tensor]],
+                 crop_size: int = 512, augmentation: bool = True, random_interp: bool = False, pipeline: str = "gca",
                  seed: int = 0, rank: int = 0, decode_cache: Optional[str] = None, fast: bool = True,
-                 own_background_prob: float = 0.0,
-                 to_tensors: Optional[Callable[[Dict[str, np.ndarray]], Dict[str, torch.Tensor]]] = None):
+                 own_background_prob: float = 0.0):
         if crop_size % 32:
             raise ValueError(f"data.crop_size must be a multiple of 32, got {crop_size}")
         if pipeline not in PIPELINES:
@@ -118,10 +108,10 @@ class TrainDataset(Dataset):
         check_sizes(files)
         self.files = files
         self.crop_size, self.augmentation, self.random_interp = crop_size, augmentation, random_interp
-        self.pipeline, self.trimap_channel = pipeline, trimap_channel
+        self.pipeline = pipeline
         self.seed, self.rank, self.fast = seed, rank, fast
         self.own_background_prob = own_background_prob
-        self.to_tensors = to_tensors or partial(train_sample_to_tensors, trimap_channel=trimap_channel)
+        self.to_tensors = to_tensors
         self.cache = DecodeCache(decode_cache)
 
     def __len__(self) -> int:
@@ -193,6 +183,28 @@ class TrainDataset(Dataset):
         tensors["replaced"] = len(errors)
         tensors["bad_files"] = "\n".join(errors)
         return tensors
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """The config's data pipeline settings (data.*) and the process's seed and rank, as plain values."""
+    crop_size: int
+    augmentation: bool
+    random_interp: bool
+    pipeline: str
+    decode_cache: str
+    own_background_prob: float
+    seed: int
+    rank: int
+
+
+def composited_training_set(files: TrainList, settings: DataSettings,
+                            to_tensors: Callable[[Dict[str, np.ndarray]], Dict[str, torch.Tensor]]) -> TrainDataset:
+    """TrainDataset with the settings given: the data pipeline of a family that trains on
+    foregrounds composited over backgrounds (a TrainingRecipe's dataset)."""
+    return TrainDataset(files, to_tensors, settings.crop_size, settings.augmentation, settings.random_interp,
+                        settings.pipeline, settings.seed, settings.rank, settings.decode_cache,
+                        own_background_prob=settings.own_background_prob)
 
 
 class EpochSampler(Sampler):

@@ -28,13 +28,12 @@ import cv2
 import numpy as np
 import torch
 
-from networks import set_gca_block
-from networks.families import build_network, family_of, load_checkpoint
-from networks.gca import AUTO, LITERAL, GuidedCxtAtten
-from networks.generator import WHOLE
-from networks.ops import SpectralNorm
+from networks.families import build_network, family_of, load_checkpoint, load_config, model_spec
+from networks.gca_matting.gca import LITERAL, GuidedCxtAtten
+from networks.gca_matting.generator import set_gca_block
+from networks.gca_matting.spectral_norm import SpectralNorm
+from networks.stripes import AUTO, WHOLE
 from utils.allocator import reuse_freed_memory
-from utils.config import load_config, model_spec
 from utils.inference.predict import predict_alpha
 from utils.recipe import Recipe
 
@@ -45,8 +44,8 @@ FORMS = {"blocked": (AUTO, AUTO), "literal": (LITERAL, WHOLE)}
 def photo_and_trimap(width: int, height: int):
     """A public-domain photo (scikit-image's astronaut) upscaled, and a trimap whose unknown
     band around a procedural alpha's soft edges covers 30 % of the image."""
-    from dataloader.toy import load_photos, procedural_alpha
     from utils.synthetic import trimap_for
+    from utils.toy_images import load_photos, procedural_alpha
     photo = cv2.resize(load_photos()[0], (width, height), interpolation=cv2.INTER_CUBIC)
     alpha = procedural_alpha(np.random.default_rng(0), height, width).astype(np.float32) / 255
     return photo, trimap_for(alpha, unknown_fraction=0.3)

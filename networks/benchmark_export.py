@@ -25,8 +25,8 @@ import numpy as np
 
 from networks.benchmark import alpha_change, build, image_size, photo_and_trimap, run_measured, speed_ratio
 from networks.export import ExportError, export_onnx, require_export_packages
+from networks.families import load_config, model_spec
 from utils.allocator import reuse_freed_memory
-from utils.config import load_config, model_spec
 
 RUNTIMES = ("pytorch", "onnxruntime")
 

@@ -6,47 +6,43 @@ The graph takes `image` (uint8, H x W x 3, RGB) and `trimap` (uint8, H x W, grey
 background, >= 170 foreground, else unknown) and returns `alpha` (uint8, H x W), H and W free.
 Everything demo.py does around the network is inside it: ImageNet normalisation, the reflect
 padding (32 px plus up to a multiple of 32), the trimap classes, forcing the known regions,
-the crop and the truncation to uint8. GCA's attention runs as an ONNX Scan over the rows of
-its 1/16 grid, so no L x L score volume is ever allocated; the full-resolution layers run on
-the whole image (no stripes), so memory grows with the image: about 6.6 GiB at 3840x2160 on
-onnxruntime's CPU provider (README, "ONNX export"). Before writing, the exporter runs the
+the crop and the truncation to uint8. The network runs in the form its family gives for export
+(Family.export): GCA-Matting's attention, for one, runs as an ONNX Scan over the rows of its 1/16
+grid, so no L x L score volume is ever allocated; the full-resolution layers run on the whole
+image (no stripes), so memory grows with the image: about 6.6 GiB at 3840x2160 on onnxruntime's
+CPU provider for GCA-Matting (README, "ONNX export"). Before writing, the exporter runs the
 graph on onnxruntime at two sizes and compares it with PyTorch's alpha (demo.py's); the file
 is written (atomically) only when they agree. Ctrl-C or SIGTERM stops it with one line and exit
 code 130 / 143, no file written. Needs requirements-export.txt.
 """
 import argparse
 import contextlib
-import copy
 import importlib.util
+import json
 import logging
 import os
 import sys
 import tempfile
 import warnings
 from functools import partial
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from torch._higher_order_ops.scan import scan
 
-from networks import gca_matting
-from networks.families import family_of, load_configured
-from networks.gca import RATE, GuidedCxtAtten, extract_patches, softmax_scales
-from networks.generator import WHOLE
-from networks.ops import SpectralNorm, replace_modules
+from networks.families import family_of, family_spec, load_configured
 from utils.atomic import WriteError, write_bytes
 from utils.checkpoint import CheckpointError
-from utils.config import ConfigError, ModelSpec
+from utils.config import DEFAULT_FAMILY, ConfigError, ModelSpec
 from utils.inference.predict import predict_alpha
 from utils.recipe import Recipe, RecipeForward
 from utils.signals import run_until_stopped
 
 INPUT_NAMES, OUTPUT_NAME = ("image", "trimap"), "alpha"
-# The exported file's metadata: the model's family and trimap channels (its recipe).
-FAMILY_KEY, TRIMAP_CHANNEL_KEY = "model.family", "model.trimap_channel"
+# The exported file's metadata: the model's family and its config keys' values (JSON), which make its
+# recipe; files of the version before family keys name the trimap channels alone.
+FAMILY_KEY, VALUES_KEY, TRIMAP_CHANNEL_KEY = "model.family", "model.values", "model.trimap_channel"
 HEIGHT, WIDTH = "height", "width"
 # torch's exporter implements opsets 18 (lower ones only by a conversion that can fail) to 23.
 MIN_OPSET, DEFAULT_OPSET, MAX_OPSET = 18, 20, 23
@@ -83,154 +79,6 @@ def require_export_packages(names: Sequence[str] = EXPORT_PACKAGES) -> None:
         raise ExportError(f"{', '.join(missing)} not installed; ONNX export and --onnx need: {INSTALL_HINT}")
 
 
-def _shifted_sum(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
-    """attend_blocked's G for one output row b: the sum over s in {0, 1}^2 of the attention of
-    query row b - s_y at (query x - s_x, key - s), from the zero-padded attention rows of query
-    rows b - 1 and b, each (w + 2) x (h + 2) x (w + 2). Returns (w + 1) x (h + 1)(w + 1)."""
-    pair = torch.stack([previous, current])
-    across = pair[:, 1:, :, 1:] + pair[:, :-1, :, :-1]
-    gathered = across[1, :, 1:, :] + across[0, :, :-1, :]
-    return gathered.reshape(gathered.shape[0], -1)
-
-
-def scan_rows(step: Callable, carry: torch.Tensor, rows: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """torch's scan while torch.export captures it (it becomes an ONNX Scan), else a Python loop
-    over the same step: eager scan compiles itself on every call, seconds for a small image."""
-    if torch.compiler.is_exporting():
-        return scan(step, carry, rows)
-    outputs = []
-    for row in zip(*rows):
-        carry, output = step(carry, row)
-        outputs.append(output)
-    return carry, torch.stack(outputs)
-
-
-def attend_scanned(patches: torch.Tensor, keys: torch.Tensor, alpha: torch.Tensor, key_scale: torch.Tensor,
-                   penalty: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-    """attend_blocked as a Scan over the rows of the query grid, one row per step, so that one
-    graph serves every image size: the scores of a row's w queries against all L keys (the key
-    scales folded into the keys), the self-match penalty, the softmax over keys, and the
-    regrouped propagation, which needs the row above's attention (the scan's carry).
-    Whole rows keep every shape a plain product of h and w, which torch.export reasons about
-    in seconds.
-
-    patches: L x C x 3 x 3 guidance patches (flattened, the queries); keys: the same normalised;
-    alpha: 1 x C' x 2h x 2w; key_scale, penalty: L each (see attend_blocked); grid: (h, w),
-    L = h w. Returns 1 x C' x 2h x 2w."""
-    height, width = grid
-    length, channels = patches.shape[0], alpha.shape[1]
-    key_matrix = keys.reshape(length, -1).t() * key_scale
-    padded = F.pad(alpha, (1, 1, 1, 1), mode="reflect")[0]
-    phases = padded.reshape(channels, height + 1, 2, width + 1, 2).permute(1, 3, 2, 4, 0)
-    phases = phases.reshape((height + 1) * (width + 1), 4 * channels)
-    queries = patches.reshape(height, width, -1)
-    penalty = penalty.reshape(height, width)
-    key_index = torch.arange(length)
-
-    def one_row(previous: torch.Tensor, row: Tuple[torch.Tensor, torch.Tensor, torch.Tensor]):
-        query, own, own_penalty = row
-        scores = query @ key_matrix + torch.where(key_index == own[:, None], own_penalty[:, None], 0.0)
-        attention = F.softmax(scores, dim=1).reshape(width, height, width)
-        current = F.pad(attention, (1, 1, 1, 1, 1, 1))
-        return current, _shifted_sum(previous, current) @ phases
-
-    start = key_matrix.new_zeros(width + 2, height + 2, width + 2)
-    last, rows = scan_rows(one_row, start, (queries, key_index.reshape(height, width), penalty))
-    final = _shifted_sum(last, torch.zeros_like(last)) @ phases
-    out = torch.cat([rows, final[None]]).reshape(height + 1, width + 1, 2, 2, channels)
-    out = out.permute(4, 0, 2, 1, 3).reshape(1, channels, 2 * height + 2, 2 * width + 2)
-    return out[:, :, 1:2 * height + 1, 1:2 * width + 1] / 4.
-
-
-class ScannedGCA(GuidedCxtAtten):
-    """GuidedCxtAtten whose attention is attend_scanned: one graph for every image size, the
-    scores in memory O(L x w) (w = the 1/16 grid's width). Batch size 1; no offsets (None),
-    which the exported graph does not output."""
-
-    def attend(self, guidance: torch.Tensor, alpha: torch.Tensor, unknown: torch.Tensor):
-        if alpha.shape[0] != 1:
-            raise ValueError(f"ScannedGCA takes one image at a time, got a batch of {alpha.shape[0]}")
-        # On these even sizes the slices are exactly nearest downsampling by 1/2; unlike
-        # F.interpolate they keep torch.export's shape expressions free of float truncation,
-        # and the checks let it equate the two grids (the export takes half the time).
-        guidance, unknown = guidance[:, :, ::RATE, ::RATE], unknown[:, :, ::RATE, ::RATE]
-        torch._check(unknown.shape[2] == guidance.shape[2])
-        torch._check(unknown.shape[3] == guidance.shape[3])
-        scales = softmax_scales(unknown).to(alpha)
-        fractions = extract_patches(unknown, kernel=3, stride=1).mean(dim=[2, 3, 4])[0]
-        patches = extract_patches(guidance, kernel=3, stride=1)[0]
-        key_scale = torch.where(fractions > 0, scales[0, 0], scales[0, 1])
-        out = attend_scanned(patches, self.variant.normalised_keys(patches), alpha, key_scale,
-                             self.variant.penalty(fractions), tuple(guidance.shape[2:]))
-        return out, None, scales
-
-
-def _plain_conv(wrapper: SpectralNorm) -> nn.Module:
-    """The wrapped conv with its eval-mode normalised weight as a plain `weight`."""
-    conv = wrapper.module
-    weight = wrapper.normalized_weight().detach()
-    for name in ("weight_u", "weight_v", "weight_bar"):
-        del conv._parameters[name]
-    conv.weight = nn.Parameter(weight, requires_grad=False)
-    return conv
-
-
-# ConvTranspose2d(kernel 4, stride 2, padding 1): output row 2y + phase takes input rows
-# y + offset through kernel row tap, for these (phase, offset): tap.
-PHASE_TAPS = {(0, 0): 1, (0, -1): 3, (1, 1): 0, (1, 0): 2}
-
-
-class PhasedConvTranspose(nn.Module):
-    """A ConvTranspose2d(kernel 4, stride 2, padding 1) as a 3 x 3 convolution to the four
-    output phases followed by a pixel shuffle: the same sums of the same products, in another
-    order. onnxruntime's CPU ConvTranspose fills a column buffer of 16 x C_out floats per input
-    pixel, 4.5 GB for the full-resolution layer at 3840x2160; this form needs none (measured
-    at 2560x1440: 2.3 GiB peak instead of 5.1, same speed)."""
-
-    def __init__(self, conv: nn.ConvTranspose2d):
-        super().__init__()
-        weight = conv.weight.detach()
-        in_channels, out_channels = weight.shape[:2]
-        phased = weight.new_zeros(out_channels, 2, 2, in_channels, 3, 3)
-        for (row_phase, row_offset), row_tap in PHASE_TAPS.items():
-            for (column_phase, column_offset), column_tap in PHASE_TAPS.items():
-                phased[:, row_phase, column_phase, :, row_offset + 1, column_offset + 1] = \
-                    weight[:, :, row_tap, column_tap].t()
-        self.weight = nn.Parameter(phased.reshape(4 * out_channels, in_channels, 3, 3), requires_grad=False)
-        bias = None if conv.bias is None else conv.bias.detach().repeat_interleave(4)
-        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pixel_shuffle(F.conv2d(x, self.weight, self.bias, padding=1), 2)
-
-
-def _phased(conv: nn.ConvTranspose2d) -> nn.Module:
-    """PhasedConvTranspose where it applies, else the conv unchanged."""
-    plain = (conv.kernel_size, conv.stride, conv.padding, conv.output_padding, conv.dilation, conv.groups)
-    return PhasedConvTranspose(conv) if plain == ((4, 4), (2, 2), (1, 1), (0, 0), (1, 1), 1) else conv
-
-
-def _scanned(module: GuidedCxtAtten) -> ScannedGCA:
-    scanned = ScannedGCA(module.W[0].in_channels, module.guidance_conv.in_channels)
-    scanned.load_state_dict(module.state_dict())
-    scanned.variant = module.variant
-    return scanned.eval()
-
-
-def exportable_copy(network: nn.Module) -> nn.Module:
-    """An eval-mode copy computing the same alpha in a form torch.export captures for any size
-    and onnxruntime runs in less memory: spectral norms folded into plain weights, ScannedGCA
-    attention, PhasedConvTranspose upsampling, the network unstriped (the stripes' count is
-    Python-level). Modules a network does not have are left alone."""
-    network = copy.deepcopy(network).eval()
-    replace_modules(network, SpectralNorm, _plain_conv)
-    replace_modules(network, GuidedCxtAtten, _scanned)
-    replace_modules(network, nn.ConvTranspose2d, _phased)
-    if hasattr(network, "stripe_rows"):
-        network.stripe_rows = WHOLE
-    return network
-
-
 class DemoGraph(nn.Module):
     """A network inside its recipe, fp32, no TTA, as one module on uint8 tensors: image H x W x 3
     RGB and grey trimap H x W in, uint8 alpha H x W out (predict_alpha's)."""
@@ -261,13 +109,13 @@ def check_opset(opset: int) -> None:
 def export_onnx(network: nn.Module, spec: ModelSpec, opset: int = DEFAULT_OPSET) -> bytes:
     """The serialised ONNX model of demo.py's pipeline around `network` (left unchanged): its
     family's exportable form of it inside the family's demo recipe. The file's metadata names
-    the family and the trimap channels (for the recipe's messages in demo.py --onnx)."""
+    the family and its settings (for the recipe's messages in demo.py --onnx)."""
     check_opset(opset)
     require_export_packages()
     family = family_of(spec)
-    if family.export_refusal:
-        raise ExportError(f"{family.title}: {family.export_refusal}")
-    graph = DemoGraph((family.exportable or exportable_copy)(network), family.recipes(spec)[0])
+    if isinstance(family.export, str):
+        raise ExportError(f"{family.title}: {family.export}")
+    graph = DemoGraph(family.export(network), family.recipes(spec)[0])
     example = (torch.zeros(45, 70, 3, dtype=torch.uint8), torch.full((45, 70), 128, dtype=torch.uint8))
     # Dim.DYNAMIC, not named Dims: torch.export cannot prove the (true) guards that nearest
     # downsampling by 1/2 puts on the padded size, and named Dims would refuse them.
@@ -281,7 +129,7 @@ def export_onnx(network: nn.Module, spec: ModelSpec, opset: int = DEFAULT_OPSET)
     for value in (*model.graph.input, *model.graph.output):
         for dim, name in zip(value.type.tensor_type.shape.dim, (HEIGHT, WIDTH)):
             dim.dim_param = name
-    for key, value in ((FAMILY_KEY, spec.family), (TRIMAP_CHANNEL_KEY, str(spec.trimap_channel))):
+    for key, value in ((FAMILY_KEY, spec.family), (VALUES_KEY, json.dumps(dict(spec.values)))):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     return model.SerializeToString()
@@ -339,8 +187,8 @@ class OnnxMatting:
             raise ExportError(f"{self.name}: onnxruntime cannot load it ({_first_line(e)}); "
                               "export it again with python -m networks.export") from None
         metadata = self.session.get_modelmeta().custom_metadata_map
-        spec = ModelSpec(metadata.get(FAMILY_KEY, gca_matting.NAME), "", "", int(metadata.get(TRIMAP_CHANNEL_KEY, 3)))
         try:
+            spec = exported_spec(metadata)
             self.recipe = family_of(spec).recipes(spec)[0]
         except ValueError as e:
             raise ExportError(f"{self.name}: {e}; export it again with this version of the project") from None
@@ -367,6 +215,16 @@ class OnnxMatting:
                                   f"{PEAK_GIB_PER_MEGAPIXEL} GiB per megapixel, README \"ONNX export\"); run it with "
                                   "PyTorch (demo.py without --onnx), which computes large images in stripes") from None
             raise ExportError(f"onnxruntime failed on a {size} image: {_first_line(e)}") from None
+
+
+def exported_spec(metadata: Dict[str, str]) -> ModelSpec:
+    """The spec an exported file's metadata describes (a file without a family is GCA-Matting's, as
+    the first exports were). ValueError for a family or settings this version does not have."""
+    family = metadata.get(FAMILY_KEY, DEFAULT_FAMILY)
+    if VALUES_KEY in metadata:
+        return family_spec(family, json.loads(metadata[VALUES_KEY]), "the file's metadata")
+    channels = {TRIMAP_CHANNEL_KEY: int(metadata[TRIMAP_CHANNEL_KEY])} if TRIMAP_CHANNEL_KEY in metadata else {}
+    return family_spec(family, channels, "the file's metadata")
 
 
 def check_pair(height: int, width: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:

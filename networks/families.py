@@ -1,26 +1,109 @@
 """The model families this project runs, by the config's model.family, and the one way every entry
-point builds and loads a network."""
-from typing import Dict, List, Tuple
+point loads a config and builds and loads a network.
+
+A family is found by its name in FAMILIES (this project's), in the families added to this process
+with register(), or, for a model.family such as "my_package.my_family", as the FAMILY of the
+module at that dotted path: a plug-in family needs no project file edited, and a config naming
+its module works in every process (torchrun's ranks, data-loader workers) without registering.
+"""
+import importlib
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch.nn as nn
+from easydict import EasyDict
 
-from networks import gca_matting
 from networks.aematter import family as aematter
 from networks.aim import family as aim
 from networks.dim import family as dim
 from networks.family import Family
+from networks.gca_matting import family as gca_matting
 from networks.mmagic import family as mmagic
+from utils import config as config_file
 from utils.checkpoint import CheckpointError, load_state_dict_checked, read_checkpoint
-from utils.config import ConfigError, ModelSpec, load_config, model_spec
+from utils.config import DEFAULT_FAMILY, ConfigError, ModelSpec
 
 FAMILIES: Dict[str, Family] = {family.name: family for family in (gca_matting.FAMILY, mmagic.FAMILY, dim.FAMILY,
                                                                        aematter.FAMILY, aim.FAMILY)}
 
 
+def register(family: Family) -> Family:
+    """Adds a family to this process's registry, so that model.family = family.name names it;
+    ValueError when another family has that name. Returns the family."""
+    if FAMILIES.get(family.name, family) is not family:
+        raise ValueError(f"model.family {family.name!r} is taken by {FAMILIES[family.name].title}; give yours "
+                         "another name")
+    FAMILIES[family.name] = family
+    return family
+
+
+def _is_module_path(name: str) -> bool:
+    return all(part.isidentifier() for part in name.split("."))
+
+
+def family_named(name: str) -> Family:
+    """The family that model.family = `name` names: a registered one, or the FAMILY of the module at
+    the dotted path `name` (imported and registered). ValueError, naming the families there are,
+    for a name that is neither."""
+    if name in FAMILIES:
+        return FAMILIES[name]
+    known = ", ".join(FAMILIES)
+    if not _is_module_path(name):
+        raise ValueError(f"model.family {name!r} is not one of this project's ({known}) nor a module path")
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        raise ValueError(f"model.family {name!r} is not one of this project's ({known}), and no module of that "
+                         f"name could be imported ({e}); a plug-in family is the FAMILY of a module on the Python "
+                         "path") from None
+    family = getattr(module, "FAMILY", None)
+    if not isinstance(family, Family):
+        raise ValueError(f"model.family {name!r}: the module {name} has no FAMILY (a networks.family.Family)")
+    if family.name != name:
+        raise ValueError(f"model.family {name!r}: the module's FAMILY is named {family.name!r}; name it {name!r}, "
+                         "its module's path, so that every process finds it by that name")
+    return register(family)
+
+
 def family_of(spec: ModelSpec) -> Family:
-    if spec.family not in FAMILIES:
-        raise ValueError(f"model.family {spec.family!r} is not one of this project's: {', '.join(FAMILIES)}")
-    return FAMILIES[spec.family]
+    return family_named(spec.family)
+
+
+def readers(key: str) -> List[str]:
+    """The registered families that read a config key (or a table of keys)."""
+    return [name for name, family in FAMILIES.items() if config_file.reads(family.config, key)]
+
+
+def load_config(path: str) -> EasyDict:
+    """The config at `path`: the shared keys and those of the family it names, each refused where
+    nothing reads it (utils.config.load_config). Raises ConfigError."""
+    return config_file.load_config(path, lambda name: family_named(name).config, readers)
+
+
+def default_config(family: str = DEFAULT_FAMILY) -> EasyDict:
+    """The defaults of a config of `family`: the shared ones and the family's."""
+    config = config_file.default_config(family_named(family).config)
+    config.model.family = family
+    return config
+
+
+def model_spec(config: Mapping) -> ModelSpec:
+    """The model a loaded config describes: its family and the values of the family's keys."""
+    name = config["model"]["family"]
+    schema = family_named(name).config
+    return config_file.model_spec(name, schema, config_file.spec_values(schema, config))
+
+
+def family_spec(family: str, values: Optional[Mapping[str, Any]] = None, source: str = "settings") -> ModelSpec:
+    """The spec of a model of `family` with `values` (dotted keys of the family's config) over the
+    family's defaults, checked as a config file is: ConfigError for a key the family does not read
+    or a value its rules refuse."""
+    config, overrides = default_config(family), {}
+    for key, value in (values or {}).items():
+        config_file.set_key(overrides, key, value)
+    config_file.merge_config(config, overrides, source,
+                             not_read=lambda key: f"is not a config key of model.family \"{family}\"")
+    config_file.check_values(config, source, family_named(family).config)
+    return model_spec(config)
 
 
 def build_network(spec: ModelSpec) -> nn.Module:
@@ -64,7 +147,8 @@ def init_from_checkpoint(network: nn.Module, spec: ModelSpec, path: str) -> str:
     CheckpointError naming the keys) but for the parts the family lets a file lack (DIM's refiner
     from a stage-1 file). Its optimizer, schedule and step are not used. Returns a line describing
     what was loaded, for the log."""
-    checkpoint, kept = load_weights(network, spec, path, family_of(spec).init_may_lack)
+    training = family_of(spec).training
+    checkpoint, kept = load_weights(network, spec, path, () if isinstance(training, str) else training.init_may_lack)
     loaded = f"{len(network.state_dict()) - len(kept)} tensors"
     if kept:
         parts = ", ".join(sorted({key.split(".")[0] for key in kept}))
@@ -87,8 +171,8 @@ def load_configured(config_path: str, checkpoint: str) -> Tuple[nn.Module, Famil
     family, its spec): what demo.py, the page and the exporter run. Raises ConfigError,
     CheckpointError."""
     spec = model_spec(load_config(config_path))
+    family = family_of(spec)
     try:
-        family = family_of(spec)
         network = build_network(spec)
     except ValueError as e:
         raise ConfigError(f"{config_path}: {e}") from None

@@ -1,20 +1,22 @@
-"""A model family: the network, the recipe around it and the layout of its released checkpoints.
+"""A model family: its network, its config keys, the recipe around the network, the layout of its
+released checkpoints, its export form and its training recipe.
 
-Every entry point (demo.py, demo.Matter, main.py's test phase, the ONNX export, the web page)
-runs a family through the same calls: `build`, `recipes`, `state_dict`; a new family is a
-sub-package of networks/ that defines one Family and adds it to networks.families.FAMILIES.
-Training runs every family through main.py and trainer.py too; a family brings its own sample
-encoding and losses (train_tensors, train_losses) where GCA-Matting's do not fit it.
+Every entry point (demo.py, demo.Matter, main.py's test phase and training, the ONNX export, the
+web page) runs a family through these fields and nothing else: a new family is one package under
+networks/ that defines one Family, named in networks.families.FAMILIES, or a module of its own
+anywhere that a config names by its dotted path (model.family = "my_package.my_family"), or one
+added in-process with networks.families.register. No field falls back to another family's
+behaviour: a family without an export or a training says why, in its own words.
 """
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
-import numpy as np
 import torch
 import torch.nn as nn
 
+from networks.training import TrainingRecipe
 from utils.checkpoint import CheckpointError, extract_state_dict, saved_family
-from utils.config import ModelSpec
+from utils.config import ConfigSchema, ModelSpec
 from utils.recipe import Recipe
 
 StateDict = Dict[str, torch.Tensor]
@@ -40,35 +42,24 @@ def recogniser(describe: Callable[[StateDict], Optional[str]], family: str = "",
 @dataclass(frozen=True)
 class Family:
     """name: the config's model.family; title: what its checkpoints are, for messages.
-    build(spec): the network, with initial weights, in training mode.
+    config: its own config keys, their defaults and rules, and the typed options (ModelSpec.options)
+    they make; a config key that no family field reads is refused.
+    build(spec): the network, with initial weights, in training mode; it takes image N x 3 x H x W
+    and trimap as the recipe encodes them and returns (alpha N x 1 x H x W, info).
     recipes(spec): (the recipe of its demo / published inference, that of its evaluation).
     state_dict(checkpoint, path, keys): from a checkpoint's contents (the released layout or this
     project's own), a state dict under the network's `keys`; CheckpointError for another layout.
     recognise(checkpoint): for a checkpoint that did not fit a config, a hint when it is one of this
     family's files ("an MMagic GCA checkpoint ...: use config/mmagic-gca.toml"), else None.
-    exportable(network): the form of the network torch.export captures (None: as it is).
-    export_refusal / training_refusal: why this family cannot be exported / trained here, or "".
-    train_tensors(sample): a training sample's arrays (dataloader.datasets: BGR image, fg, bg on
-    0..255, alpha on 0..1, grey trimap) as the tensors the network and the losses take; None:
-    GCA-Matting's encoding (dataloader.datasets.train_sample_to_tensors).
-    train_losses(network, alpha, info, batch, weights): the training losses of one forward, with
-    "total"; network is the model outside DDP (its frozen parts say the stage), weights the
-    config's train.*_weight; None: GCA-Matting's (utils.losses.matting_losses).
-    init_may_lack: state-dict key prefixes a train.init_checkpoint may lack altogether, their tensors
-    keeping their initialisation (DIM's refiner, from a stage-1 file).
-    imagenet_backbone(encoder, path): loads ImageNet weights from a local file into the network's
-    encoder (model.imagenet_pretrain) and returns the encoder keys left to their initialisation;
-    None: GCA-Matting's ResNet-34 (utils.checkpoint.load_imagenet_backbone)."""
+    export: export(network) -> the form of the network torch.export captures for any image size
+    (networks.export_form has the shared rewrites); or why this family cannot be exported.
+    training: its TrainingRecipe (networks.training); or why it cannot be trained here."""
     name: str
     title: str
+    config: ConfigSchema
     build: Callable[[ModelSpec], nn.Module]
     recipes: Callable[[ModelSpec], Tuple[Recipe, Recipe]]
     state_dict: Callable[[Dict, str, List[str]], StateDict]
     recognise: Callable[[Dict], Optional[str]]
-    exportable: Optional[Callable[[nn.Module], nn.Module]] = None
-    export_refusal: str = ""
-    training_refusal: str = ""
-    train_tensors: Optional[Callable[[Dict[str, np.ndarray]], Dict[str, torch.Tensor]]] = None
-    train_losses: Optional[Callable[..., Dict[str, torch.Tensor]]] = None
-    init_may_lack: Tuple[str, ...] = ()
-    imagenet_backbone: Optional[Callable[[nn.Module, str], List[str]]] = None
+    export: Union[Callable[[nn.Module], nn.Module], str]
+    training: Union[TrainingRecipe, str]

@@ -1,13 +1,17 @@
 import json
 import os
 import re
+from functools import partial
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from networks import build_generator, gca_matting
+from networks.gca_matting import family as gca_matting
+from networks.gca_matting import training as gca_training
+from networks.gca_matting.generator import build_generator
+from networks.families import family_spec
 from utils.config import ModelSpec
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -65,9 +69,20 @@ def rng():
     return np.random.default_rng(0)
 
 
+def arch_spec(family: str, arch, trimap_channel: int = 3) -> ModelSpec:
+    """The spec of a GCA-Matting or MMagic network: arch = (encoder, decoder)."""
+    return family_spec(family, {"model.arch.encoder": arch[0], "model.arch.decoder": arch[1],
+                                "model.trimap_channel": trimap_channel})
+
+
+def gca_tensors(trimap_channel: int = 3):
+    """GCA-Matting's sample encoding (its TrainingRecipe.train_tensors), for a TrainDataset."""
+    return partial(gca_training.train_tensors, spec=arch_spec("gca-matting", GCA_ARCH, trimap_channel))
+
+
 def demo_recipe(trimap_channel: int = 3):
     """GCA-Matting's demo recipe (what demo.py runs the gca-dist configs with)."""
-    return gca_matting.recipes(ModelSpec("gca-matting", *GCA_ARCH, trimap_channel))[0]
+    return gca_matting.recipes(arch_spec("gca-matting", GCA_ARCH, trimap_channel))[0]
 
 
 def write_eval_folders(folder, count: int = 2, size=(45, 70), seed: int = 2):

@@ -4,10 +4,10 @@ import sys
 
 import torch
 
-from networks import build_generator
+from networks.families import default_config
+from networks.gca_matting.generator import build_generator
 from trainer import Trainer
 from utils import distributed as du
-from utils.config import default_config
 
 
 def fixed_batch(seed: int = 0):

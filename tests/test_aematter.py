@@ -13,20 +13,19 @@ import pytest
 import torch
 
 import demo
-from conftest import key_list
+from conftest import arch_spec, key_list
 from matting import Matter
 from networks.aematter import family as aematter
 from networks.aematter import network as aematter_network
 from networks.aematter.network import AEMatter, StripAttention
 from networks.aematter.swin import WHOLE, region_labels, relative_position_index, shifted_window_mask
-from networks.families import build_network, load_network
+from networks.families import build_network, family_spec, load_network
 from utils.checkpoint import CheckpointError
-from utils.config import ModelSpec
 from utils.inference.predict import predict_alpha, predict_float
 from utils.recipe import Padding
 
 CONFIG = "config/aematter.toml"
-SPEC = ModelSpec("aematter", "", "", 3)
+SPEC = family_spec("aematter")
 CPU = torch.device("cpu")
 RECIPE = aematter.aematter_recipe()
 SAVE_FOLDER = "aematter_AEMFIX.ckpt"
@@ -320,7 +319,7 @@ def test_files_of_other_layouts_are_named(network, checkpoint, tmp_path):
                                               r"use config/aematter.toml"):
         Matter("config/gca-dist.toml", checkpoint, device="cpu")
     gca = tmp_path / "gca.pth"
-    torch.save({"state_dict": build_network(ModelSpec("gca-matting", "resnet_gca_encoder_29", "res_gca_decoder_22",
+    torch.save({"state_dict": build_network(arch_spec("gca-matting", ("resnet_gca_encoder_29", "res_gca_decoder_22"),
                                                       3)).state_dict()}, gca)
     with pytest.raises(CheckpointError, match=r"not an AEMatter checkpoint.*GCA-Matting GCA checkpoint"):
         Matter(CONFIG, str(gca), device="cpu")

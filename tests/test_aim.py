@@ -18,13 +18,12 @@ from matting import AutomaticTrimap, Matter
 from networks.aim.layout import from_released
 from networks.aim.network import fuse
 from networks.aim.recipe import fuse_resized, network_side
-from networks.families import build_network, family_of
+from networks.aim.skimage_resize import resize_like_skimage
+from networks.families import build_network, family_of, family_spec, load_config, model_spec
 from utils.checkpoint import CheckpointError
-from utils.config import ModelSpec, load_config, model_spec
 from utils.inference.predict import predict_alpha
 from utils.evaluation.metrics_aim500 import aim500_metrics
 from utils.recipe import ImageSizeError
-from utils.skimage_resize import resize_like_skimage
 
 CONFIG = "config/aim.toml"
 GCA_CONFIG = "config/gca-dist-all-data.toml"
@@ -82,7 +81,7 @@ def as_published(model, image_rgb, strategy="HYBRID", behaviour="skimage-0.14", 
 
 def test_the_released_layout_maps_one_to_one_onto_the_network():
     theirs = published.AimNet().state_dict()
-    ours = build_network(ModelSpec("aim", "", "", 3)).state_dict()
+    ours = build_network(family_spec("aim")).state_dict()
     assert len(theirs) == 700 and len(ours) == 482  # the backbone twice and the classifier, in theirs
     mapped = from_released(theirs, "released.pth")
     assert {k: v.shape for k, v in mapped.items()} == {k: v.shape for k, v in ours.items()}

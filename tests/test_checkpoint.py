@@ -5,14 +5,13 @@ import zipfile
 import pytest
 import torch
 
-from conftest import BASELINE_ARCH, GCA_ARCH, state_dict_from_key_list
+from conftest import BASELINE_ARCH, GCA_ARCH, arch_spec, state_dict_from_key_list
 from networks.families import build_network, load_checkpoint
 from utils.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
-from utils.config import ModelSpec
 
 
 def spec(arch, trimap_channel=3):
-    return ModelSpec("gca-matting", *arch, trimap_channel)
+    return arch_spec("gca-matting", arch, trimap_channel)
 
 
 def load_into(arch, path, trimap_channel=3):

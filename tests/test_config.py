@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from utils.config import ConfigError, check_values, default_config, format_config, load_config
+from networks.families import FAMILIES, default_config, load_config, model_spec
+from utils.config import ConfigError, check_values, format_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -170,8 +171,9 @@ logging_step = 1
     assert config.train.freeze == ["encoder.layer1"] and config.data.own_background_prob == 1
 
 
-def test_the_published_defaults_pass_the_rules():
-    check_values(default_config(), "defaults")
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_the_published_defaults_pass_the_rules(family):
+    check_values(default_config(family), "defaults", FAMILIES[family].config)
 
 
 def test_missing_and_invalid_files(tmp_path):
@@ -231,3 +233,48 @@ def test_the_five_published_configs_ship():
     names = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "config", "*.toml"))}
     assert {"gca-dist.toml", "gca-dist-all-data.toml", "baseline.toml",
             "gca-dimaug.toml", "baseline-dimaug.toml"} <= names
+
+
+@pytest.mark.parametrize("family,text,key,readers", [
+    ("gca-matting", "[test]\naim_strategy = 'resize'\n", "test.aim_strategy", '"aim"'),
+    ("gca-matting", "[model.arch]\nrefiner = 'plain_refiner'\n", "model.arch.refiner", '"mmagic-dim"'),
+    ("mmagic-dim", "[train]\nrec_weight = 1.0\n", "train.rec_weight", '"gca-matting", "mmagic"'),
+    ("aim", "[model]\ntrimap_channel = 1\n", "model.trimap_channel",
+     '"gca-matting", "mmagic", "mmagic-dim", "aematter"'),
+    ("aematter", "[test]\ngca_block = -1\n", "test.gca_block", '"gca-matting", "mmagic"'),
+    ("aematter", "[model.arch]\nencoder = 'vgg16'\n", "model.arch", '"gca-matting", "mmagic", "mmagic-dim"'),
+])
+def test_a_key_the_family_does_not_read_is_refused_with_both_names(tmp_path, family, text, key, readers):
+    path = write(tmp_path, f"[model]\nfamily = '{family}'\n" + text.replace("[model]\n", ""))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == (f"{path}: {key!r} is not read by model.family = \"{family}\" (it is a key of {readers}); "
+                            "remove it, or set model.family")
+
+
+def test_each_family_has_its_own_keys_and_typed_options():
+    gca, dim, aim = (model_spec(default_config(name)) for name in ("gca-matting", "mmagic-dim", "aim"))
+    assert gca.options.gca_block == 0 and gca.options.loss_weights["rec_weight"] == 1.0
+    assert gca.options.adam.lr == 1e-3 and gca.options.adam.betas == (0.5, 0.999)
+    assert not hasattr(dim.options, "loss_weights") and not hasattr(dim.options, "gca_block")
+    assert dim.options.trimap_channel == 1 and dim.options.refiner == ""
+    assert (aim.options.strategy, aim.options.resize) == ("hybrid", "skimage-0.14")
+    assert set(aim.values) == {"test.aim_strategy", "test.aim_resize"}
+    aematter = model_spec(default_config("aematter"))
+    assert dict(aematter.values) == {"model.trimap_channel": 3}  # no encoder, no GCA blocking
+    assert "arch" not in default_config("aematter").model and "rec_weight" not in default_config("aim").train
+
+
+def test_an_unknown_family_is_named_with_the_known_ones(tmp_path):
+    path = write(tmp_path, "[model]\nfamily = 'gca_matting'\n")
+    with pytest.raises(ConfigError, match="model.family 'gca_matting' is not one of this project's "
+                                          r"\(gca-matting, mmagic, mmagic-dim, aematter, aim"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="'model.family' must be str"):
+        load_config(write(tmp_path, "[model]\nfamily = 3\n"))
+
+
+def test_the_shipped_dim_configs_set_no_loss_weight():
+    for stage in (1, 2, 3):
+        config = load_config(os.path.join(ROOT, "config", f"mmagic-dim-stage{stage}.toml"))
+        assert not any(key.endswith("_weight") for key in config.train)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import gca_tensors
 from dataloader.datasets import EvalDataset, TrainDataset
 from dataloader.decode_cache import DecodeCache
 from dataloader.file_lists import DataListError, eval_list, training_list
@@ -93,7 +94,7 @@ def test_missing_and_empty_folders_name_the_config_key(tmp_path):
 def test_size_mismatch_names_both_files(tmp_path):
     folders = make_folders(tmp_path, ["a.jpg"], ["a.png"], sizes={"a.png": (41, 50)})
     with pytest.raises(DataListError, match=r"a.jpg is 50x40 but .*a.png is 50x41"):
-        TrainDataset(training_list(*folders), crop_size=32)
+        TrainDataset(training_list(*folders), gca_tensors(), crop_size=32)
 
 
 def test_unreadable_image_is_named_in_the_sample_replaced_and_counted(toy, tmp_path):
@@ -102,7 +103,7 @@ def test_unreadable_image_is_named_in_the_sample_replaced_and_counted(toy, tmp_p
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really")
     files.bg[3] = str(broken)
-    dataset = TrainDataset(files, crop_size=64)
+    dataset = TrainDataset(files, gca_tensors(), crop_size=64)
     sample = dataset[(0, 3)]
     assert sample["replaced"] == 1 and sample["bad_files"] == f"{broken}: not a readable image " \
         "(empty, truncated or an unknown format)"
@@ -116,13 +117,13 @@ def test_unreadable_training_files_are_named_at_start_up(toy, tmp_path, caplog):
     broken.write_bytes(b"not a png")
     files.fg[1] = str(broken)
     with caplog.at_level(logging.WARNING):
-        TrainDataset(files, crop_size=64)
+        TrainDataset(files, gca_tensors(), crop_size=64)
     assert f"unreadable training file, its samples will be replaced by the next ones: {broken}" in caplog.text
 
 
 def test_sample_keys_and_shapes(toy):
     for pipeline, channels in (("gca", 3), ("dim", 1)):
-        sample = TrainDataset(train_files(toy), crop_size=96, pipeline=pipeline, trimap_channel=channels)[(0, 1)]
+        sample = TrainDataset(train_files(toy), gca_tensors(channels), crop_size=96, pipeline=pipeline)[(0, 1)]
         assert {"image", "alpha", "trimap", "fg", "bg", "image_name"} <= set(sample)
         assert sample["image"].shape == (3, 96, 96) and sample["alpha"].shape == (1, 96, 96)
         assert sample["trimap"].shape == (channels, 96, 96)
@@ -131,7 +132,7 @@ def test_sample_keys_and_shapes(toy):
 
 def test_crop_size_must_be_a_multiple_of_32(toy):
     with pytest.raises(ValueError, match="multiple of 32"):
-        TrainDataset(train_files(toy), crop_size=100)
+        TrainDataset(train_files(toy), gca_tensors(), crop_size=100)
 
 
 def keys_of(loader):
@@ -139,16 +140,16 @@ def keys_of(loader):
 
 
 def test_same_seed_same_samples_and_different_keys_differ(toy):
-    a = TrainDataset(train_files(toy), crop_size=64, seed=7)
-    b = TrainDataset(train_files(toy), crop_size=64, seed=7)
+    a = TrainDataset(train_files(toy), gca_tensors(), crop_size=64, seed=7)
+    b = TrainDataset(train_files(toy), gca_tensors(), crop_size=64, seed=7)
     assert torch.equal(a[(2, 5)]["image"], b[(2, 5)]["image"])
     assert not torch.equal(a[(2, 5)]["image"], a[(3, 5)]["image"])  # another epoch
-    other_rank = TrainDataset(train_files(toy), crop_size=64, seed=7, rank=1)
+    other_rank = TrainDataset(train_files(toy), gca_tensors(), crop_size=64, seed=7, rank=1)
     assert not torch.equal(a[(2, 5)]["image"], other_rank[(2, 5)]["image"])
 
 
 def test_ranks_get_disjoint_indices_and_resume_continues_in_order(toy):
-    dataset = TrainDataset(train_files(toy), crop_size=64)
+    dataset = TrainDataset(train_files(toy), gca_tensors(), crop_size=64)
     rank0 = train_loader(dataset, 2, 0, seed=3, rank=0, world_size=2)
     rank1 = train_loader(dataset, 2, 0, seed=3, rank=1, world_size=2)
     for loader in (rank0, rank1):
@@ -161,7 +162,7 @@ def test_ranks_get_disjoint_indices_and_resume_continues_in_order(toy):
 
 
 def test_workers_produce_the_same_samples_as_the_main_process(toy):
-    dataset = TrainDataset(train_files(toy), crop_size=64, seed=11)
+    dataset = TrainDataset(train_files(toy), gca_tensors(), crop_size=64, seed=11)
     in_process = train_loader(dataset, 2, 0, seed=11)
     with_workers = train_loader(dataset, 2, 2, seed=11)
     for loader in (in_process, with_workers):

@@ -11,7 +11,7 @@ import torch
 
 import demo
 from conftest import GCA_ARCH, demo_recipe, random_gca
-from networks import Generator, build_generator
+from networks.gca_matting.generator import Generator, build_generator
 from utils.inference.predict import predict_alpha
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -18,13 +18,13 @@ from conftest import config_for_test_phase, write_eval_folders
 from matting import Matter
 from networks.dim import network as dim_network
 from networks.dim.layout import dim_key
+from networks.dim.losses import (dim_alpha_loss, dim_composition_loss, dim_losses, dim_unknown_weight,
+                                 mmagic_charbonnier, mmagic_masked_mean)
 from networks.dim.network import WHOLE, flat_indices, pool, window_codes
 from networks.dim.pretrain import load_vgg16_imagenet
-from networks.families import build_network
+from networks.families import build_network, family_spec
 from utils.checkpoint import CheckpointError, read_checkpoint
 from utils.config import ModelSpec
-from utils.losses import (dim_alpha_loss, dim_composition_loss, dim_losses, dim_unknown_weight, mmagic_charbonnier,
-                          mmagic_masked_mean)
 
 CONFIGS = {1: "config/mmagic-dim-stage1.toml", 2: "config/mmagic-dim-stage2.toml", 3: "config/mmagic-dim-stage3.toml"}
 REFINED = {1: False, 2: True, 3: True}
@@ -32,7 +32,7 @@ KEYS = {False: 42, True: 50}
 
 
 def spec(refined: bool) -> ModelSpec:
-    return ModelSpec("mmagic-dim", "vgg16", "plain_decoder", 1, 0, "plain_refiner" if refined else "")
+    return family_spec("mmagic-dim", {"model.arch.refiner": "plain_refiner" if refined else ""})
 
 
 def randomise(module: torch.nn.Module, seed: int) -> torch.nn.Module:

@@ -9,11 +9,10 @@ import torch
 import main
 import trainer as trainer_module
 from dataloader.toy import make_toy_dataset
+from networks.dim.losses import dim_unknown_weight
 from networks.dim.training import train_tensors
-from networks.families import family_of
+from networks.families import family_of, family_spec, load_config
 from utils.checkpoint import read_checkpoint
-from utils.config import ModelSpec, load_config
-from utils.losses import dim_unknown_weight
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGE_TRAIN = {  # as config/mmagic-dim-stage{1,2,3}.toml
@@ -125,7 +124,7 @@ def test_a_training_sample_is_encoded_as_mmagics_preprocessor_does():
               "bg": rng.uniform(0, 255, (8, 6, 3)).astype(np.float32),
               "alpha": rng.uniform(0, 1, (8, 6)).astype(np.float32),
               "trimap": rng.choice([0, 128, 255], (8, 6)).astype(np.float32)}
-    spec = ModelSpec("mmagic-dim", "vgg16", "plain_decoder", 1)
+    spec = family_spec("mmagic-dim")
     recipe = family_of(spec).recipes(spec)[0]
     tensors = train_tensors(sample, recipe)
     rgb = sample["image"][:, :, ::-1].transpose(2, 0, 1)

@@ -12,17 +12,18 @@ import pytest
 import torch
 
 import demo
-from conftest import state_dict_from_key_list
-from networks import export
-from networks.decoders.res_gca_dec import ResGuidedCxtAtten_Dec
-from networks.decoders.res_shortcut_dec import ResShortCut_D_Dec
-from networks.encoders.res_gca_enc import ResGuidedCxtAtten
-from networks.encoders.res_shortcut_enc import ResShortCut_D
-from networks.gca import LITERAL, GuidedCxtAtten
-from networks import gca_matting
+from conftest import arch_spec, state_dict_from_key_list
+from networks import export, export_form
+from networks.families import family_spec
+from networks.gca_matting import export as gca_export
+from networks.gca_matting import family as gca_matting
+from networks.gca_matting.decoders.res_gca_dec import ResGuidedCxtAtten_Dec
+from networks.gca_matting.decoders.res_shortcut_dec import ResShortCut_D_Dec
+from networks.gca_matting.encoders.res_gca_enc import ResGuidedCxtAtten
+from networks.gca_matting.encoders.res_shortcut_enc import ResShortCut_D
+from networks.gca_matting.gca import LITERAL, GuidedCxtAtten
+from networks.gca_matting.generator import Generator
 from networks.mmagic import network as mmagic_network
-from networks.generator import Generator
-from utils.config import ModelSpec
 from utils.inference.predict import predict_alpha
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,7 +94,7 @@ def pair(height: int, width: int, seed: int):
 
 
 def demo_recipe(model: Generator):
-    return gca_matting.recipes(ModelSpec("gca-matting", "", "", model.trimap_channel))[0]
+    return gca_matting.recipes(family_spec("gca-matting", {"model.trimap_channel": model.trimap_channel}))[0]
 
 
 def demo_alpha(model: Generator, image_rgb: np.ndarray, trimap: np.ndarray) -> np.ndarray:
@@ -131,7 +132,7 @@ def test_scanned_attention_is_the_published_one(grid):
     torch.manual_seed(0)
     literal = GuidedCxtAtten().eval()
     literal.block = LITERAL
-    scanned = export.ScannedGCA()
+    scanned = gca_export.ScannedGCA()
     scanned.load_state_dict(literal.state_dict())
     h, w = grid
     guidance, alpha = torch.randn(1, 128, 2 * h, 2 * w), torch.randn(1, 128, 2 * h, 2 * w)
@@ -150,15 +151,15 @@ def test_phased_conv_transpose_is_the_transposed_convolution():
     conv = torch.nn.ConvTranspose2d(8, 5, kernel_size=4, stride=2, padding=1, bias=True)
     x = torch.randn(1, 8, 5, 7)
     with torch.no_grad():
-        assert torch.allclose(export.PhasedConvTranspose(conv)(x), conv(x), atol=1e-5)
+        assert torch.allclose(export_form.PhasedConvTranspose(conv)(x), conv(x), atol=1e-5)
     other = torch.nn.ConvTranspose2d(8, 5, kernel_size=2, stride=2)
-    assert export._phased(other) is other
+    assert export_form._phased(other) is other
 
 
 @pytest.mark.parametrize("arch", list(CONFIGS))
 def test_exported_form_in_pytorch_gives_the_demo_alpha(arch):
     model = small_generator(*ARCHS[arch])
-    graph = export.DemoGraph(export.exportable_copy(model), demo_recipe(model))
+    graph = export.DemoGraph(gca_export.exportable(model), demo_recipe(model))
     for index, (height, width) in enumerate(SIZES):
         image, trimap = pair(height, width, index)
         with torch.no_grad():
@@ -326,7 +327,7 @@ def test_an_mmagic_model_is_exported_in_its_own_recipe(onnx_packages, tmp_path, 
     channels = 1 if "dimaug" in config else 3
     monkeypatch.setattr(mmagic_network, "build_generator", small_generator)
     torch.manual_seed(1)
-    model = mmagic_network.build_mmagic_generator(ModelSpec("mmagic", encoder, decoder, channels))
+    model = mmagic_network.build_mmagic_generator(arch_spec("mmagic", (encoder, decoder), channels))
     with torch.no_grad():
         for _ in range(5):
             model(torch.randn(2, 3, 64, 64), torch.rand(2, channels, 64, 64))
@@ -345,7 +346,7 @@ def test_a_dim_model_is_exported_with_its_pooling_indices(onnx_packages, tmp_pat
     # trimap as grey / 255; a checkpoint of this project trained as the family loads as it is.
     from networks.families import build_network
     torch.manual_seed(2)
-    model = build_network(ModelSpec("mmagic-dim", "vgg16", "plain_decoder", 1, 0, "plain_refiner"))
+    model = build_network(family_spec("mmagic-dim", {"model.arch.refiner": "plain_refiner"}))
     with torch.no_grad():  # He-normal weights, so that the alpha varies
         for conv in model.modules():
             if isinstance(conv, torch.nn.Conv2d):

@@ -11,13 +11,14 @@ import torch.nn as nn
 
 import main
 import trainer as trainer_module
+from conftest import gca_tensors
 from dataloader.datasets import TrainDataset
 from dataloader.file_lists import training_list
 from dataloader.loader import train_loader
 from dataloader.toy import make_toy_dataset
-from networks import build_generator
+from networks.families import load_config
+from networks.gca_matting.generator import build_generator
 from utils.checkpoint import read_checkpoint
-from utils.config import load_config
 from utils.distributed import DistInfo
 from utils.freeze import FreezeError, named_parts
 from utils.schedule import learning_rate
@@ -82,7 +83,7 @@ class TinyMatting(nn.Module):
 
 def toy_loader(toy, batch_size=2):
     files = training_list(*(os.path.join(toy, "train", k) for k in ("fg", "alpha", "bg")))
-    return train_loader(TrainDataset(files, 64, seed=0), batch_size, 0, 0)
+    return train_loader(TrainDataset(files, gca_tensors(), 64, seed=0), batch_size, 0, 0)
 
 
 def make_trainer(toy, folder, model, loader=None, **train):

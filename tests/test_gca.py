@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from networks.gca import GuidedCxtAtten, softmax_scales
+from networks.gca_matting.gca import GuidedCxtAtten, softmax_scales
 
 
 def naive_gca(module: GuidedCxtAtten, guidance, alpha, unknown):
@@ -212,7 +212,7 @@ def test_blocked_gradients_equal_the_literal_ones():
 
 
 def test_auto_block_fits_the_budget():
-    from networks.gca import CPU_SCORE_BUFFER_BYTES, LITERAL, choose_block
+    from networks.gca_matting.gca import CPU_SCORE_BUFFER_BYTES, LITERAL, choose_block
     cpu = torch.device("cpu")
     assert choose_block(100, 0, cpu) >= 100  # a small image is one block
     big = 40000  # a 4K image: 40000^2 scores would need 6 GB per copy
@@ -222,7 +222,7 @@ def test_auto_block_fits_the_budget():
 
 
 def test_attention_stays_fp32_under_autocast(monkeypatch):
-    import networks.gca as gca
+    import networks.gca_matting.gca as gca
     seen = []
     original = gca.attend_blocked
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import mmagic_transcription as mm
-from networks.gca import LITERAL, PUBLISHED, GuidedCxtAtten, extract_patches, published_patches, sequential_key_norms
+from networks.gca_matting.gca import LITERAL, PUBLISHED, GuidedCxtAtten, extract_patches, published_patches, sequential_key_norms
 from networks.mmagic.attention import MMAGIC, joint_key_norms, mmagic_patches
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from utils.losses import (charbonnier_loss, composition_loss, gabor_loss, gradient_loss, matting_losses,
-                          regression_loss)
+from networks.gca_matting.losses import (charbonnier_loss, composition_loss, gabor_loss, gradient_loss,
+                                        matting_losses, regression_loss)
 
 
 def grid(rows) -> torch.Tensor:

@@ -14,13 +14,12 @@ import torch
 
 import demo
 import mmagic_transcription as mm
-from conftest import config_for_test_phase, randomise_batch_norms, write_eval_folders
+from conftest import arch_spec, config_for_test_phase, randomise_batch_norms, write_eval_folders
 from matting import Matter
 from networks.families import build_network, load_checkpoint
 from networks.mmagic.layout import mmagic_key
 from networks.mmagic.network import TorchSpectralNorm
 from utils.checkpoint import CheckpointError, read_checkpoint
-from utils.config import ModelSpec
 
 ARCH = {True: ("resnet_gca_encoder_29", "res_gca_decoder_22"), False: ("res_shortcut_encoder_29", "res_shortcut_decoder_22")}
 CONFIGS = {(True, 6): "mmagic-gca", (False, 6): "mmagic-baseline", (True, 4): "mmagic-gca-dimaug",
@@ -100,7 +99,7 @@ def in_tmp(tmp_path, monkeypatch):
 
 def test_the_key_map_is_one_to_one_onto_mmagics_names(mattors):
     for (gca, in_channels), mattor in mattors.items():
-        network = build_network(ModelSpec("mmagic", *ARCH[gca], in_channels - 3))
+        network = build_network(arch_spec("mmagic", ARCH[gca], in_channels - 3))
         ours = list(network.state_dict())
         theirs = {"backbone." + k: v.shape for k, v in mattor.backbone.state_dict().items()}
         assert len(ours) == len(theirs) == (578 if gca else 538)
@@ -145,7 +144,7 @@ def test_demo_gives_mmagics_alpha(tmp_path, mattors, key):
 def test_transposed_spectral_norms_need_torchs_dim_1(tmp_path, mattors):
     # The five square transposed convs load either way; with the published dim 0 sigma is wrong.
     path = save_mmagic_checkpoint(mattors[(False, 6)], str(tmp_path / "baseline.pth"))
-    spec = ModelSpec("mmagic", *ARCH[False], 3)
+    spec = arch_spec("mmagic", ARCH[False], 3)
     network = build_network(spec)
     load_checkpoint(network, spec, path)
     transposed = [m for m in network.modules() if isinstance(m, TorchSpectralNorm) and m.dim == 1]
@@ -175,7 +174,7 @@ def test_an_mmagic_file_with_a_gca_matting_config_names_the_mmagic_config(tmp_pa
 
 def test_a_gca_matting_file_with_an_mmagic_config_names_the_gca_matting_settings(tmp_path):
     torch.manual_seed(0)
-    network = build_network(ModelSpec("gca-matting", *ARCH[True], 3))
+    network = build_network(arch_spec("gca-matting", ARCH[True], 3))
     path = str(tmp_path / "gca-dist.pth")
     torch.save({"state_dict": {"module." + k: v for k, v in network.state_dict().items()}}, path)
     with pytest.raises(CheckpointError, match=r'not an MMagic checkpoint.*GCA-Matting GCA checkpoint.*'

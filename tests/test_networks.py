@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import BASELINE_ARCH, GCA_ARCH, demo_recipe, key_list, state_dict_from_key_list
-from networks import build_generator
+from networks.gca_matting.generator import build_generator
 from utils.inference.predict import predict_alpha
 
 
@@ -95,7 +95,7 @@ def test_training_init_follows_the_published_recipe():
 
 def converged_model(arch, trimap_channel=3, seed=0):
     """Random weights with converged spectral norms and non-trivial BatchNorm statistics."""
-    from networks.ops import SpectralNorm
+    from networks.gca_matting.spectral_norm import SpectralNorm
     torch.manual_seed(seed)
     model = build_generator(*arch, trimap_channel=trimap_channel)
     with torch.no_grad():
@@ -112,7 +112,7 @@ def converged_model(arch, trimap_channel=3, seed=0):
 
 @pytest.mark.parametrize("arch,trimap_channel", [(GCA_ARCH, 3), (GCA_ARCH, 1), (BASELINE_ARCH, 3)])
 def test_striped_tail_gives_the_whole_image_result(arch, trimap_channel):
-    from networks.generator import WHOLE
+    from networks.gca_matting.generator import WHOLE
     model = converged_model(arch, trimap_channel)
     image, trimap = random_input((160, 96), trimap_channel, seed=1)
     image, trimap = torch.cat([image, image.flip(2)]), torch.cat([trimap, trimap.flip(2)])
@@ -136,7 +136,7 @@ def test_striped_tail_gives_the_whole_image_result(arch, trimap_channel):
 
 def test_stripe_context_is_needed(monkeypatch):
     # The equality above is not trivial: with too little context the stripes' edges differ.
-    import networks.generator as generator
+    import networks.gca_matting.generator as generator
     monkeypatch.setattr(generator, "STRIPE_CONTEXT", 2)
     model = converged_model(BASELINE_ARCH)
     image, trimap = random_input((160, 96), seed=1)
@@ -149,7 +149,7 @@ def test_stripe_context_is_needed(monkeypatch):
 
 
 def test_training_never_stripes(monkeypatch):
-    from networks.generator import Generator
+    from networks.gca_matting.generator import Generator
     model = converged_model(BASELINE_ARCH).train()
     model.stripe_rows = 32
     monkeypatch.setattr(Generator, "forward_striped", lambda *args: pytest.fail("striped in training"))
@@ -158,12 +158,14 @@ def test_training_never_stripes(monkeypatch):
 
 
 def test_automatic_stripes_fit_the_budget():
-    from networks.generator import STRIPE_BUDGET_BYTES, TAIL_BYTES_PER_PIXEL, WHOLE, choose_stripe_rows
+    from networks.gca_matting.generator import TAIL_BYTES_PER_PIXEL
+    from networks.stripes import STRIPE_BUDGET_BYTES, WHOLE, choose_stripe_rows
     cpu = torch.device("cpu")
-    rows = choose_stripe_rows(3904, 0, cpu)
+    rows = choose_stripe_rows(3904, 0, cpu, TAIL_BYTES_PER_PIXEL)
     assert rows % 32 == 0 and 32 <= rows and rows * 3904 * TAIL_BYTES_PER_PIXEL <= STRIPE_BUDGET_BYTES
-    assert choose_stripe_rows(10 ** 6, 0, cpu) == 32
-    assert choose_stripe_rows(3904, 8, cpu) == 8 and choose_stripe_rows(3904, WHOLE, cpu) == WHOLE
+    assert choose_stripe_rows(10 ** 6, 0, cpu, TAIL_BYTES_PER_PIXEL) == 32
+    assert choose_stripe_rows(3904, 8, cpu, TAIL_BYTES_PER_PIXEL) == 8
+    assert choose_stripe_rows(3904, WHOLE, cpu, TAIL_BYTES_PER_PIXEL) == WHOLE
 
 
 def test_inference_benchmark_runs_both_forms_at_a_tiny_size():
@@ -217,8 +219,8 @@ def test_freed_memory_is_kept_for_reuse_on_glibc():
 
 
 def test_the_inference_memory_estimate_covers_the_measured_peaks():
-    from networks import set_gca_block
-    from networks.generator import WHOLE
+    from networks.gca_matting.generator import set_gca_block
+    from networks.gca_matting.generator import WHOLE
     model = build_generator("resnet_gca_encoder_29", "res_gca_decoder_22")
     # Peaks above the process before the image, the larger of README's two measurements ("Out of
     # memory", and the table of "Any image size in bounded memory" less 0.42 GiB): (width, height, GiB)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import main
+from conftest import gca_tensors
 from test_finetune import write_config
 from dataloader import transforms as T
 from dataloader.datasets import TrainDataset
@@ -152,14 +153,14 @@ def test_an_alpha_of_another_size_is_named_before_training(photos, tmp_path):
     cv2.imwrite(str(small), np.zeros((10, 12), np.uint8))
     files.alpha[2] = str(small)
     with pytest.raises(DataListError, match=r"p002.png is \d+x\d+ but .*p002.png is 12x10"):
-        TrainDataset(files, 64)
+        TrainDataset(files, gca_tensors(), 64)
     with pytest.raises(ValueError, match="own_background_prob = 0.5 needs photos"):
-        TrainDataset(dataclasses.replace(files, merged=None), 64, own_background_prob=0.5)
+        TrainDataset(dataclasses.replace(files, merged=None), gca_tensors(), 64, own_background_prob=0.5)
 
 
 def test_samples_composite_the_estimated_foreground_as_adobe_foregrounds(photos):
     files = photo_training_list(*folders(photos))
-    dataset = TrainDataset(files, 64, seed=3)
+    dataset = TrainDataset(files, gca_tensors(), 64, seed=3)
     for index in range(len(dataset)):
         fg_index = index % len(files.fg)
         draws = T.draw_gca(dataset.rng_for(0, index), len(files.fg))
@@ -178,7 +179,7 @@ def test_samples_composite_the_estimated_foreground_as_adobe_foregrounds(photos)
 
 def test_an_own_background_sample_is_the_photo(photos):
     files = photo_training_list(*folders(photos))
-    dataset = TrainDataset(files, 64, augmentation=False, own_background_prob=1.0)
+    dataset = TrainDataset(files, gca_tensors(), 64, augmentation=False, own_background_prob=1.0)
     for index in range(len(files.fg)):
         sample = dataset.make_sample(0, index)
         fg, photo = read_uint8(files.fg[index]), read_uint8(files.merged[index])
@@ -253,7 +254,7 @@ def test_one_trimap_per_foreground_serves_all_its_composites(tmp_path):
 
 def test_the_dim_pipeline_takes_an_own_background_too(photos):
     files = photo_training_list(*folders(photos))
-    dataset = TrainDataset(files, 64, pipeline="dim", trimap_channel=1, own_background_prob=1.0)
+    dataset = TrainDataset(files, gca_tensors(1), 64, pipeline="dim", own_background_prob=1.0)
     sample = dataset[(0, 1)]
     assert sample["image"].shape == (3, 64, 64) and sample["trimap"].shape == (1, 64, 64)
     raw = dataset.make_sample(0, 1)

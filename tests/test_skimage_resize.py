@@ -1,9 +1,9 @@
-"""utils.skimage_resize against hand-computed cases and, for the 0.19 behaviour, SciPy's ndimage
+"""networks.aim.skimage_resize against hand-computed cases and, for the 0.19 behaviour, SciPy's ndimage
 (from the cutout extra) called as scikit-image 0.19+ calls it."""
 import numpy as np
 import pytest
 
-from utils.skimage_resize import clip_to_input, gaussian_prefilter, resize_like_skimage, resize_transform_014
+from networks.aim.skimage_resize import clip_to_input, gaussian_prefilter, resize_like_skimage, resize_transform_014
 
 CORNER = np.array([[0.0, 1.0], [1.0, 1.0]])
 

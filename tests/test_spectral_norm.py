@@ -1,7 +1,7 @@
 import torch
 import torch.nn as nn
 
-from networks.ops import SpectralNorm, l2normalize
+from networks.gca_matting.spectral_norm import SpectralNorm, l2normalize
 
 
 def reference_sigma(weight, u, v):

@@ -9,19 +9,22 @@ import sys
 import time
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
 import demo
 import main
 import trainer as trainer_module
+from conftest import gca_tensors
 from dataloader.datasets import TrainDataset
 from dataloader.file_lists import training_list
 from dataloader.loader import train_loader
 from dataloader.toy import make_toy_dataset
-from networks import build_generator
-from utils.checkpoint import CheckpointError, load_imagenet_backbone, read_checkpoint, save_checkpoint
-from utils.config import load_config
+from networks.families import load_config
+from networks.gca_matting.generator import build_generator
+from networks.gca_matting.imagenet import load_imagenet_backbone
+from utils.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from utils.distributed import DistInfo
 from utils.schedule import AdaptiveGradClip, learning_rate
 
@@ -117,7 +120,7 @@ def test_adaptive_clipping_on_a_hand_made_gradient_sequence():
 def toy_trainer(toy, config_path, model=None, loader=True):
     config = load_config(config_path)
     files = training_list(*(os.path.join(toy, "train", k) for k in ("fg", "alpha", "bg")))
-    dataset = TrainDataset(files, 64, seed=0)
+    dataset = TrainDataset(files, gca_tensors(), 64, seed=0)
     torch.manual_seed(0)
     model = model or build_generator("resnet_gca_encoder_29", "res_gca_decoder_22")
     return trainer_module.Trainer(config, model, train_loader(dataset, 2, 0, 0) if loader else None, None, CPU), dataset
@@ -143,6 +146,35 @@ def test_a_run_of_non_finite_steps_is_counted_and_stops_training(toy, tmp_path):
         trainer.train()
     assert trainer.skipped_steps == 3
     assert read_checkpoint(str(tmp_path / "ckpt" / "run" / "latest_model.pth"))["skipped_steps"] == 3
+
+
+class RecordingWriter:
+    """A SummaryWriter that keeps the last value of each tag."""
+
+    def __init__(self):
+        self.images, self.scalars = {}, {}
+
+    def add_image(self, tag, picture, step):
+        self.images[tag] = picture
+
+    def add_scalar(self, tag, value, step):
+        self.scalars[tag] = value
+
+
+def test_tensorboard_gets_the_generic_pictures_and_the_familys_own(toy, tmp_path):
+    trainer, dataset = toy_trainer(toy, write_config(str(tmp_path), toy))
+    trainer.writer = RecordingWriter()
+    batch = torch.utils.data.default_collate([dataset[(0, 0)], dataset[(0, 1)]])
+    losses, norm, _, alpha, info = trainer.train_step([batch], 0)
+    trainer.log_scalars(1, losses, norm)
+    trainer.log_images(1, batch, alpha, info)
+    images = trainer.writer.images
+    assert set(images) == {"image", "trimap", "alpha", "pred_alpha", "offset_1", "offset_2"}
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    assert torch.allclose(images["image"], (batch["image"][0] * std + mean).clamp(0, 1))  # ImageNet's undone
+    assert torch.equal(images["trimap"], batch["trimap"][0].argmax(0, keepdim=True) / 2)
+    assert images["offset_1"].dtype == np.uint8 and images["offset_1"].shape[0] == 3  # a flow picture
+    assert {"Train/Loss", "Train/Loss_REC", "Train/LearnRate", "Train/Max_Grad"} <= set(trainer.writer.scalars)
 
 
 def run_main(config, *extra):
@@ -506,6 +538,21 @@ def test_resume_refuses_a_changed_schedule_unless_reset_lr(toy, tmp_path, capsys
                              reset_lr=True)
     assert run_main(restarted) == 0
     assert read_checkpoint(str(tmp_path / "ckpt" / "run" / "latest_model.pth"))["iter"] == 5
+
+
+def test_a_checkpoint_whose_config_holds_other_familys_keys_still_resumes_and_loads(toy, tmp_path):
+    """The version before family keys stored every family's defaults in a checkpoint's config
+    (test.aim_strategy in a GCA-Matting run, say): such a checkpoint resumes and loads."""
+    assert run_main(write_config(str(tmp_path), toy, total_step=2, val_step=100)) == 0
+    path = str(tmp_path / "ckpt" / "run" / "latest_model.pth")
+    checkpoint = read_checkpoint(path)
+    checkpoint["config"]["model"]["arch"]["refiner"] = ""
+    checkpoint["config"]["test"].update(aim_strategy="hybrid", aim_resize="skimage-0.14")
+    save_checkpoint(checkpoint, path)
+    resumed = write_config(str(tmp_path), toy, total_step=3, val_step=100, resume_checkpoint="latest_model")
+    assert demo.Matter(resumed, path, device="cpu").family.name == "gca-matting"
+    assert run_main(resumed) == 0
+    assert read_checkpoint(path)["iter"] == 2
 
 
 def test_resuming_a_finished_run_says_so(toy, tmp_path, capsys):

@@ -3,17 +3,16 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import GCA_ARCH, random_gca
+from conftest import GCA_ARCH, arch_spec, random_gca
 from dataloader.datasets import EvalDataset
 from dataloader.file_lists import EvalList
 from dataloader.loader import eval_loader
-from networks import gca_matting
-from utils.config import ModelSpec
+from networks.gca_matting import family as gca_matting
 from utils.inference.predict import evaluate_sample, predict_alpha
 from utils.inference.preprocess import image_to_tensor, trimap_to_classes, trimap_to_tensor
 
 CPU = torch.device("cpu")
-DEMO, TEST = gca_matting.recipes(ModelSpec("gca-matting", *GCA_ARCH, 3))
+DEMO, TEST = gca_matting.recipes(arch_spec("gca-matting", GCA_ARCH, 3))
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,14 @@
 """AEMatter (aipixel/AEMatter, ICML 2024; AEMFIX.ckpt and the RWA model of its main branch): the
 network, its evaluation recipe (eval.py) and its checkpoint layout ({'model': state dict} under the
-published module names, which are the network's own)."""
-from typing import Dict, List, Optional, Tuple
+published module names, which are the network's own); one config key, model.trimap_channel, which
+must be 3 (its trimap is one-hot)."""
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from networks.aematter.network import AEMatter
 from networks.family import Family, StateDict
 from utils.checkpoint import CheckpointError, extract_state_dict, saved_family
-from utils.config import ModelSpec
+from utils.config import ConfigSchema, ModelSpec
 from utils.recipe import Padding, Recipe, every_other_grey_background, exact_foreground, exact_one_hot, unit_range
 
 NAME = "aematter"
@@ -33,9 +35,19 @@ def aematter_recipe() -> Recipe:
                   exact_foreground, every_other_grey_background, "truncate")
 
 
+@dataclass(frozen=True)
+class AEMatterOptions:
+    trimap_channel: int
+
+
+def aematter_options(values: Mapping[str, Any]) -> AEMatterOptions:
+    return AEMatterOptions(values["model.trimap_channel"])
+
+
 def build(spec: ModelSpec) -> AEMatter:
-    if spec.trimap_channel != 3:
-        raise ValueError(f"model.trimap_channel must be 3 for AEMatter (a one-hot trimap), got {spec.trimap_channel}")
+    channels = spec.options.trimap_channel
+    if channels != 3:
+        raise ValueError(f"model.trimap_channel must be 3 for AEMatter (a one-hot trimap), got {channels}")
     return AEMatter()
 
 
@@ -73,5 +85,5 @@ def recognise(checkpoint: Dict) -> Optional[str]:
 
 
 FAMILY = Family(name=NAME, title="AEMatter (Liu et al., ICML 2024; AEMFIX.ckpt, Composition-1K SAD 17.53)",
-                build=build, recipes=recipes, state_dict=state_dict, recognise=recognise, export_refusal=EXPORT_REFUSAL,
-                training_refusal=TRAINING_REFUSAL)
+                config=ConfigSchema({"model.trimap_channel": 3}, aematter_options), build=build, recipes=recipes,
+                state_dict=state_dict, recognise=recognise, export=EXPORT_REFUSAL, training=TRAINING_REFUSAL)

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from networks.aematter.swin import AUTO, WHOLE, SwinBackbone, SwinStage
-from networks.generator import choose_stripe_rows
+from networks.stripes import choose_stripe_rows
 
 STRIP = 5
 # Bytes alive per full-resolution pixel in a tail stripe (fp32): the 102-channel concatenation,

@@ -21,12 +21,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from networks.gca import memory_budget
+from networks.stripes import AUTO, WHOLE, memory_budget
 
 WINDOW = 7
 # Added to the score of a key from another region of a shifted window (Swin's value, not -inf).
 OTHER_REGION_SCORE = -100.0
-WHOLE, AUTO = -1, 0
 # Working set of one band of windows.
 BAND_BUDGET_BYTES = 256 * 2 ** 20
 # Floats alive per token and channel while a band runs (q, k, v, the scores and their softmax,

@@ -1,20 +1,39 @@
 """AIM (Li, Zhang and Tao, IJCAI 2021; JizhiziLi/AIM, MIT): AimNet, which needs no trimap, its
 published test strategies (networks/aim/recipe.py) and its released checkpoint's layout
-(aimnet_pretrained_matting.pth, `{'state_dict': ...}`)."""
-from typing import Dict, List, Optional, Tuple
+(aimnet_pretrained_matting.pth, `{'state_dict': ...}`); its config keys choose the strategy and
+the scikit-image resize (test.aim_strategy, test.aim_resize)."""
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from networks.aim.layout import MARKER, describe, from_released
 from networks.aim.network import AimNet
-from networks.aim.recipe import SHORTER_SIDE_LIMIT, AimRecipe
+from networks.aim.recipe import SHORTER_SIDE_LIMIT, STRATEGIES, AimRecipe
+from networks.aim.skimage_resize import SKIMAGE_RESIZES
 from networks.family import Family, StateDict, recogniser
 from utils.checkpoint import CheckpointError, extract_state_dict
-from utils.config import ModelSpec
+from utils.config import ConfigSchema, ModelSpec, one_of
 from utils.recipe import Padding, imagenet_normalised, nowhere
 
 NAME = "aim"
 TRAINING_REFUSAL = "training AIM is not supported here; its authors' code (JizhiziLi/AIM) trains it"
 EXPORT_REFUSAL = ("AIM's inference resizes the photo to sizes computed from it, runs the network twice and resizes "
                   "on the CPU with scikit-image's arithmetic: it is not one graph; run it with demo.py")
+
+
+@dataclass(frozen=True)
+class AimOptions:
+    """test.aim_strategy: "hybrid" (the semantic map at 1/4, the details at 1/2) or "resize" (1/4);
+    test.aim_resize: the scikit-image behaviour of its resizes."""
+    strategy: str
+    resize: str
+
+
+def aim_options(values: Mapping[str, Any]) -> AimOptions:
+    return AimOptions(values["test.aim_strategy"], values["test.aim_resize"])
+
+
+CONFIG = ConfigSchema(defaults={"test.aim_strategy": "hybrid", "test.aim_resize": "skimage-0.14"}, options=aim_options,
+                      rules={"test.aim_strategy": one_of(*STRATEGIES), "test.aim_resize": one_of(*SKIMAGE_RESIZES)})
 
 
 def build(spec: ModelSpec) -> AimNet:
@@ -25,7 +44,7 @@ def aim_recipe(name: str, spec: ModelSpec, shorter_side: Optional[int], score_fl
     """ImageNet normalisation of the resized photo, no trimap, nothing forced, alpha x 255 truncated
     (test_samples' astype(np.uint8), save_test_result's)."""
     return AimRecipe(name, imagenet_normalised, None, Padding(multiple=32), nowhere, nowhere, "truncate",
-                     score_float=score_float, strategy=spec.aim_strategy, resize=spec.aim_resize,
+                     score_float=score_float, strategy=spec.options.strategy, resize=spec.options.resize,
                      shorter_side=shorter_side)
 
 
@@ -44,5 +63,5 @@ def state_dict(checkpoint: Dict, path: str, keys: List[str]) -> StateDict:
 
 
 FAMILY = Family(name=NAME, title="AIM (Li, Zhang and Tao, IJCAI 2021; aimnet_pretrained_matting.pth, no trimap)",
-                build=build, recipes=recipes, state_dict=state_dict, recognise=recogniser(describe),
-                export_refusal=EXPORT_REFUSAL, training_refusal=TRAINING_REFUSAL)
+                config=CONFIG, build=build, recipes=recipes, state_dict=state_dict, recognise=recogniser(describe),
+                export=EXPORT_REFUSAL, training=TRAINING_REFUSAL)

@@ -1,8 +1,8 @@
 """AIM's published inference (core/test.py's inference_img) as a recipe: no trimap, and not one
 padded pass. HYBRID runs the network twice: at 1/4 of the photo's size for the semantic map and at
 1/2 for the detail alpha, each side rounded down to a multiple of 32 and capped at 1600 px; the two
-are resized back to the photo's size with scikit-image's resize (utils/skimage_resize.py) and fused:
-the semantic map's value where it is exactly background (0) or foreground (255) after resizing, the
+are resized back to the photo's size with scikit-image's resize (networks/aim/skimage_resize.py) and
+fused: the semantic map's value where it is exactly background (0) or foreground (255) after resizing, the
 detail alpha everywhere else. RESIZE runs it once at 1/4 and resizes the network's own fusion back.
 
 The demo recipe is test_samples': a photo whose shorter side exceeds 1080 px is first brought to
@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from utils.recipe import ImageSizeError, Recipe
-from utils.skimage_resize import resize_like_skimage
+from networks.aim.skimage_resize import resize_like_skimage
 
 STRATEGIES = ("hybrid", "resize")
 SEMANTIC_DIVISOR, DETAIL_DIVISOR = 4, 2

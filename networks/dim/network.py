@@ -16,8 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from networks.gca import AUTO
-from networks.generator import WHOLE, choose_stripe_rows, stripe_plan
+from networks.stripes import AUTO, WHOLE, choose_stripe_rows, stripe_plan
 
 # (output channels, 3 x 3 convolutions) of VGG16's five stages, each followed by a 2 x 2 max-pooling.
 VGG16_STAGES = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))

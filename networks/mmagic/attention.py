@@ -6,7 +6,7 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
-from networks.gca import RATE, SELF_MATCH_PENALTY, AttentionVariant, patch_padding, score_propagate
+from networks.gca_matting.gca import RATE, SELF_MATCH_PENALTY, AttentionVariant, patch_padding, score_propagate
 
 
 def joint_key_norms(patches: torch.Tensor) -> torch.Tensor:
@@ -35,7 +35,7 @@ def mmagic_patches(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
 def attend_literal_mmagic(guidance: torch.Tensor, alpha: torch.Tensor, unknown: torch.Tensor,
                           scales: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """MMagic's attention as its code computes it, operation by operation and in its layouts.
-    Arguments and result as networks.gca.attend_literal_published's."""
+    Arguments and result as networks.gca_matting.gca.attend_literal_published's."""
     fractions = mmagic_patches(unknown, 3, 1).squeeze(dim=2).mean(dim=[2, 3], keepdim=True)
     return score_propagate(guidance, mmagic_patches(guidance, 3, 1), mmagic_patches(alpha, 2 * RATE, RATE),
                            fractions, scales, joint_key_norms, channels_last_scores=False)

@@ -1,10 +1,14 @@
 """MMagic's GCA and baseline models (OpenMMLab; gca_r34_4x10_200k_comp1k_SAD-33.38_20220615-65595f39.pth,
-baseline_r34_4x10_200k_comp1k_SAD-34.61_20220620-96f85d56.pth and the two dimaug files): the network
-with torch's spectral norm and MMagic's attention, MMagic's recipe, MMagic's checkpoint layout."""
+baseline_r34_4x10_200k_comp1k_SAD-34.61_20220620-96f85d56.pth and the two dimaug files): GCA-Matting's
+network with torch's spectral norm and MMagic's attention, MMagic's recipe, MMagic's checkpoint layout;
+GCA-Matting's config keys, export form and training recipe."""
 from functools import partial
 from typing import Tuple
 
 from networks.family import Family, recogniser
+from networks.gca_matting.export import exportable
+from networks.gca_matting.options import CONFIG
+from networks.gca_matting.training import TRAINING
 from networks.mmagic.layout import describe, mmagic_key, mmagic_state_dict
 from networks.mmagic.network import build_mmagic_generator
 from utils.config import ModelSpec
@@ -29,10 +33,11 @@ def mmagic_recipe(trimap_channel: int) -> Recipe:
 
 
 def recipes(spec: ModelSpec) -> Tuple[Recipe, Recipe]:
-    recipe = mmagic_recipe(spec.trimap_channel)
+    recipe = mmagic_recipe(spec.options.trimap_channel)
     return recipe, recipe
 
 
 FAMILY = Family(name=NAME, title="MMagic's GCA and baseline (OpenMMLab, Composition-1K SAD 33.38 / 34.61)",
-                build=build_mmagic_generator, recipes=recipes, state_dict=partial(mmagic_state_dict, family=NAME),
-                recognise=recogniser(describe, NAME, mmagic_key))
+                config=CONFIG, build=build_mmagic_generator, recipes=recipes,
+                state_dict=partial(mmagic_state_dict, family=NAME), recognise=recogniser(describe, NAME, mmagic_key),
+                export=exportable, training=TRAINING)

@@ -4,10 +4,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from networks.gca import GuidedCxtAtten
-from networks.generator import Generator, build_generator, set_gca_block
+from networks.gca_matting.gca import GuidedCxtAtten
+from networks.gca_matting.generator import Generator, build_generator, set_gca_block
 from networks.mmagic.attention import MMAGIC
-from networks.ops import SpectralNorm, replace_modules
+from networks.gca_matting.spectral_norm import SpectralNorm
+from networks.ops import replace_modules
 from utils.config import ModelSpec
 
 # torch.nn.utils.spectral_norm's epsilon, used as a floor on the norm in its power iteration.
@@ -48,10 +49,11 @@ class TorchSpectralNorm(SpectralNorm):
 
 def build_mmagic_generator(spec: ModelSpec) -> Generator:
     """The network of MMagic's GCA (or baseline) configs named by spec's encoder and decoder."""
-    network = build_generator(spec.encoder, spec.decoder, spec.trimap_channel)
+    options = spec.options
+    network = build_generator(options.encoder, options.decoder, options.trimap_channel)
     replace_modules(network, SpectralNorm, TorchSpectralNorm.replacing)
     for module in network.modules():
         if isinstance(module, GuidedCxtAtten):
             module.variant = MMAGIC
-    set_gca_block(network, spec.gca_block)
+    set_gca_block(network, options.gca_block)
     return network

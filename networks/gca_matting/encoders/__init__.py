@@ -3,8 +3,8 @@ from typing import Callable, Dict
 
 import torch.nn as nn
 
-from networks.encoders.res_gca_enc import ResGuidedCxtAtten
-from networks.encoders.res_shortcut_enc import ResShortCut_D
+from networks.gca_matting.encoders.res_gca_enc import ResGuidedCxtAtten
+from networks.gca_matting.encoders.res_shortcut_enc import ResShortCut_D
 
 
 def res_shortcut_encoder_29(trimap_channel: int = 3) -> nn.Module:

@@ -4,8 +4,8 @@ from typing import Dict, Tuple
 
 import torch
 
-from networks.decoders.res_shortcut_dec import ResShortCut_D_Dec
-from networks.gca import GuidedCxtAtten
+from networks.gca_matting.decoders.res_shortcut_dec import ResShortCut_D_Dec
+from networks.gca_matting.gca import GuidedCxtAtten
 
 
 class ResGuidedCxtAtten_Dec(ResShortCut_D_Dec):

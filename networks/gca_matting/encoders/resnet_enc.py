@@ -4,7 +4,8 @@ from typing import List, Optional
 import torch
 import torch.nn as nn
 
-from networks.ops import SpectralNorm, conv1x1, conv3x3
+from networks.gca_matting.spectral_norm import SpectralNorm
+from networks.ops import conv1x1, conv3x3
 
 
 class BasicBlock(nn.Module):

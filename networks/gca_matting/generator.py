@@ -1,17 +1,15 @@
-"""The matting network: an encoder and a decoder chosen by name."""
-from typing import Dict, List, Optional, Tuple
+"""GCA-Matting's network: an encoder and a decoder chosen by name."""
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-from networks.decoders import DECODERS
-from networks.encoders import ENCODERS
-from networks.gca import AUTO, LITERAL, GuidedCxtAtten, memory_budget
+from networks.gca_matting.decoders import DECODERS
+from networks.gca_matting.encoders import ENCODERS
+from networks.gca_matting.gca import LITERAL, GuidedCxtAtten
+from networks.stripes import AUTO, WHOLE, choose_stripe_rows, stripe_plan
 from utils.recipe import Padding
 
-WHOLE = -1
-# Working set of one stripe of the full-resolution tail.
-STRIPE_BUDGET_BYTES = 512 * 2 ** 20
 # Peak bytes the tail keeps alive per full-resolution pixel in fp32, an estimate: a few
 # 32-channel maps at full resolution and 64-channel ones at 1/2 alive at once.
 TAIL_BYTES_PER_PIXEL = 640
@@ -50,7 +48,7 @@ class Generator(nn.Module):
         without the 32-channel full-resolution maps of the whole image."""
         x = torch.cat((image, trimap), dim=1)
         if not self.training:  # training never stripes: BatchNorm needs the whole batch's statistics
-            rows = choose_stripe_rows(x.shape[3], self.stripe_rows, x.device)
+            rows = choose_stripe_rows(x.shape[3], self.stripe_rows, x.device, TAIL_BYTES_PER_PIXEL)
             if rows != WHOLE and rows < x.shape[2]:
                 return self.forward_striped(x, rows)
         embedding, mid_fea = self.encoder(x)
@@ -88,28 +86,6 @@ class Generator(nn.Module):
             del fea1, fea2
             alpha[:, :, top:bottom] = stripe[:, :, top - 4 * first:bottom - 4 * first]
         return alpha, info
-
-
-def stripe_plan(height: int, rows: int, context: int) -> List[Tuple[int, int, int, int]]:
-    """(top, bottom), the full-resolution rows of each stripe of `rows`, and (first, last), the
-    1/4-resolution rows computed for it: its own and `context` more on each side, within the image."""
-    quarter_height = height // 4
-    plan = []
-    for top in range(0, height, rows):
-        bottom = min(top + rows, height)
-        plan.append((top, bottom, max(top // 4 - context, 0), min(bottom // 4 + context, quarter_height)))
-    return plan
-
-
-def choose_stripe_rows(width: int, setting: int, device: torch.device,
-                       bytes_per_pixel: int = TAIL_BYTES_PER_PIXEL) -> int:
-    """Full-resolution rows per stripe: WHOLE (-1) for the whole image at once; AUTO (0) for
-    as many rows as STRIPE_BUDGET_BYTES allows at `bytes_per_pixel` (a multiple of 32, at
-    least 32); a positive setting as given."""
-    if setting > 0 or setting == WHOLE:
-        return setting
-    rows = memory_budget(device, STRIPE_BUDGET_BYTES) // (width * bytes_per_pixel)
-    return max(32, rows // 32 * 32)
 
 
 def _lookup(registry: Dict, name: str, key: str):

@@ -3,8 +3,8 @@ from typing import Callable, Dict
 
 import torch.nn as nn
 
-from networks.decoders.res_gca_dec import ResGuidedCxtAtten_Dec
-from networks.decoders.res_shortcut_dec import ResShortCut_D_Dec
+from networks.gca_matting.decoders.res_gca_dec import ResGuidedCxtAtten_Dec
+from networks.gca_matting.decoders.res_shortcut_dec import ResShortCut_D_Dec
 
 
 def res_shortcut_decoder_22() -> nn.Module:

@@ -3,7 +3,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from networks.decoders.resnet_dec import ResNet_D_Dec
+from networks.gca_matting.decoders.resnet_dec import ResNet_D_Dec
 
 
 class ResShortCut_D_Dec(ResNet_D_Dec):

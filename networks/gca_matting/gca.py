@@ -10,7 +10,6 @@ same order), AUTO (the default) for blocks sized to the memory budget, or a numb
 block. `GuidedCxtAtten.variant` is GCA-Matting's attention (PUBLISHED) or a reimplementation's
 (networks.mmagic.attention.MMAGIC).
 """
-import os
 from dataclasses import dataclass
 from typing import Callable, Tuple
 
@@ -18,13 +17,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from networks.stripes import AUTO, memory_budget
+
 SELF_MATCH_PENALTY = -1e4
 KEY_NORM_FLOOR = 1e-4
-LITERAL, AUTO = -1, 0
+# GuidedCxtAtten.block: the published L x L form (AUTO: blocks sized to the memory budget).
+LITERAL = -1
+# Bytes of a score block (scores, their softmax and a temporary) allowed per GCA call.
+SCORE_BUDGET_BYTES = 256 * 2 ** 20
 # Guidance downsampling and value-patch stride, as published; attend_blocked relies on it.
 RATE = 2
-# Bytes of a score block (scores, their softmax and a temporary) allowed per GCA call.
-DEFAULT_BUDGET_BYTES = 256 * 2 ** 20
 FLOATS_PER_SCORE = 3
 # On the CPU, blocks whose score buffer is about the size of a last-level cache run faster than
 # larger ones (measured on a 32 MB L3: 3.7 s per 2560 x 1440 module against 4.5-4.9 s for 90 MB).
@@ -213,25 +215,13 @@ def attend_blocked(query: torch.Tensor, keys: torch.Tensor, alpha: torch.Tensor,
     return out[:, :, 1:2 * h + 1, 1:2 * w + 1] / 4., best_key.view(1, h, w)
 
 
-def memory_budget(device: torch.device, preferred: int = DEFAULT_BUDGET_BYTES) -> int:
-    """Bytes for a working set: `preferred`, less where free memory is short."""
-    if device.type == "cuda":
-        free = torch.cuda.mem_get_info(device)[0]
-    else:
-        try:
-            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            free = 8 * preferred
-    return max(min(preferred, free // 8), 2 ** 20)
-
-
 def choose_block(length: int, setting: int, device: torch.device) -> int:
     """Queries per block for L = `length` patches: LITERAL (-1) for the published L x L form;
     AUTO (0) for the largest block within the memory budget (on the CPU also within
     CPU_SCORE_BUFFER_BYTES per score buffer); a positive setting as given."""
     if setting > 0 or setting == LITERAL:
         return setting
-    buffer_bytes = memory_budget(device) // FLOATS_PER_SCORE
+    buffer_bytes = memory_budget(device, SCORE_BUDGET_BYTES) // FLOATS_PER_SCORE
     if device.type != "cuda":
         buffer_bytes = min(buffer_bytes, CPU_SCORE_BUFFER_BYTES)
     return max(1, buffer_bytes // (length * 4))

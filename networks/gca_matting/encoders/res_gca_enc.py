@@ -5,9 +5,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from networks.encoders.res_shortcut_enc import ResShortCut_D
-from networks.gca import GuidedCxtAtten
-from networks.ops import SpectralNorm
+from networks.gca_matting.encoders.res_shortcut_enc import ResShortCut_D
+from networks.gca_matting.gca import GuidedCxtAtten
+from networks.gca_matting.spectral_norm import SpectralNorm
 
 
 def unknown_mask(x: torch.Tensor, trimap_channel: int) -> torch.Tensor:

@@ -1,10 +1,14 @@
 """The GCA-Matting family: the published network (encoders/, decoders/, gca.py, generator.py), its
-recipes (the demo's and the test phase's) and the layout of its released files gca-dist.pth and
-gca-dist-all-data.pth, which are also this project's training checkpoints' layout."""
+config keys (options.py), its recipes (the demo's and the test phase's), the layout of its released
+files gca-dist.pth and gca-dist-all-data.pth, which are also this project's training checkpoints'
+layout, its exportable form (export.py) and its training recipe (training.py)."""
 from typing import Dict, List, Optional, Tuple
 
 from networks.family import Family, StateDict
-from networks.generator import DEMO_PADDING, build_generator, set_gca_block
+from networks.gca_matting.export import exportable
+from networks.gca_matting.generator import DEMO_PADDING, build_generator, set_gca_block
+from networks.gca_matting.options import CONFIG
+from networks.gca_matting.training import TRAINING
 from utils.checkpoint import CheckpointError, extract_state_dict, saved_family
 from utils.config import ModelSpec
 from utils.recipe import (Padding, Recipe, imagenet_normalised, threshold_background, threshold_foreground,
@@ -17,8 +21,9 @@ STEM_KEY = "encoder.conv1.module.weight_bar"
 
 
 def build(spec: ModelSpec):
-    network = build_generator(spec.encoder, spec.decoder, spec.trimap_channel)
-    set_gca_block(network, spec.gca_block)
+    options = spec.options
+    network = build_generator(options.encoder, options.decoder, options.trimap_channel)
+    set_gca_block(network, options.gca_block)
     return network
 
 
@@ -26,7 +31,7 @@ def recipes(spec: ModelSpec) -> Tuple[Recipe, Recipe]:
     """demo.py's (32 px reflected on every side, then bottom/right to a multiple of 32; alpha x 255
     truncated) and the test phase's (bottom/right only; rounded); ImageNet normalisation and the
     grey thresholds < 85 / >= 170 in both."""
-    trimap = threshold_one_hot if spec.trimap_channel == 3 else threshold_labels
+    trimap = threshold_one_hot if spec.options.trimap_channel == 3 else threshold_labels
     demo = Recipe("gca-matting demo", imagenet_normalised, trimap, DEMO_PADDING,
                   threshold_foreground, threshold_background, "truncate")
     test = Recipe("gca-matting test", imagenet_normalised, trimap, Padding(multiple=32),
@@ -61,4 +66,5 @@ def recognise(checkpoint: Dict) -> Optional[str]:
 
 
 FAMILY = Family(name=NAME, title="GCA-Matting (Li and Lu, AAAI 2020; gca-dist.pth, gca-dist-all-data.pth)",
-                build=build, recipes=recipes, state_dict=state_dict, recognise=recognise)
+                config=CONFIG, build=build, recipes=recipes, state_dict=state_dict, recognise=recognise,
+                export=exportable, training=TRAINING)

@@ -4,8 +4,8 @@ from typing import Dict, Tuple
 import torch
 import torch.nn as nn
 
-from networks.encoders.resnet_enc import ResNet_D
-from networks.ops import SpectralNorm
+from networks.gca_matting.encoders.resnet_enc import ResNet_D
+from networks.gca_matting.spectral_norm import SpectralNorm
 
 
 def make_shortcut(inplanes: int, planes: int) -> nn.Sequential:
