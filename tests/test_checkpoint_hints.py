@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from networks.dim.layout import dim_key
-from networks.families import build_network, load_weights
+from networks.families import build_network, load_config, load_weights, model_spec
 from networks.mmagic.layout import mmagic_key
 from utils.checkpoint import CheckpointError
-from utils.config import load_config, model_spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MMAGIC_META = {"meta": {"mmcv_version": "1.0rc0", "time": "Fri Jun  5 14:02:57 2020"}}
