@@ -339,7 +339,7 @@ def test_the_readme_picture_is_what_its_command_makes(tmp_path):
     """docs/development.md's command for docs/toy-example.png runs and makes a picture of the
     committed one's size, small enough to commit."""
     pytest.importorskip("pymatting", reason="the picture's cutouts need requirements-cutout.txt")
-    from dataloader.toy import photo_folder
+    from utils.toy_images import photo_folder
     try:
         photo_folder()
     except SystemExit as e:
