@@ -306,6 +306,7 @@ def test_the_command_serves_on_localhost_without_a_share_link(checkpoint, tmp_pa
     process = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), "--config", CONFIG, "--checkpoint",
                                 checkpoint, "--device", "cpu", "--port", str(port)], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -318,9 +319,15 @@ def test_the_command_serves_on_localhost_without_a_share_link(checkpoint, tmp_pa
                 assert time.monotonic() < deadline, "the page did not come up within 60 s"
                 time.sleep(0.3)
         assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only
+        # The page answers before launch() has returned and app.py has printed its address line:
+        # read up to that line (or the end) before stopping it, or a loaded machine loses the race.
+        seen = []
+        while not seen or (seen[-1] and "Running on local URL" not in seen[-1]):
+            seen.append(process.stdout.readline())
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)
+    output = "".join(seen) + output
     assert "gradio.live" not in output
     # the address, and nothing that suggests a public link can be had
     assert f"* Running on local URL:  http://127.0.0.1:{port}/ (no public share link" in output
