@@ -15,6 +15,7 @@ import torch
 
 import demo
 import main
+import one_block_gca
 import trainer as trainer_module
 from conftest import gca_tensors
 from dataloader.datasets import TrainDataset
@@ -30,13 +31,23 @@ from utils.schedule import AdaptiveGradClip, learning_rate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU = DistInfo(0, 0, 1, torch.device("cpu"))
+# main.py as `python main.py` runs it, the architectures built with one block per layer.
+MAIN = [os.path.join("tests", "one_block_gca.py"), "main.py"]
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
+def toy_set(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("toy"))
     make_toy_dataset(root, num_fg=4, num_bg=12, num_test=1, fg_size=(96, 128), bg_size=(80, 100), seed=2)
     return root
+
+
+@pytest.fixture
+def toy(toy_set, monkeypatch):
+    """The toy set; while the test runs, the configs' GCA architecture is built with one block per
+    layer (tests/one_block_gca.py), as it is in the subprocesses the tests start through MAIN."""
+    one_block_gca.install(monkeypatch.setitem)
+    return toy_set
 
 
 def write_config(folder, toy, name="run", workers=0, test_dir=None, **train):
@@ -292,7 +303,7 @@ def test_a_signal_to_the_process_group_saves_a_resumable_checkpoint(toy, tmp_pat
                           val_step=4 if validation else 10000, checkpoint_step=10000)
     # A session of its own: the signal goes to its whole process group (loader workers and the
     # forkserver included), as a terminal's Ctrl-C or `timeout` sends it.
-    process = subprocess.Popen([sys.executable, "main.py", "--config", config], cwd=ROOT, start_new_session=True,
+    process = subprocess.Popen([sys.executable, *MAIN, "--config", config], cwd=ROOT, start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert wait_for(lambda: marker in log_text(str(tmp_path)), 180, poll=0.01), "training did not get there"
@@ -324,7 +335,7 @@ def torchrun(*args):
 
 def test_two_process_gloo_ddp_trains_validates_and_checkpoints(toy, tmp_path, capsys):
     config = write_config(str(tmp_path), toy, total_step=4, val_step=2)
-    result = subprocess.run(torchrun("main.py", "--config", config), cwd=ROOT, capture_output=True, text=True,
+    result = subprocess.run(torchrun(*MAIN, "--config", config), cwd=ROOT, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     text = log_text(str(tmp_path))
@@ -352,7 +363,7 @@ def test_sigterm_to_a_torchrun_group_stops_every_rank_and_saves(toy, tmp_path):
     # 12 backgrounds over 2 ranks in batches of 2: an epoch is 3 steps; the signal lands while
     # the next epoch's loader workers (2 per rank) start.
     config = write_config(str(tmp_path), toy, workers=2, total_step=10000, val_step=10000, checkpoint_step=10000)
-    process = subprocess.Popen(torchrun("main.py", "--config", config), cwd=ROOT, start_new_session=True,
+    process = subprocess.Popen(torchrun(*MAIN, "--config", config), cwd=ROOT, start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert wait_for(lambda: "[3/10000]" in log_text(str(tmp_path)), 180, poll=0.01), "training did not start"
@@ -368,12 +379,13 @@ def test_sigterm_to_a_torchrun_group_stops_every_rank_and_saves(toy, tmp_path):
     assert "exited unexpectedly" not in out
 
 
-def test_ddp_gradients_equal_a_single_process_on_the_same_batches(tmp_path):
+def test_ddp_gradients_equal_a_single_process_on_the_same_batches(tmp_path, monkeypatch):
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     import ddp_grad_worker
+    one_block_gca.install(monkeypatch.setitem)  # here and, through MAIN's launcher, in the ranks
     path = str(tmp_path / "grads.pt")
     env = {**os.environ, "PYTHONPATH": ROOT}
-    result = subprocess.run(torchrun(os.path.join("tests", "ddp_grad_worker.py"), path), cwd=ROOT,
+    result = subprocess.run(torchrun(MAIN[0], os.path.join("tests", "ddp_grad_worker.py"), path), cwd=ROOT,
                             capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr
     ddp_grads = torch.load(path)
@@ -398,7 +410,7 @@ def rank_of(pid):
 
 def test_a_dead_rank_brings_the_others_down(toy, tmp_path):
     config = write_config(str(tmp_path), toy, total_step=10000, val_step=10000, checkpoint_step=10000)
-    process = subprocess.Popen(torchrun("main.py", "--config", config), cwd=ROOT,
+    process = subprocess.Popen(torchrun(*MAIN, "--config", config), cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert wait_for(lambda: "[2/10000]" in log_text(str(tmp_path)), 180), "training did not start"
@@ -515,7 +527,7 @@ def test_a_bad_training_file_is_named_once_in_the_log_file(toy, tmp_path):
         f.truncate(200)
     # 3 epochs through a loader worker, which has no log file of its own
     config = write_config(str(tmp_path), data, workers=1, total_step=18, val_step=100, checkpoint_step=100)
-    result = subprocess.run([sys.executable, "main.py", "--config", config], cwd=ROOT, capture_output=True,
+    result = subprocess.run([sys.executable, *MAIN, "--config", config], cwd=ROOT, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     text = log_text(str(tmp_path))
@@ -640,7 +652,7 @@ def test_a_data_loading_error_in_a_worker_ends_the_run_instead_of_hanging(toy, t
     for name in os.listdir(os.path.join(data, "train", "bg")):  # every sample unreadable: no batch at all
         open(os.path.join(data, "train", "bg", name), "wb").write(b"not an image")
     config = write_config(str(tmp_path), data, workers=1, total_step=4, val_step=100)
-    result = subprocess.run([sys.executable, "main.py", "--config", config], cwd=ROOT, capture_output=True,
+    result = subprocess.run([sys.executable, *MAIN, "--config", config], cwd=ROOT, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "data loading failed before step 1" in result.stdout and "10 unreadable samples in a row" in result.stdout
@@ -689,7 +701,7 @@ def test_under_torchrun_every_rank_refuses_a_finished_runs_folder(toy, tmp_path)
     folder = tmp_path / "ckpt" / "run"
     folder.mkdir(parents=True)
     (folder / "best_model.pth").write_bytes(b"an earlier run's")
-    result = subprocess.run(torchrun("main.py", "--config", config), cwd=ROOT, capture_output=True, text=True,
+    result = subprocess.run(torchrun(*MAIN, "--config", config), cwd=ROOT, capture_output=True, text=True,
                             timeout=300)
     out = result.stdout + result.stderr
     assert result.returncode != 0 and out.count("already holds best_model.pth of an earlier run") == 1, out
