@@ -9,6 +9,7 @@ from networks.aematter.network import AEMatter
 from networks.family import Family, StateDict
 from utils.checkpoint import CheckpointError, extract_state_dict, saved_family
 from utils.config import ConfigSchema, ModelSpec
+from utils.hub.released import ReleasedModel
 from utils.recipe import Padding, Recipe, every_other_grey_background, exact_foreground, exact_one_hot, unit_range
 
 NAME = "aematter"
@@ -87,3 +88,18 @@ def recognise(checkpoint: Dict) -> Optional[str]:
 FAMILY = Family(name=NAME, title="AEMatter (Liu et al., ICML 2024; AEMFIX.ckpt, Composition-1K SAD 17.53)",
                 config=ConfigSchema({"model.trimap_channel": 3}, aematter_options), build=build, recipes=recipes,
                 state_dict=state_dict, recognise=recognise, export=EXPORT_REFUSAL, training=TRAINING_REFUSAL)
+
+
+AEMATTER_PAGE = "https://github.com/aipixel/AEMatter"
+AEMATTER_LICENCE = "for non-commercial use only (its README); its code GPL-2.0 (this project's port is written anew)"
+RELEASED = (
+    ReleasedModel(name="aematter", family=NAME, config="config/aematter.toml", file="AEMFIX.ckpt",
+                  urls=("https://mega.nz/file/7N4AEKrS#L4h3Cm2qLMMbwBGm1lyGOmVDTXJwDMAi4BlBauqNHrI",), page=AEMATTER_PAGE,
+                  licence=AEMATTER_LICENCE, non_commercial=True, published_size="195 MiB",
+                  figures="Composition-1K SAD 17.53, MSE 0.00226, Grad 4.76, Conn 12.46; SAD 16.89 with its 8-pass TTA"),
+    # Its README names this file only by a link; aematter-rwa.ckpt is the name it is kept under here.
+    ReleasedModel(name="aematter-rwa", family=NAME, config="config/aematter.toml", file="aematter-rwa.ckpt",
+                  urls=("https://mega.nz/file/OEAhHAwB#jt_qn4v5RA1nNX4URDCjqDUA0Xu-UILRJJq9CCB13dk",), page=AEMATTER_PAGE,
+                  licence=AEMATTER_LICENCE, non_commercial=True, published_size="195 MiB",
+                  figures="none (real-world augmentation, recommended by its authors for photos)"),
+)
