@@ -18,14 +18,15 @@ from typing import Dict
 import pytest
 import torch
 
+import demo
 import main
 import networks.export
 import app
 from matting import Matter, parse_trimap_from
 from networks import families, models
-from networks.families import RELEASED, build_network, checkpoint_path, config_for, load_config, load_weights, model_spec
+from networks.families import (RELEASED, build_network, checkpoint_path, config_for, load_config, load_weights,
+                               model_spec)
 from test_checkpoint_hints import RELEASED as LAYOUTS, zeros_like_state
-from utils.checkpoint import CheckpointError
 from utils.config import ConfigError
 from utils.hub import fetch as fetching
 from utils.hub.download import FetchError
@@ -238,6 +239,8 @@ def test_offline_with_and_without_a_copy_and_http_errors(server, layouts, tmp_pa
     assert message.startswith("tiny: cannot reach 127.0.0.1 (") and "offline?" in message and "\n" not in message
     assert f"put tiny.pth at {tmp_path / 'checkpoints' / 'tiny.pth'}" in message and "MATTING_MIRROR" in message
     assert cache_contents(tmp_path) == []
+    with pytest.raises(OSError, match="the tests"):  # and nothing here reaches beyond this machine
+        socket.create_connection(("203.0.113.7", 443), timeout=1)
     # a copy where the docs say to put it, or in the cache, needs no network
     documented = tmp_path / "checkpoints" / "tiny.pth"
     documented.parent.mkdir()
@@ -366,7 +369,7 @@ def test_the_hub_path_reads_a_filled_huggingface_hub_cache_with_hf_hub_offline(l
     assert "\n" not in str(error.value) and cache_contents(tmp_path) == []
 
 
-def test_names_in_every_entry_point(server, layouts, tmp_path, monkeypatch):
+def test_names_in_every_entry_point(server, layouts, tmp_path, monkeypatch, capsys):
     """Matter, AutomaticTrimap's --trimap-from, the page's and the exporter's flags and the test
     phase take a name; the config comes with it unless given."""
     folder = tmp_path / "mirror"
@@ -383,6 +386,11 @@ def test_names_in_every_entry_point(server, layouts, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="not a released model's name .*give the config to run it with"):
         config_for("some/file.pth", None)
     assert parse_trimap_from("aim") == (None, "aim")
+    # demo.py: the name's config, else its default one; both reach the folder checks
+    capsys.readouterr()
+    for checkpoint in ("aim", "some/file.pth"):
+        assert demo.main(["--checkpoint", checkpoint, "--image-dir", "absent", "--output", "out"]) == 2
+        assert capsys.readouterr().err == "error: --image-dir absent is not a folder\n"
     assert app.parse_args(["--checkpoint", "aim"]).config is None
     assert networks.export.parse_args(["--checkpoint", "aim", "--output", "a.onnx"]).config is None
     config = load_config(os.path.join(ROOT, "config", "mmagic-gca.toml"))

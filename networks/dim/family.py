@@ -15,7 +15,7 @@ from networks.dim.network import DeepImageMatting, xavier_init
 from networks.dim.options import CONFIG
 from networks.export_form import exportable_copy
 from networks.family import Family, recogniser
-from networks.mmagic.family import MMAGIC_FILES, mattor_recipe, openmmlab_release
+from networks.mmagic.family import mattor_recipe, openmmlab_releases
 from networks.mmagic.layout import mmagic_state_dict
 from networks.training import ADAM_SCHEDULE_KEYS, TrainingRecipe
 from utils.config import ModelSpec
@@ -65,8 +65,7 @@ FAMILY = Family(name=NAME, title="MMagic's Deep Image Matting (OpenMMLab, Compos
                 recognise=recogniser(describe, NAME, dim_key), export=exportable_copy, training=TRAINING)
 
 
-DIM_PAGE = "https://github.com/open-mmlab/mmagic/tree/main/configs/dim"
-RELEASED = tuple(openmmlab_release(name, NAME, MMAGIC_FILES + "dim/" + file, DIM_PAGE, figures) for name, file, figures in (
+RELEASED = openmmlab_releases(NAME, "dim", "https://github.com/open-mmlab/mmagic/tree/main/configs/dim", (
     ("mmagic-dim-stage1", "dim_stage1_v16_1x1_1000k_comp1k_SAD-53.8_20200605_140257-979a420f.pth",
      "Composition-1K SAD 53.8, MSE 0.017, Grad 32.7, Conn 54.5"),
     ("mmagic-dim-stage2", "dim_stage2_v16_pln_1x1_1000k_comp1k_SAD-52.3_20200607_171909-d83c4775.pth",

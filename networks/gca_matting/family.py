@@ -2,6 +2,7 @@
 config keys (options.py), its recipes (the demo's and the test phase's), the layout of its released
 files gca-dist.pth and gca-dist-all-data.pth, which are also this project's training checkpoints'
 layout, its exportable form (export.py) and its training recipe (training.py)."""
+from functools import partial
 from typing import Dict, List, Optional, Tuple
 
 from networks.family import Family, StateDict
@@ -71,16 +72,15 @@ FAMILY = Family(name=NAME, title="GCA-Matting (Li and Lu, AAAI 2020; gca-dist.pt
                 export=exportable, training=TRAINING)
 
 
-GCA_MATTING_PAGE = "https://github.com/Yaoyi-Li/GCA-Matting#models"
-ADOBE_LICENCE = "the Adobe Deep Image Matting data licence (the weights); code MIT"
+# Both on Google Drive, linked from GCA-Matting's README, 96.5 MB, under the Adobe data's licence.
+gca_matting_release = partial(ReleasedModel, family=NAME, page="https://github.com/Yaoyi-Li/GCA-Matting#models",
+                              licence="the Adobe Deep Image Matting data licence (the weights); code MIT",
+                              non_commercial=True, published_size="96.5 MB")
 RELEASED = (
-    ReleasedModel(name="gca-dist", family=NAME, config="config/gca-dist.toml", file="gca-dist.pth",
-                  urls=("https://drive.google.com/open?id=1ti_a46lKEH2Hk2fAB11BbyKfYj0rxNK0",), page=GCA_MATTING_PAGE,
-                  licence=ADOBE_LICENCE, non_commercial=True, published_size="96.5 MB",
-                  figures="Composition-1K SAD 35.28, MSE 0.0091, Grad 16.92, Conn 32.53"),
-    ReleasedModel(name="gca-dist-all-data", family=NAME, config="config/gca-dist-all-data.toml",
-                  file="gca-dist-all-data.pth",
-                  urls=("https://drive.google.com/open?id=1GrFrV7guwOQB3N1-bx1iByw_LJNYnIw_",), page=GCA_MATTING_PAGE,
-                  licence=ADOBE_LICENCE, non_commercial=True, published_size="96.5 MB",
-                  figures="none (trained on the Composition-1K test set too, for alphamatting.com)"),
+    gca_matting_release(name="gca-dist", config="config/gca-dist.toml", file="gca-dist.pth",
+                        urls=("https://drive.google.com/open?id=1ti_a46lKEH2Hk2fAB11BbyKfYj0rxNK0",),
+                        figures="Composition-1K SAD 35.28, MSE 0.0091, Grad 16.92, Conn 32.53"),
+    gca_matting_release(name="gca-dist-all-data", config="config/gca-dist-all-data.toml", file="gca-dist-all-data.pth",
+                        urls=("https://drive.google.com/open?id=1GrFrV7guwOQB3N1-bx1iByw_LJNYnIw_",),
+                        figures="none (trained on the Composition-1K test set too, for alphamatting.com)"),
 )

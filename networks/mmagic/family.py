@@ -2,7 +2,6 @@
 baseline_r34_4x10_200k_comp1k_SAD-34.61_20220620-96f85d56.pth and the two dimaug files): GCA-Matting's
 network with torch's spectral norm and MMagic's attention, MMagic's recipe, MMagic's checkpoint layout;
 GCA-Matting's config keys, export form and training recipe."""
-import os
 from functools import partial
 from typing import Tuple
 
@@ -50,16 +49,17 @@ OPENMMLAB_LICENCE = "weights trained on the Adobe Deep Image Matting data (its n
 MMAGIC_FILES = "https://download.openmmlab.com/mmediting/mattors/"
 
 
-def openmmlab_release(name: str, family: str, url: str, page: str, figures: str) -> ReleasedModel:
-    """A file of download.openmmlab.com, config/<name>.toml's: the sha256 digits its name ends in are checked."""
-    file = os.path.basename(url)
-    return ReleasedModel(name=name, family=family, config=f"config/{name}.toml", file=file, urls=(url,), page=page,
-                         licence=OPENMMLAB_LICENCE, non_commercial=True, figures=figures,
-                         sha256=OPENMMLAB_NAME.search(file).group(1))
+def openmmlab_releases(family: str, folder: str, page: str,
+                       rows: Tuple[Tuple[str, str, str], ...]) -> Tuple[ReleasedModel, ...]:
+    """The files of download.openmmlab.com/mmediting/mattors/<folder>/, one per (name, file,
+    figures): config/<name>.toml's, their sha256's first 8 hex digits those their names end in."""
+    return tuple(ReleasedModel(name=name, family=family, config=f"config/{name}.toml", file=file,
+                               urls=(f"{MMAGIC_FILES}{folder}/{file}",), page=page, licence=OPENMMLAB_LICENCE,
+                               non_commercial=True, figures=figures, sha256=OPENMMLAB_NAME.search(file).group(1))
+                 for name, file, figures in rows)
 
 
-GCA_PAGE = "https://github.com/open-mmlab/mmagic/tree/main/configs/gca"
-RELEASED = tuple(openmmlab_release(name, NAME, MMAGIC_FILES + "gca/" + file, GCA_PAGE, figures) for name, file, figures in (
+RELEASED = openmmlab_releases(NAME, "gca", "https://github.com/open-mmlab/mmagic/tree/main/configs/gca", (
     ("mmagic-gca", "gca_r34_4x10_200k_comp1k_SAD-33.38_20220615-65595f39.pth",
      "Composition-1K SAD 33.38, MSE 0.0081, Grad 14.96, Conn 30.59"),
     ("mmagic-baseline", "baseline_r34_4x10_200k_comp1k_SAD-34.61_20220620-96f85d56.pth",

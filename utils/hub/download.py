@@ -32,6 +32,10 @@ class DiskFull(FetchError):
 class Interrupted(FetchError):
     """The transfer stopped part way; what came is kept for the next try to resume."""
 
+    def __init__(self, url: str, done: str, why: str):
+        super().__init__(f"the download from {shown(url)} stopped after {done} ({why}); run the same command again "
+                         "to resume it")
+
 
 def write_problem(path: str, error: OSError) -> FetchError:
     """The FetchError for a failed write to `path`: DiskFull where the disk or quota is full."""
@@ -98,8 +102,7 @@ def download(url: str, partial: str, desc: str, stream=None) -> None:
                     try:
                         chunk = response.read(CHUNK_BYTES)
                     except (OSError, http.client.HTTPException) as e:
-                        raise Interrupted(f"the download from {shown(url)} stopped after {mebibytes(have)} "
-                                          f"({e or type(e).__name__}); run the same command again to resume it") from None
+                        raise Interrupted(url, mebibytes(have), str(e) or type(e).__name__) from None
                     if not chunk:
                         break
                     out.write(chunk)
@@ -116,7 +119,6 @@ def download(url: str, partial: str, desc: str, stream=None) -> None:
             raise
     if 0 <= total != have:
         bar.close()
-        raise Interrupted(f"the download from {shown(url)} stopped after {mebibytes(have)} of {mebibytes(total)}; run the "
-                          "same command again to resume it")
+        raise Interrupted(url, f"{mebibytes(have)} of {mebibytes(total)}", "the connection closed")
     if total < 0:
         bar.close()

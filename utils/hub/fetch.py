@@ -82,7 +82,8 @@ def check_loadable(path: str, url: str) -> None:
             with open(path, encoding="utf-8") as f:
                 json.load(f)
         elif path.endswith(".safetensors"):
-            import_extra("safetensors", "safetensors is in requirements.txt").safe_open(path, "pt")
+            from safetensors import safe_open  # only a hub folder's weights are in this format
+            safe_open(path, "pt")
         else:
             read_checkpoint(path)
     except CheckpointError as e:
@@ -250,6 +251,5 @@ def fetch(model: ReleasedModel, documented: str, stream=None) -> str:
                 raise FetchError(f"{model.name}: {e}; nothing was cached") from None
             except FetchError as e:
                 problems.append(str(e))
-    where = f"{MIRROR_ENV}={base}" if base else f"a mirror ({MIRROR_ENV}, a URL or a folder)"
-    raise FetchError(f"{model.name}: {'; '.join(problems)} (without a network: put {model.file} at {documented}, "
-                     f"or fetch it from {where})")
+    elsewhere = "" if base else f", or set {MIRROR_ENV} to a mirror (a URL or a folder)"
+    raise FetchError(f"{model.name}: {'; '.join(problems)}; or put {model.file} at {documented}{elsewhere}")
