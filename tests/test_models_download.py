@@ -386,11 +386,6 @@ def test_names_in_every_entry_point(server, layouts, tmp_path, monkeypatch, caps
     with pytest.raises(ConfigError, match="not a released model's name .*give the config to run it with"):
         config_for("some/file.pth", None)
     assert parse_trimap_from("aim") == (None, "aim")
-    # demo.py: the name's config, else its default one; both reach the folder checks
-    capsys.readouterr()
-    for checkpoint in ("aim", "some/file.pth"):
-        assert demo.main(["--checkpoint", checkpoint, "--image-dir", "absent", "--output", "out"]) == 2
-        assert capsys.readouterr().err == "error: --image-dir absent is not a folder\n"
     assert app.parse_args(["--checkpoint", "aim"]).config is None
     assert networks.export.parse_args(["--checkpoint", "aim", "--output", "a.onnx"]).config is None
     config = load_config(os.path.join(ROOT, "config", "mmagic-gca.toml"))
@@ -400,6 +395,12 @@ def test_names_in_every_entry_point(server, layouts, tmp_path, monkeypatch, caps
     # a path is a path, even where it is also a name
     (tmp_path / "gca-dist").write_bytes(b"")
     assert checkpoint_path("gca-dist") == "gca-dist"
+    # demo.py: the name's config, else its default one (from the project's folder); both reach the folder checks
+    capsys.readouterr()
+    monkeypatch.chdir(ROOT)
+    for checkpoint in ("aim", "some/file.pth"):
+        assert demo.main(["--checkpoint", checkpoint, "--image-dir", "absent", "--output", "out"]) == 2
+        assert capsys.readouterr().err == "error: --image-dir absent is not a folder\n"
 
 
 def test_python_m_networks_models_lists_the_table(tmp_path, monkeypatch, capsys):
