@@ -80,8 +80,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--trimap-from", metavar=TRIMAP_FROM_FORM,
                         help="instead of --trimap-dir: the trimaps predicted by a model that needs none, given by "
                              f"its config and checkpoint (e.g. {TRIMAP_FROM_EXAMPLE}) or its released name (aim); "
-                             "written as "
-                             "<name>_trimap.png")
+                             "written as <name>_trimap.png")
     parser.add_argument("--trimap-source", choices=TRIMAP_SOURCES, default=None,
                         help="with --trimap-from: semantic (default), the trimap that model's own fusion used; or "
                              "alpha, its alpha thresholded at half and banded as --mask-dir does (see "
