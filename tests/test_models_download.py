@@ -41,6 +41,11 @@ FAMILY_CONFIGS = {"gca-matting": "config/gca-dist.toml", "mmagic": "config/mmagi
                   "mmagic-dim": "config/mmagic-dim-stage3.toml", "aematter": "config/aematter.toml",
                   "aim": "config/aim.toml"}
 LAYOUT_OF = {config: layout for config, layout, _ in LAYOUTS.values()}
+# A hub folder of a GCA-Matting file and a JSON file.
+HUB_FOLDER = ReleasedModel(name="tiny-hub", family="gca-matting", config="config/gca-dist.toml", file="tiny-gca",
+                           urls=("hf://someone/tiny-gca",), page="https://huggingface.co/someone/tiny-gca",
+                           licence="the test licence", non_commercial=False, figures="none",
+                           parts=("config.json", "model.pth"))
 
 
 @pytest.fixture(autouse=True)
@@ -283,14 +288,15 @@ def test_matting_mirror_replaces_every_publisher_with_the_same_checks(server, la
     into its network); those with one refuse a file that is not the published one."""
     folder = tmp_path / "mirror"
     folder.mkdir()
-    for model in RELEASED.values():
+    files = [model for model in RELEASED.values() if not model.parts]  # hub folders: the next test
+    for model in files:
         body = layouts[model.family][2]
         server.files[f"/mirror/{model.file}"] = body
         (folder / model.file).write_bytes(body)
     monkeypatch.setenv("MATTING_MIRROR", f"{server.url}/mirror/" if as_url else str(folder))
     monkeypatch.chdir(tmp_path)  # no checkpoints/ folder here
     loaded = set()
-    for model in RELEASED.values():
+    for model in files:
         if model.sha256:
             mirrored = os.path.join(os.environ["MATTING_MIRROR"], model.file)
             with pytest.raises(FetchError, match=f"the file at {re.escape(mirrored)} is not the published one"):
@@ -301,8 +307,21 @@ def test_matting_mirror_replaces_every_publisher_with_the_same_checks(server, la
             spec, network = layouts[model.family][:2]
             load_weights(network, spec, model.name)
             loaded.add(model.family)
-    assert cache_contents(tmp_path) == sorted(model.file for model in RELEASED.values() if not model.sha256)
+    assert cache_contents(tmp_path) == sorted(model.file for model in files if not model.sha256)
     assert bool(server.requests) == as_url
+
+
+def test_a_hub_folder_comes_from_the_mirror_file_by_file(server, layouts, tmp_path, monkeypatch):
+    body = layouts["gca-matting"][2]
+    server.files.update({"/mirror/tiny-gca/config.json": b"{}", "/mirror/tiny-gca/model.pth": body})
+    monkeypatch.setenv("MATTING_MIRROR", f"{server.url}/mirror")
+    assert fetching.fetch(HUB_FOLDER, str(tmp_path / "nowhere"), io.StringIO()) == str(tmp_path / "cache" / "tiny-gca")
+    assert cache_contents(tmp_path) == ["tiny-gca/config.json", "tiny-gca/model.pth"]
+    server.files["/mirror/other/config.json"] = b"<html>"  # a part that fails its check: the folder is not kept
+    server.files["/mirror/other/model.pth"] = body
+    with pytest.raises(FetchError, match=r"other/config\.json is not a readable \.json file .*nothing was cached"):
+        fetching.fetch(replace(HUB_FOLDER, file="other"), str(tmp_path / "nowhere"), io.StringIO())
+    assert cache_contents(tmp_path) == ["tiny-gca/config.json", "tiny-gca/model.pth"]
 
 
 @pytest.mark.parametrize("family", ["mmagic", "mmagic-dim"])
@@ -352,18 +371,14 @@ def test_the_hub_path_reads_a_filled_huggingface_hub_cache_with_hf_hub_offline(l
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     body = layouts["gca-matting"][2]
     snapshot = fill_hub_cache(cache, "someone/tiny-gca", {"config.json": b"{}", "model.pth": body})
-    folder = ReleasedModel(name="tiny-hub", family="gca-matting", config="config/gca-dist.toml", file="tiny-gca",
-                           urls=("hf://someone/tiny-gca",), page="https://huggingface.co/someone/tiny-gca",
-                           licence="the test licence", non_commercial=False, figures="none",
-                           parts=("config.json", "model.pth"))
     log = io.StringIO()
-    assert fetching.fetch(folder, str(tmp_path / "nowhere"), log) == snapshot
-    single = replace(folder, file="tiny-gca.pth", urls=("hf://someone/tiny-gca/model.pth",), parts=(),
+    assert fetching.fetch(HUB_FOLDER, str(tmp_path / "nowhere"), log) == snapshot
+    single = replace(HUB_FOLDER, file="tiny-gca.pth", urls=("hf://someone/tiny-gca/model.pth",), parts=(),
                      sha256=hashlib.sha256(body).hexdigest())
     spec, network = layouts["gca-matting"][:2]
     load_weights(network, spec, fetching.fetch(single, str(tmp_path / "nowhere"), log))
     assert log.getvalue() == ""  # from the cache: no licence line, no download
-    absent = replace(folder, file="absent", urls=("hf://someone/absent",))
+    absent = replace(HUB_FOLDER, file="absent", urls=("hf://someone/absent",))
     with pytest.raises(FetchError, match="is not in huggingface_hub's cache .* and HF_HUB_OFFLINE is set") as error:
         fetching.fetch(absent, str(tmp_path / "nowhere"), io.StringIO())
     assert "\n" not in str(error.value) and cache_contents(tmp_path) == []
