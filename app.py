@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from matting import TRIMAP_FROM_EXAMPLE, TRIMAP_FROM_FORM, TRIMAP_SOURCES, AutomaticTrimap, Matter, trimap_model
-from networks.gca_matting.flow_vis import gca_offset_pictures
+from utils.inference.offset_pictures import offset_pictures as offset_pictures_bgr
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError
 from utils.extras import MissingExtraError, import_extra
@@ -177,7 +177,7 @@ def precision_warning(precision: str, device: torch.device) -> str:
 
 def offset_pictures(info: Optional[Dict]) -> List[Optional[np.ndarray]]:
     """The two GCA offset pictures (RGB), or Nones for a model without GCA."""
-    return [picture[:, :, ::-1] for picture in gca_offset_pictures(info)] or [None, None]
+    return [picture[:, :, ::-1] for picture in offset_pictures_bgr(info)] or [None, None]
 
 
 @dataclass

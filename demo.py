@@ -40,7 +40,7 @@ from matting import (TRIMAP_FROM_EXAMPLE, TRIMAP_FROM_FORM, TRIMAP_SOURCES, TTA_
                      OnnxMatter, parse_trimap_from, takes_trimap, trimap_from_mask, trimap_model)
 from networks.export import ExportError
 from networks.families import config_for, load_config, model_spec
-from networks.gca_matting.flow_vis import gca_offset_pictures
+from utils.inference.offset_pictures import offset_pictures
 from utils.allocator import reuse_freed_memory
 from utils.io.batch import (AGAIN, COMPOSITE_SUFFIX, CUTOUT_SUFFIXES, OFFSET_SUFFIXES, RESUME, TRIMAP_SUFFIX, Tally,
                             check_same_size, drop_clashing, is_inside, pair_by_stem, process_pairs, report_failures,
@@ -226,7 +226,7 @@ def process_one(matter: Union[Matter, OnnxMatter], image_path: str, guide_path: 
         print(f"warning: {image_path}: {warning}", file=sys.stderr)
     with named_out_of_memory(image_path, width, height, matter.peak_estimate()):
         alpha, info = matter.predict_bgr(image, trimap, tta)
-        offsets = gca_offset_pictures(info) if outputs.offsets else []
+        offsets = offset_pictures(info) if outputs.offsets else []
         pictures = [alpha] + offsets
         if outputs.trimap:
             pictures.append(trimap)
