@@ -8,7 +8,6 @@ check leaves nothing; a cut connection leaves its bytes in .partial/ for the nex
 come through gdown, the HuggingFace hub's through huggingface_hub into its own cache (HF_HOME,
 HF_HUB_OFFLINE respected): both are extras. Each failure is one FetchError line."""
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -23,6 +22,11 @@ from utils.extras import MissingExtraError, import_extra
 from utils.hub.download import DiskFull, FetchError, download, shown, write_problem
 from utils.hub.released import (BROWSER, BROWSER_HOSTS, GOOGLE_DRIVE, HTTP, HUB, MIRROR_ENV, ReleasedModel,
                                 cache_folder, google_drive_id, hub_location, mirror, source_kind)
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock; processes sharing a cache there may each fetch a file
+    fcntl = None
 
 PARTIAL = ".partial"
 DRIVE_URL = "https://drive.google.com/uc?id={}"
@@ -117,7 +121,8 @@ def fetching(model: ReleasedModel) -> Iterator[str]:
         raise FetchError(f"cannot write the cache folder {cache_folder()} ({e.strerror or e}); set MATTING_CACHE to a "
                          "folder you can write to") from None
     with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
         yield os.path.join(folder, model.file)
 
 
