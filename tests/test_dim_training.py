@@ -73,6 +73,7 @@ checkpoint_step = {steps}
     return path
 
 
+@pytest.mark.slow
 def test_the_three_stages_train_in_sequence_each_from_the_last_file(toy, tmp_path, monkeypatch, capsys):
     losses, starts = {}, {}
     original_step = trainer_module.Trainer.train_step

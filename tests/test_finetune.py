@@ -136,6 +136,7 @@ def test_accumulating_two_batches_of_one_equals_one_batch_of_two(toy, tmp_path):
         assert torch.allclose(total, (first + second) / 2, atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow
 def test_accumulation_counts_optimizer_steps_and_resumes_bit_exact(toy, tmp_path, monkeypatch):
     """12 backgrounds in batches of 2 are 6 batches an epoch; 4 a step: steps cross epochs."""
     seen = {}
@@ -172,6 +173,7 @@ def test_accumulation_counts_optimizer_steps_and_resumes_bit_exact(toy, tmp_path
         assert torch.equal(value, parts["state_dict"][key]), key
 
 
+@pytest.mark.slow
 def test_freeze_leaves_every_frozen_tensor_bit_equal_after_five_steps(toy, tmp_path):
     torch.manual_seed(0)
     model = build_generator(*GCA)
@@ -204,6 +206,7 @@ def test_a_freeze_name_that_matches_no_module_suggests_the_closest(toy, tmp_path
         make_trainer(toy, tmp_path, build_generator(*GCA), freeze=["encoder", "decoder"])
 
 
+@pytest.mark.slow
 def test_init_checkpoint_starts_at_step_one_with_the_schedules_first_learning_rate(toy, tmp_path, monkeypatch,
                                                                                     capsys):
     # A checkpoint of this project, after a step and with an optimizer state of its own
@@ -239,6 +242,7 @@ def test_init_checkpoint_starts_at_step_one_with_the_schedules_first_learning_ra
     assert f"train.init_checkpoint: {baseline} does not fit the model" in out and "missing keys: encoder." in out
 
 
+@pytest.mark.slow
 def test_ddp_trains_a_frozen_encoder_with_accumulation(toy, tmp_path):
     """Two gloo ranks, the encoder frozen, two micro-batches a step (no_sync on the first): no
     unused-parameter error, and the frozen encoder ends bit-equal to the initial checkpoint."""

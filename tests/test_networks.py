@@ -67,6 +67,7 @@ def test_forward_shapes(arch, trimap_channel):
         assert info is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trimap_channel", [3, 1])
 def test_prediction_at_a_size_not_divisible_by_32(trimap_channel, rng):
     model = build_generator(*GCA_ARCH, trimap_channel=trimap_channel).eval()
@@ -126,6 +127,7 @@ def converged_model(arch, trimap_channel=3, seed=0, layers=None):
     return model.eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch,trimap_channel", [(GCA_ARCH, 3), (GCA_ARCH, 1), (BASELINE_ARCH, 3)])
 def test_striped_tail_gives_the_whole_image_result(arch, trimap_channel):
     from networks.gca_matting.generator import WHOLE
@@ -150,6 +152,7 @@ def test_striped_tail_gives_the_whole_image_result(arch, trimap_channel):
                     assert torch.equal(info[name][0], whole_info[name][0])
 
 
+@pytest.mark.slow
 def test_stripe_context_is_needed(monkeypatch):
     # The equality above is not trivial: with too little context the stripes' edges differ.
     import networks.gca_matting.generator as generator
@@ -164,6 +167,7 @@ def test_stripe_context_is_needed(monkeypatch):
     assert not torch.allclose(striped, whole, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_training_never_stripes(monkeypatch):
     from networks.gca_matting.generator import Generator
     model = converged_model(BASELINE_ARCH, layers=PUBLISHED_TAIL).train()
@@ -184,6 +188,7 @@ def test_automatic_stripes_fit_the_budget():
     assert choose_stripe_rows(3904, WHOLE, cpu, TAIL_BYTES_PER_PIXEL) == WHOLE
 
 
+@pytest.mark.slow
 def test_inference_benchmark_runs_both_forms_at_a_tiny_size():
     import os
     import subprocess
@@ -201,6 +206,7 @@ def test_inference_benchmark_runs_both_forms_at_a_tiny_size():
     assert "blocked vs literal" in lines[2] and "of the memory" in lines[2] and "alpha" in lines[2]
 
 
+@pytest.mark.slow
 def test_inference_benchmark_exits_1_when_its_runs_fail(tmp_path):
     import os
     import subprocess

@@ -137,6 +137,7 @@ def toy_trainer(toy, config_path, model=None, loader=True):
     return trainer_module.Trainer(config, model, train_loader(dataset, 2, 0, 0) if loader else None, None, CPU), dataset
 
 
+@pytest.mark.slow
 def test_a_non_finite_step_is_skipped(toy, tmp_path):
     trainer, dataset = toy_trainer(toy, write_config(str(tmp_path), toy))
     batch = torch.utils.data.default_collate([dataset[(0, 0)], dataset[(0, 1)]])
@@ -147,6 +148,7 @@ def test_a_non_finite_step_is_skipped(toy, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.params))
 
 
+@pytest.mark.slow
 def test_a_run_of_non_finite_steps_is_counted_and_stops_training(toy, tmp_path):
     torch.manual_seed(0)
     model = build_generator("resnet_gca_encoder_29", "res_gca_decoder_22")
@@ -192,6 +194,7 @@ def run_main(config, *extra):
     return main.main(["--config", config, *extra])
 
 
+@pytest.mark.slow
 def test_resume_equals_an_uninterrupted_run(toy, tmp_path, monkeypatch):
     lrs = {}
     original_step = trainer_module.Trainer.train_step
@@ -333,6 +336,7 @@ def torchrun(*args):
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
 
 
+@pytest.mark.slow
 def test_two_process_gloo_ddp_trains_validates_and_checkpoints(toy, tmp_path, capsys):
     config = write_config(str(tmp_path), toy, total_step=4, val_step=2)
     result = subprocess.run(torchrun(*MAIN, "--config", config), cwd=ROOT, capture_output=True, text=True,
@@ -359,6 +363,7 @@ def test_two_process_gloo_ddp_trains_validates_and_checkpoints(toy, tmp_path, ca
     assert sorted(os.listdir(tmp_path / "pred" / "run")) == ["test00_0.png", "test00_1.png"]
 
 
+@pytest.mark.slow
 def test_sigterm_to_a_torchrun_group_stops_every_rank_and_saves(toy, tmp_path):
     # 12 backgrounds over 2 ranks in batches of 2: an epoch is 3 steps; the signal lands while
     # the next epoch's loader workers (2 per rank) start.
@@ -379,6 +384,7 @@ def test_sigterm_to_a_torchrun_group_stops_every_rank_and_saves(toy, tmp_path):
     assert "exited unexpectedly" not in out
 
 
+@pytest.mark.slow
 def test_ddp_gradients_equal_a_single_process_on_the_same_batches(tmp_path, monkeypatch):
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     import ddp_grad_worker
@@ -408,6 +414,7 @@ def rank_of(pid):
     return int(env.get(b"RANK", b"-1"))
 
 
+@pytest.mark.slow
 def test_a_dead_rank_brings_the_others_down(toy, tmp_path):
     config = write_config(str(tmp_path), toy, total_step=10000, val_step=10000, checkpoint_step=10000)
     process = subprocess.Popen(torchrun(*MAIN, "--config", config), cwd=ROOT,
@@ -456,6 +463,7 @@ def test_bad_config_key_exits_with_a_message(tmp_path, capsys):
     assert "did you mean 'train.total_step'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_signal_during_a_save_still_leaves_a_loadable_latest_model(toy, tmp_path, monkeypatch):
     real_save = trainer_module.save_checkpoint
 
@@ -498,6 +506,7 @@ def corrupt_test_set(toy, folder):
     return test_dir
 
 
+@pytest.mark.slow
 def test_an_unreadable_validation_image_is_named_and_left_out(toy, tmp_path, capsys):
     test_dir = corrupt_test_set(toy, str(tmp_path / "test"))
     config = write_config(str(tmp_path), toy, test_dir=test_dir, total_step=4, val_step=2)
@@ -518,6 +527,7 @@ def test_an_unreadable_validation_image_is_named_and_left_out(toy, tmp_path, cap
     assert sorted(os.listdir(tmp_path / "pred" / "run")) == [f"test00_{k}.png" for k in range(1, 5)]
 
 
+@pytest.mark.slow
 def test_a_bad_training_file_is_named_once_in_the_log_file(toy, tmp_path):
     data = str(tmp_path / "data")
     shutil.copytree(os.path.join(toy, "train"), os.path.join(data, "train"))
@@ -537,6 +547,7 @@ def test_a_bad_training_file_is_named_once_in_the_log_file(toy, tmp_path):
     assert "[ WARN" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_schedule_unless_reset_lr(toy, tmp_path, capsys):
     assert run_main(write_config(str(tmp_path), toy, total_step=3, val_step=100)) == 0
     changed = write_config(str(tmp_path), toy, total_step=6, val_step=100, resume_checkpoint="latest_model")
@@ -567,6 +578,7 @@ def test_a_checkpoint_whose_config_holds_other_familys_keys_still_resumes_and_lo
     assert read_checkpoint(path)["iter"] == 2
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_says_so(toy, tmp_path, capsys):
     assert run_main(write_config(str(tmp_path), toy, total_step=3, val_step=100)) == 0
     before = os.path.getmtime(tmp_path / "ckpt" / "run" / "latest_model.pth")
@@ -576,6 +588,7 @@ def test_resuming_a_finished_run_says_so(toy, tmp_path, capsys):
     assert os.path.getmtime(tmp_path / "ckpt" / "run" / "latest_model.pth") == before
 
 
+@pytest.mark.slow
 def test_saves_cut_short_are_cleaned_and_step_numbers_match_the_progress_lines(toy, tmp_path):
     folder = tmp_path / "ckpt" / "run"
     folder.mkdir(parents=True)
@@ -591,6 +604,7 @@ def test_saves_cut_short_are_cleaned_and_step_numbers_match_the_progress_lines(t
     assert read_checkpoint(str(folder / "latest_model.pth"))["iter"] == 3  # 0-based, as released files
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", ["log.logging_path", "test.alpha_path"])
 def test_an_output_folder_under_a_file_is_named_by_its_key(toy, tmp_path, capsys, key):
     config = write_config(str(tmp_path), toy, total_step=2, val_step=100)
@@ -606,6 +620,7 @@ def test_an_output_folder_under_a_file_is_named_by_its_key(toy, tmp_path, capsys
     assert (tmp_path / "afile").read_text() == "a file of the user's"
 
 
+@pytest.mark.slow
 def test_the_test_phase_runs_with_test_time_augmentation(toy, tmp_path, capsys, monkeypatch):
     config = write_config(str(tmp_path), toy, total_step=2, val_step=100)
     assert run_main(config) == 0
@@ -622,6 +637,7 @@ def test_the_test_phase_runs_with_test_time_augmentation(toy, tmp_path, capsys, 
     assert "test.tta: tta must be one of none, flip, d8, d8-uint8, got 'd4'" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_the_test_phase_takes_a_protocol_and_categories(toy, tmp_path, capsys):
     config = write_config(str(tmp_path), toy, total_step=2, val_step=100)
     assert run_main(config) == 0
@@ -645,6 +661,7 @@ def test_the_test_phase_takes_a_protocol_and_categories(toy, tmp_path, capsys):
     assert "test.protocol" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_data_loading_error_in_a_worker_ends_the_run_instead_of_hanging(toy, tmp_path):
     data = str(tmp_path / "data")
     shutil.copytree(os.path.join(toy, "train"), os.path.join(data, "train"))
@@ -658,6 +675,7 @@ def test_a_data_loading_error_in_a_worker_ends_the_run_instead_of_hanging(toy, t
     assert "data loading failed before step 1" in result.stdout and "10 unreadable samples in a row" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_finished_runs_folder_is_refused_before_writing(toy, tmp_path, capsys):
     config = write_config(str(tmp_path), toy, total_step=2, val_step=2)
     assert run_main(config) == 0
@@ -696,6 +714,7 @@ def test_resuming_from_another_folder_into_a_finished_run_is_refused(tmp_path):
     assert trainer_module.earlier_run_problem(str(tmp_path / "new"), None) == ""
 
 
+@pytest.mark.slow
 def test_under_torchrun_every_rank_refuses_a_finished_runs_folder(toy, tmp_path):
     config = write_config(str(tmp_path), toy, total_step=2, val_step=100)
     folder = tmp_path / "ckpt" / "run"
@@ -709,6 +728,7 @@ def test_under_torchrun_every_rank_refuses_a_finished_runs_folder(toy, tmp_path)
     assert os.listdir(folder) == ["best_model.pth"] and (folder / "best_model.pth").read_bytes() == b"an earlier run's"
 
 
+@pytest.mark.slow
 def test_the_test_phase_names_an_image_that_runs_out_of_memory_and_goes_on(toy, tmp_path, capsys, monkeypatch):
     config = write_config(str(tmp_path), toy, total_step=2, val_step=100)
     assert run_main(config) == 0
