@@ -177,6 +177,7 @@ def test_one_hot_forcing_and_truncation_on_hand_made_arrays():
     assert RECIPE.image(torch.full((1, 1, 3), 255, dtype=torch.uint8)).flatten().tolist() == [1, 1, 1]
 
 
+@pytest.mark.slow
 def test_a_released_file_loads_unchanged(network, checkpoint):
     loaded = load_network(SPEC, checkpoint)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), network.state_dict().values()))
@@ -232,6 +233,7 @@ def test_strip_attention_is_torchs_multihead_attention_in_eval():
         assert torch.allclose(attention(tokens), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_matter_gives_eval_pys_alpha(network, checkpoint):
     image, trimap = photo_and_trimap(45, 70)
     matter = Matter(CONFIG, checkpoint, device="cpu")
@@ -319,6 +321,7 @@ def test_training_and_exporting_an_aematter_config_give_a_message(network, tmp_p
     assert "training AEMatter is not supported here" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_files_of_other_layouts_are_named(network, checkpoint, tmp_path):
     with pytest.raises(CheckpointError, match=r"an AEMatter checkpoint \(model.family = \"aematter\"\): "
                                               r"use config/aematter.toml"):

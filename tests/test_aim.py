@@ -100,6 +100,7 @@ def test_a_released_file_loads_and_gives_the_published_outputs(model, matter):
     assert len(semantic.argmax(1).unique()) == 3
 
 
+@pytest.mark.slow
 def test_a_backbone_copy_that_differs_is_refused(model, tmp_path):
     state = model.state_dict()
     state["resnet.layer3.0.conv1.weight"] = state["resnet.layer3.0.conv1.weight"] + 1
@@ -109,6 +110,7 @@ def test_a_backbone_copy_that_differs_is_refused(model, tmp_path):
         Matter(CONFIG, path, device="cpu")
 
 
+@pytest.mark.slow
 def test_files_of_the_other_family_name_the_config(checkpoint, tmp_path):
     with pytest.raises(CheckpointError, match=r"an AIM \(AimNet\) checkpoint: use config/aim.toml"):
         Matter(GCA_CONFIG, checkpoint, device="cpu")
@@ -136,6 +138,7 @@ def test_network_sides_follow_the_published_rounding():
     assert [network_side(side, 2) for side in (130, 1080, 1081)] == [64, 512, 512]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy,behaviour", [("HYBRID", "skimage-0.14"), ("RESIZE", "skimage-0.14"),
                                                 ("HYBRID", "skimage-0.19")])
 def test_the_recipes_give_the_published_alpha(model, matter, strategy, behaviour, tmp_path):
@@ -153,6 +156,7 @@ def test_the_recipes_give_the_published_alpha(model, matter, strategy, behaviour
     assert len(np.unique(alpha)) > 20 and (alpha == 0).any() and (alpha == 255).any()
 
 
+@pytest.mark.slow
 def test_the_shorter_side_limit_and_the_way_back(model, matter):
     recipe = dataclasses.replace(matter.recipe, shorter_side=140)
     image = photo(2, (150, 190))
@@ -163,11 +167,13 @@ def test_the_shorter_side_limit_and_the_way_back(model, matter):
     assert set(np.unique(info["trimap"].numpy())) == {0, 128, 255}
 
 
+@pytest.mark.slow
 def test_a_photo_too_small_is_named(matter):
     with pytest.raises(ImageSizeError, match=r"90 x 100 px.*at least 128 px"):
         matter(photo(0, (100, 90)))
 
 
+@pytest.mark.slow
 def test_matter_takes_the_photo_alone_and_refuses_a_trimap(matter):
     image = photo(3)
     alpha = matter(image)
@@ -205,6 +211,7 @@ def test_demo_without_trimaps_writes_alphas_and_cutouts(model, checkpoint, tmp_p
     assert "2 of 2 images written" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--trimap-dir", "--mask-dir", "--trimap-from"])
 def test_demo_refuses_trimaps_for_a_model_that_takes_none(checkpoint, tmp_path, capsys, flag):
     images = write_photos(tmp_path / "images", count=1)
@@ -252,6 +259,7 @@ def test_trimaps_from_aim_feed_another_model(model, checkpoint, gca_checkpoint, 
     assert np.array_equal(alpha, gca(image, trimap))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec,message", [
     ("config/aim.toml", r"give CONFIG.toml:CHECKPOINT"),
     ("config/missing.toml:x.pth", r"config file not found: config/missing.toml"),
@@ -316,6 +324,7 @@ def test_the_test_phase_scores_aims_float_alpha_with_the_aim500_protocol(model, 
     assert np.array_equal(written, (expected[0] * 255).astype(np.uint8))  # save_test_result's truncation
 
 
+@pytest.mark.slow
 def test_aim_is_not_exported_and_not_trained(matter, tmp_path, capsys):
     pytest.importorskip("onnx")
     from networks.export import ExportError, export_onnx

@@ -81,6 +81,7 @@ def test_matter_takes_rgb_masks_and_label_trimaps(checkout):
         matter(image_rgb, trimap, tta="d4")
 
 
+@pytest.mark.slow
 def test_matter_warns_of_a_trimap_with_too_little_known_and_names_an_out_of_memory_image(checkout, monkeypatch):
     from utils.memory import OutOfMemory
     root, _, image_bgr, trimap = checkout

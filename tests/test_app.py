@@ -109,6 +109,7 @@ def test_a_trimap_gives_the_python_apis_alpha(client, matter, files):
     assert out["notes"] == ""
 
 
+@pytest.mark.slow
 def test_a_mask_gives_the_python_apis_alpha(client, matter, files):
     image_rgb, _, mask, paths, _ = files
     out = matte(client, photo=paths["photo"], guide="mask", mask=paths["mask"], unknown_width=4)

@@ -207,6 +207,7 @@ def test_prefetcher_passes_batches_through_on_cpu():
     assert list(Prefetcher(batches, torch.device("cpu"))) == batches
 
 
+@pytest.mark.slow
 def test_benchmark_command_prints_samples_per_second_last(toy, tmp_path):
     config = tmp_path / "bench.toml"
     config.write_text("[data]\ncrop_size = 64\n")

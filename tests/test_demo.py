@@ -80,6 +80,7 @@ def test_outputs_at_the_published_paths_and_equal_to_the_model(released_checkpoi
     assert offset.shape == (512, 512, 3)
 
 
+@pytest.mark.slow
 def test_no_offset_flag(released_checkpoint, folders, rng):
     images, trimaps, out = folders
     make_pair(images, trimaps, "a", (40, 40), rng)
@@ -286,6 +287,7 @@ def test_checkpoint_naming_a_folder_lists_its_pth_files(released_checkpoint, fol
     assert "it holds no .pth file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_images_whose_outputs_would_clash_are_named_and_skipped(released_checkpoint, folders, rng, capsys):
     images, trimaps, out = folders
     for name, ext in (("a", ".jpg"), ("a", ".png"), ("x", ".png"), ("x_offset1", ".png"), ("ok", ".png")):
@@ -451,6 +453,7 @@ def test_the_networks_memory_estimate_warns_before_and_says_what_fits(released_c
     assert width * height <= 100 * 100 < (width + 2) * (height + 2) and abs(width / height - 1.3) < 0.03
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unknown_rows, needle", [
     (slice(None), "only 0 % of the trimap is known foreground or background, under the 1 % the network needs"),
     (slice(0, 30), "the trimap has no known foreground"),

@@ -150,6 +150,7 @@ def test_the_refiner_adds_its_output_to_the_decoders_in_logit_space(networks):
     assert not torch.allclose(refined, alpha + 1.5 * alpha * (1 - alpha), atol=1e-3)  # not added to the alpha
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("refined", [False, True])
 def test_stripes_give_the_whole_image_result(networks, refined):
     network = networks[refined]
@@ -179,6 +180,7 @@ def test_stripe_context_is_needed(networks, monkeypatch):
     assert not torch.allclose(striped, whole, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_training_never_stripes_and_gives_both_predictions(networks, monkeypatch):
     network = copy.deepcopy(networks[True]).train()
     network.stripe_rows = 32
@@ -229,6 +231,7 @@ def test_settings_that_are_not_dims_are_named(tmp_path, released, key, value):
         Matter(str(config), released[True], device="cpu")
 
 
+@pytest.mark.slow
 def test_resume_skips_the_images_of_a_model_without_offset_pictures(tmp_path, released, capsys):
     # DIM draws no offset pictures: an image whose alpha is there is complete
     images, trimaps, _ = write_eval_folders(tmp_path)

@@ -123,6 +123,7 @@ def halves(batch):
     return [{k: v[i:i + 1] for k, v in batch.items()} for i in (0, 1)]
 
 
+@pytest.mark.slow
 def test_accumulating_two_batches_of_one_equals_one_batch_of_two(toy, tmp_path):
     batch = fixed_batch((6, 6))  # equal unknown counts: the two normalisations agree
     whole = gradients(toy, tmp_path, [batch], 1)

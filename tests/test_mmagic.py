@@ -107,6 +107,7 @@ def test_the_key_map_is_one_to_one_onto_mmagics_names(mattors):
         assert {mmagic_key(k): network.state_dict()[k].shape for k in ours} == theirs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("legacy", [False, True])
 def test_a_file_with_mmengine_objects_loads_without_mmengine_and_runs_no_code(in_tmp, mattors, legacy):
     path = save_mmagic_checkpoint(mattors[(True, 6)], str(in_tmp / "gca.pth"), legacy)

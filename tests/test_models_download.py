@@ -165,6 +165,7 @@ def cache_contents(tmp_path):
                   not path.name.endswith(".lock")) if cache.exists() else []
 
 
+@pytest.mark.slow
 def test_download_prints_the_licence_once_shows_progress_then_hits_the_cache(server, layouts, tmp_path):
     body = layouts["gca-matting"][2]
     model = served_model(server, body)

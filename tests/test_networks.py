@@ -49,6 +49,7 @@ def random_input(size, trimap_channel=3, seed=0):
     return image, trimap
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", [GCA_ARCH, BASELINE_ARCH])
 @pytest.mark.parametrize("trimap_channel", [3, 1])
 def test_forward_shapes(arch, trimap_channel):

@@ -174,6 +174,7 @@ class RecordingWriter:
         self.scalars[tag] = value
 
 
+@pytest.mark.slow
 def test_tensorboard_gets_the_generic_pictures_and_the_familys_own(toy, tmp_path):
     trainer, dataset = toy_trainer(toy, write_config(str(tmp_path), toy))
     trainer.writer = RecordingWriter()
@@ -296,6 +297,7 @@ SIGNAL_MOMENTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("moment", list(SIGNAL_MOMENTS))
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_to_the_process_group_saves_a_resumable_checkpoint(toy, tmp_path, signum, moment):
