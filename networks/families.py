@@ -18,12 +18,14 @@ from networks.dim import family as dim
 from networks.family import Family
 from networks.gca_matting import family as gca_matting
 from networks.mmagic import family as mmagic
+from networks.vitmatte import family as vitmatte
 from utils import config as config_file
 from utils.checkpoint import CheckpointError, load_state_dict_checked, read_checkpoint
 from utils.config import DEFAULT_FAMILY, ConfigError, ModelSpec
 
 FAMILIES: Dict[str, Family] = {family.name: family for family in (gca_matting.FAMILY, mmagic.FAMILY, dim.FAMILY,
-                                                                       aematter.FAMILY, aim.FAMILY)}
+                                                                       aematter.FAMILY, aim.FAMILY, vitmatte.FAMILY,
+                                                                       vitmatte.HF_FAMILY)}
 
 
 def register(family: Family) -> Family:
