@@ -553,14 +553,6 @@ def test_trimaps_from_aim_feed_vitmatte(toy_configs, matter, original_file, tmp_
     assert np.array_equal(cv2.imread(os.path.join(folder, "p0.png"), cv2.IMREAD_UNCHANGED), matter(image, trimap))
 
 
-def test_training_a_vitmatte_config_gives_a_message(tmp_path, capsys):
-    import main
-    config = tmp_path / "train.toml"
-    config.write_text(open(CONFIG).read() + f'\n[log]\nlogging_path = "{tmp_path}/logs"\n')
-    assert main.main(["--config", str(config)]) == 2
-    assert "training ViTMatte is not supported here yet" in capsys.readouterr().out
-
-
 # ---- the ONNX export ----
 @pytest.mark.slow
 def test_onnxruntime_alone_gives_the_demo_alpha(original_file, tmp_path):

@@ -3,8 +3,11 @@
 detectron2, Apache-2.0): modeling/backbone/vit.py and utils.py, modeling/decoder/detail_capture.py
 and the inference path of modeling/meta_arch/vitmatte.py, with the few detectron2, fvcore and timm
 layers they use written out below (CNNBlockBase, Conv2d, get_norm("LN"), c2_msra_fill, DropPath,
-Mlp, trunc_normal_). It stands for the published code in the tests (key names, shapes, the
-alpha); nothing outside tests/ imports it. configs/common/model.py's settings are `vitmatte()`'s.
+Mlp, trunc_normal_); for training, modeling/criterion/matting_criterion.py, configs/common/optimizer.py's
+get_vit_lr_decay_rate and the parameter groups detectron2's get_default_optimizer_params makes with
+it (solver/build.py). It stands for the published code in the tests (key names, shapes, the
+alpha, the losses, the groups); nothing outside tests/ imports it. configs/common/model.py's
+settings are `vitmatte()`'s.
 
 Permission is hereby granted, free of charge, to any person obtaining a copy of this software and
 associated documentation files (the "Software"), to deal in the Software without restriction,
@@ -541,3 +544,164 @@ def infer(model, image_rgb, trimap):
     with torch.no_grad():
         output = model({"image": to_tensor(image_rgb), "trimap": to_tensor(trimap)})['phas'].flatten(0, 2)
     return output.mul(255).byte().numpy()
+
+
+# ---- modeling/criterion/matting_criterion.py ----
+class MattingCriterion(nn.Module):
+    def __init__(self, *, losses):
+        super(MattingCriterion, self).__init__()
+        self.losses = losses
+
+    def loss_gradient_penalty(self, sample_map, preds, targets):
+        preds = preds['phas']
+        targets = targets['phas']
+        scale = sample_map.shape[0] * 262144 / torch.sum(sample_map)
+        sobel_x_kernel = torch.tensor([[[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]]]).type(dtype=preds.type())
+        delta_pred_x = F.conv2d(preds, weight=sobel_x_kernel, padding=1)
+        delta_gt_x = F.conv2d(targets, weight=sobel_x_kernel, padding=1)
+        sobel_y_kernel = torch.tensor([[[[-1, -2, -1], [0, 0, 0], [1, 2, 1]]]]).type(dtype=preds.type())
+        delta_pred_y = F.conv2d(preds, weight=sobel_y_kernel, padding=1)
+        delta_gt_y = F.conv2d(targets, weight=sobel_y_kernel, padding=1)
+        loss = (F.l1_loss(delta_pred_x * sample_map, delta_gt_x * sample_map) * scale +
+                F.l1_loss(delta_pred_y * sample_map, delta_gt_y * sample_map) * scale +
+                0.01 * torch.mean(torch.abs(delta_pred_x * sample_map)) * scale +
+                0.01 * torch.mean(torch.abs(delta_pred_y * sample_map)) * scale)
+        return dict(loss_gradient_penalty=loss)
+
+    def loss_pha_laplacian(self, preds, targets):
+        loss = laplacian_loss(preds['phas'], targets['phas'])
+        return dict(loss_pha_laplacian=loss)
+
+    def unknown_l1_loss(self, sample_map, preds, targets):
+        scale = sample_map.shape[0] * 262144 / torch.sum(sample_map)
+        loss = F.l1_loss(preds['phas'] * sample_map, targets['phas'] * sample_map) * scale
+        return dict(unknown_l1_loss=loss)
+
+    def known_l1_loss(self, sample_map, preds, targets):
+        new_sample_map = torch.zeros_like(sample_map)
+        new_sample_map[sample_map == 0] = 1
+        if torch.sum(new_sample_map) == 0:
+            scale = 0
+        else:
+            scale = new_sample_map.shape[0] * 262144 / torch.sum(new_sample_map)
+        loss = F.l1_loss(preds['phas'] * new_sample_map, targets['phas'] * new_sample_map) * scale
+        return dict(known_l1_loss=loss)
+
+    def forward(self, sample_map, preds, targets):
+        losses = dict()
+        for k in self.losses:
+            if k == 'unknown_l1_loss' or k == 'known_l1_loss' or k == 'loss_gradient_penalty':
+                losses.update(getattr(self, k)(sample_map, preds, targets))
+            else:
+                losses.update(getattr(self, k)(preds, targets))
+        return losses
+
+
+def laplacian_loss(pred, true, max_levels=5):
+    kernel = gauss_kernel(device=pred.device, dtype=pred.dtype)
+    pred_pyramid = laplacian_pyramid(pred, kernel, max_levels)
+    true_pyramid = laplacian_pyramid(true, kernel, max_levels)
+    loss = 0
+    for level in range(max_levels):
+        loss += (2 ** level) * F.l1_loss(pred_pyramid[level], true_pyramid[level])
+    return loss / max_levels
+
+
+def laplacian_pyramid(img, kernel, max_levels):
+    current = img
+    pyramid = []
+    for _ in range(max_levels):
+        current = crop_to_even_size(current)
+        down = downsample(current, kernel)
+        up = upsample(down, kernel)
+        diff = current - up
+        pyramid.append(diff)
+        current = down
+    return pyramid
+
+
+def gauss_kernel(device='cpu', dtype=torch.float32):
+    kernel = torch.tensor([[1, 4, 6, 4, 1], [4, 16, 24, 16, 4], [6, 24, 36, 24, 6], [4, 16, 24, 16, 4],
+                           [1, 4, 6, 4, 1]], device=device, dtype=dtype)
+    kernel /= 256
+    kernel = kernel[None, None, :, :]
+    return kernel
+
+
+def gauss_convolution(img, kernel):
+    B, C, H, W = img.shape
+    img = img.reshape(B * C, 1, H, W)
+    img = F.pad(img, (2, 2, 2, 2), mode='reflect')
+    img = F.conv2d(img, kernel)
+    img = img.reshape(B, C, H, W)
+    return img
+
+
+def downsample(img, kernel):
+    img = gauss_convolution(img, kernel)
+    img = img[:, :, ::2, ::2]
+    return img
+
+
+def upsample(img, kernel):
+    B, C, H, W = img.shape
+    out = torch.zeros((B, C, H * 2, W * 2), device=img.device, dtype=img.dtype)
+    out[:, :, ::2, ::2] = img * 4
+    out = gauss_convolution(out, kernel)
+    return out
+
+
+def crop_to_even_size(img):
+    H, W = img.shape[2:]
+    H = H - H % 2
+    W = W - W % 2
+    return img[:, :, :H, :W]
+
+
+def criterion():
+    """configs/common/model.py's criterion."""
+    return MattingCriterion(losses=['unknown_l1_loss', 'known_l1_loss', 'loss_pha_laplacian', 'loss_gradient_penalty'])
+
+
+def training_sample_map(trimap):
+    """meta_arch/vitmatte.py's forward in training: the unknown region of the cut trimap."""
+    sample_map = torch.zeros_like(trimap)
+    sample_map[trimap == 0.5] = 1
+    return sample_map
+
+
+# ---- configs/common/optimizer.py ----
+def get_vit_lr_decay_rate(name, lr_decay_rate=1.0, num_layers=12):
+    layer_id = num_layers + 1
+    if name.startswith("backbone"):
+        if ".pos_embed" in name or ".patch_embed" in name:
+            layer_id = 0
+        elif ".blocks." in name and ".residual." not in name:
+            layer_id = int(name[name.find(".blocks."):].split(".")[2]) + 1
+    return lr_decay_rate ** (num_layers + 1 - layer_id)
+
+
+# ---- detectron2/solver/build.py: get_default_optimizer_params, per parameter ----
+NORM_MODULE_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm,
+                     nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LayerNorm, nn.LocalResponseNorm)
+
+
+def optimizer_hyperparams(model, base_lr, weight_decay, num_layers, lr_decay_rate=0.65):
+    """{parameter name: (lr, weight_decay)} as common/optim.py's AdamW gets them with ViTMatte's
+    optimizer.params (weight_decay_norm=0, lr_factor_func, overrides {"pos_embed": no decay})."""
+    overrides = {"pos_embed": {"weight_decay": 0.0}}
+    hyperparams_of = {}
+    memo = set()
+    for module_name, module in model.named_modules():
+        for module_param_name, value in module.named_parameters(recurse=False):
+            if not value.requires_grad or value in memo:
+                continue
+            memo.add(value)
+            hyperparams = {"lr": base_lr, "weight_decay": weight_decay}
+            if isinstance(module, NORM_MODULE_TYPES):
+                hyperparams["weight_decay"] = 0.0
+            hyperparams["lr"] *= get_vit_lr_decay_rate(f"{module_name}.{module_param_name}", lr_decay_rate,
+                                                       num_layers)
+            hyperparams.update(overrides.get(module_param_name, {}))
+            hyperparams_of[f"{module_name}.{module_param_name}"] = (hyperparams["lr"], hyperparams["weight_decay"])
+    return hyperparams_of

@@ -4,7 +4,8 @@ source, with the same network and the same files:
 - "vitmatte-hf": transformers' (config/vitmatte-s-hf.toml, config/vitmatte-b-hf.toml).
 Each loads both layouts (networks/vitmatte/layout.py): the original .pth files and the transformers
 hub folders. The recipe, not the file, decides the normalisation (networks/vitmatte/recipe.py),
-so the released hub folders run with the original recipe too. model.arch.encoder picks the size."""
+so the released hub folders run with the original recipe too. model.arch.encoder picks the size.
+The original family trains with the original code's recipe (networks/vitmatte/training.py)."""
 from functools import partial
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -12,15 +13,17 @@ from networks.family import Family, StateDict
 from networks.vitmatte.layout import (ORIGINAL_MARKERS, check_hub_config, describe, hub_state, original_state,
                                       without_normalisation)
 from networks.vitmatte.network import SIZES, ViTMatte, exportable
-from networks.vitmatte.options import CONFIG
+from networks.vitmatte.options import CONFIG, TRAINING_CONFIG
+from networks.vitmatte.training import TRAINING
 from networks.vitmatte.recipe import (ORIGINAL, TRANSFORMERS, Normalisation, ViTMatteRecipe, normalisation_tensors,
                                       original_normalisation, transformers_normalisation, vitmatte_recipe)
 from utils.checkpoint import HUB_CONFIG, HUB_PREPROCESSOR, CheckpointError
 from utils.config import ModelSpec
 
 NAME, HF_NAME = "vitmatte", "vitmatte-hf"
-TRAINING_REFUSAL = "training ViTMatte is not supported here yet; its released weights run with demo.py, the test " \
-                   "phase and the page"
+HF_TRAINING_REFUSAL = ("transformers' recipe is for inference; train with config/vitmatte-s.toml or -b.toml, the "
+                       "original recipe the released weights were trained with (train.init_checkpoint takes a hub "
+                       "folder too)")
 
 
 def build(spec: ModelSpec, padding: str, normalisation: Normalisation) -> ViTMatte:
@@ -68,13 +71,13 @@ def original_recipe_normalisation(checkpoint: Dict, path: str) -> Normalisation:
 
 
 TITLE = "ViTMatte (Yao et al., Information Fusion 2024; Composition-1K SAD 21.46 (S), 20.33 (B))"
-FAMILY = Family(name=NAME, title=TITLE + ", the original code's recipe", config=CONFIG,
+FAMILY = Family(name=NAME, title=TITLE + ", the original code's recipe", config=TRAINING_CONFIG,
                 build=partial(build, padding=ORIGINAL, normalisation=original_normalisation()),
                 recipes=partial(recipes, name=NAME),
                 state_dict=partial(state_dict, normalisation=original_recipe_normalisation),
-                recognise=describe, export=exportable, training=TRAINING_REFUSAL)
+                recognise=describe, export=exportable, training=TRAINING)
 HF_FAMILY = Family(name=HF_NAME, title=TITLE + ", transformers' recipe", config=CONFIG,
                    build=partial(build, padding=TRANSFORMERS, normalisation=transformers_normalisation(None, "")),
                    recipes=partial(recipes, name=HF_NAME),
                    state_dict=partial(state_dict, normalisation=hub_normalisation),
-                   recognise=describe, export=exportable, training=TRAINING_REFUSAL)
+                   recognise=describe, export=exportable, training=HF_TRAINING_REFUSAL)
