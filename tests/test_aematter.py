@@ -235,6 +235,7 @@ def test_matter_gives_eval_pys_alpha(network, checkpoint):
     assert (alpha[(trimap != 128) & (trimap != 255)] == 0).all()
 
 
+@pytest.mark.slow
 def test_d8_uint8_is_eval_tta_pys_eight_passes(network):
     image, trimap = photo_and_trimap(37, 50, seed=1)
     alpha, _ = predict_alpha(network, RECIPE, image, trimap, CPU, tta="d8-uint8")
@@ -254,6 +255,7 @@ def write_folders(folder, size=(45, 70)):
     return [str(folder / name) for name in ("images", "trimaps", "masks", "alpha")]
 
 
+@pytest.mark.slow
 def test_demo_folders_cutouts_and_masks(network, checkpoint, tmp_path):
     images, trimaps, masks, _ = write_folders(tmp_path)
     out = str(tmp_path / "out")

@@ -166,6 +166,7 @@ def test_command_line_as_a_user_runs_it(released_checkpoint, folders, rng):
     assert os.path.exists(os.path.join(out, "gca-dist-all-data_gca-dist-all-data.pth", "cli_offset2.png"))
 
 
+@pytest.mark.slow
 def test_output_agrees_with_small_blocks_and_with_blocking_off(released_checkpoint, folders, tmp_path, rng):
     images, trimaps, _ = folders
     make_pair(images, trimaps, "a", (150, 130), rng)
@@ -294,6 +295,7 @@ def test_images_whose_outputs_would_clash_are_named_and_skipped(released_checkpo
     assert sorted(os.listdir(os.path.join(out, SAVE_FOLDER))) == ["ok.png", "ok_offset1.png", "ok_offset2.png"]
 
 
+@pytest.mark.slow
 def test_a_label_trimap_is_read_as_grey_with_a_note(released_checkpoint, folders, rng, capsys):
     checkpoint, model = released_checkpoint
     images, trimaps, out = folders
@@ -307,6 +309,7 @@ def test_a_label_trimap_is_read_as_grey_with_a_note(released_checkpoint, folders
     assert np.array_equal(cv2.imread(os.path.join(out, SAVE_FOLDER, "t.png"), cv2.IMREAD_UNCHANGED), expected)
 
 
+@pytest.mark.slow
 def test_a_trimap_without_unknown_pixels_gets_a_warning(released_checkpoint, folders, rng, capsys):
     images, trimaps, out = folders
     _, trimap = make_pair(images, trimaps, "k", (40, 40), rng)
@@ -378,6 +381,7 @@ def test_mask_problems_are_named(released_checkpoint, folders, tmp_path, rng, ca
     assert "--unknown-width goes with --mask-dir" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_tta_is_the_averaged_prediction(released_checkpoint, folders, rng):
     checkpoint, model = released_checkpoint
     images, trimaps, out = folders

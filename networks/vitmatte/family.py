@@ -1,29 +1,26 @@
 """ViTMatte (Yao et al., Information Fusion 2024; hustvl/ViTMatte, MIT) as two families, one per
 source, with the same network and the same files:
-- "vitmatte": the original code's recipe (config/vitmatte-s.toml, config/vitmatte-b.toml);
-- "vitmatte-hf": transformers' (config/vitmatte-s-hf.toml, config/vitmatte-b-hf.toml).
+- "vitmatte" (here): the original code's recipe (config/vitmatte-s.toml, config/vitmatte-b.toml),
+  and its training (networks/vitmatte/training.py);
+- "vitmatte-hf" (hf_family.py): transformers' (config/vitmatte-s-hf.toml, config/vitmatte-b-hf.toml).
 Each loads both layouts (networks/vitmatte/layout.py): the original .pth files and the transformers
 hub folders. The recipe, not the file, decides the normalisation (networks/vitmatte/recipe.py),
-so the released hub folders run with the original recipe too. model.arch.encoder picks the size.
-The original family trains with the original code's recipe (networks/vitmatte/training.py)."""
+so the released hub folders run with the original recipe too. model.arch.encoder picks the size."""
 from functools import partial
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Tuple
 
 from networks.family import Family, StateDict
 from networks.vitmatte.layout import (ORIGINAL_MARKERS, check_hub_config, describe, hub_state, original_state,
                                       without_normalisation)
 from networks.vitmatte.network import SIZES, ViTMatte, exportable
-from networks.vitmatte.options import CONFIG, TRAINING_CONFIG
+from networks.vitmatte.options import TRAINING_CONFIG
+from networks.vitmatte.recipe import (ORIGINAL, Normalisation, ViTMatteRecipe, normalisation_tensors,
+                                      original_normalisation, vitmatte_recipe)
 from networks.vitmatte.training import TRAINING
-from networks.vitmatte.recipe import (ORIGINAL, TRANSFORMERS, Normalisation, ViTMatteRecipe, normalisation_tensors,
-                                      original_normalisation, transformers_normalisation, vitmatte_recipe)
-from utils.checkpoint import HUB_CONFIG, HUB_PREPROCESSOR, CheckpointError
+from utils.checkpoint import HUB_CONFIG, CheckpointError
 from utils.config import ModelSpec
 
-NAME, HF_NAME = "vitmatte", "vitmatte-hf"
-HF_TRAINING_REFUSAL = ("transformers' recipe is for inference; train with config/vitmatte-s.toml or -b.toml, the "
-                       "original recipe the released weights were trained with (train.init_checkpoint takes a hub "
-                       "folder too)")
+NAME = "vitmatte"
 
 
 def build(spec: ModelSpec, padding: str, normalisation: Normalisation) -> ViTMatte:
@@ -59,12 +56,6 @@ def state_dict(checkpoint: Dict, path: str, keys: List[str],
     return {**weights(checkpoint, path), **normalisation_tensors(normalisation(checkpoint, path))}
 
 
-def hub_normalisation(checkpoint: Dict, path: str) -> Normalisation:
-    """transformers' processor with the folder's preprocessor_config.json, or its defaults."""
-    preprocessor: Optional[Dict] = checkpoint.get(HUB_PREPROCESSOR) if isinstance(checkpoint, dict) else None
-    return transformers_normalisation(preprocessor, path)
-
-
 def original_recipe_normalisation(checkpoint: Dict, path: str) -> Normalisation:
     """The original's ImageNet statistics, whatever the file."""
     return original_normalisation()
@@ -76,8 +67,5 @@ FAMILY = Family(name=NAME, title=TITLE + ", the original code's recipe", config=
                 recipes=partial(recipes, name=NAME),
                 state_dict=partial(state_dict, normalisation=original_recipe_normalisation),
                 recognise=describe, export=exportable, training=TRAINING)
-HF_FAMILY = Family(name=HF_NAME, title=TITLE + ", transformers' recipe", config=CONFIG,
-                   build=partial(build, padding=TRANSFORMERS, normalisation=transformers_normalisation(None, "")),
-                   recipes=partial(recipes, name=HF_NAME),
-                   state_dict=partial(state_dict, normalisation=hub_normalisation),
-                   recognise=describe, export=exportable, training=HF_TRAINING_REFUSAL)
+# Not yet declared by name (utils.hub): the files' places are in docs/families/vitmatte.md.
+RELEASED = ()
