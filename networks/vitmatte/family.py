@@ -19,6 +19,7 @@ from networks.vitmatte.recipe import (ORIGINAL, Normalisation, ViTMatteRecipe, n
 from networks.vitmatte.training import TRAINING
 from utils.checkpoint import HUB_CONFIG, CheckpointError
 from utils.config import ModelSpec
+from utils.hub.released import ReleasedModel
 
 NAME = "vitmatte"
 
@@ -67,5 +68,24 @@ FAMILY = Family(name=NAME, title=TITLE + ", the original code's recipe", config=
                 recipes=partial(recipes, name=NAME),
                 state_dict=partial(state_dict, normalisation=original_recipe_normalisation),
                 recognise=describe, export=exportable, training=TRAINING)
-# Not yet declared by name (utils.hub): the files' places are in docs/families/vitmatte.md.
-RELEASED = ()
+vitmatte_release = partial(ReleasedModel, family=NAME, page="https://github.com/hustvl/ViTMatte#results")
+COMPOSITION_1K = dict(licence="the Adobe Deep Image Matting data licence (the weights); code MIT", non_commercial=True)
+DISTINCTIONS_646 = dict(licence="code MIT; the weights' terms are not stated apart from that (trained on "
+                                "Distinctions-646, whose own terms apply)", non_commercial=False)
+# The original files, as the authors' README links them (transformers' hub folders are not named here).
+RELEASED = (
+    vitmatte_release(name="vitmatte-s", config="config/vitmatte-s.toml", file="ViTMatte_S_Com.pth",
+                     urls=("https://drive.google.com/file/d/12VKhSwE_miF9lWQQCgK7mv83rJIls3Xe/view",),
+                     figures="Composition-1K SAD 21.46, MSE 0.0033, Grad 7.24, Conn 16.21", **COMPOSITION_1K),
+    vitmatte_release(name="vitmatte-s-dis", config="config/vitmatte-s.toml", file="ViTMatte_S_DIS.pth",
+                     urls=("https://drive.google.com/file/d/18wIFlhFY9MPqyH0FGiB0PFk3Xp2xTHzx/view",),
+                     figures="Distinctions-646 (not Composition-1K): SAD 21.22, MSE 0.0021, Grad 8.78, Conn 17.55",
+                     **DISTINCTIONS_646),
+    vitmatte_release(name="vitmatte-b", config="config/vitmatte-b.toml", file="ViTMatte_B_Com.pth",
+                     urls=("https://drive.google.com/file/d/1mOO5MMU4kwhNX96AlfpwjAoMM4V5w3k-/view",),
+                     figures="Composition-1K SAD 20.33, MSE 0.0030, Grad 6.74, Conn 14.78", **COMPOSITION_1K),
+    vitmatte_release(name="vitmatte-b-dis", config="config/vitmatte-b.toml", file="ViTMatte_B_DIS.pth",
+                     urls=("https://drive.google.com/file/d/1d97oKuITCeWgai2Tf3iNilt6rMSSYzkW/view",),
+                     figures="Distinctions-646 (not Composition-1K): SAD 17.05, MSE 0.0015, Grad 7.03, Conn 12.95",
+                     **DISTINCTIONS_646),
+)

@@ -29,5 +29,6 @@ FAMILY = Family(name=NAME, title=TITLE + ", transformers' recipe", config=CONFIG
                 build=partial(build, padding=TRANSFORMERS, normalisation=transformers_normalisation(None, "")),
                 recipes=partial(recipes, name=NAME), state_dict=partial(state_dict, normalisation=hub_normalisation),
                 recognise=describe, export=exportable, training=TRAINING_REFUSAL)
-# Not yet declared by name (utils.hub): the hub folders' files are not listed here.
+# transformers' hub folders are not declared by name: which weights files each holds
+# (model.safetensors, pytorch_model.bin) could not be checked from here (docs/families/vitmatte.md).
 RELEASED = ()
