@@ -119,6 +119,7 @@ def outcome(networks, config, path):
     return ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["released", "own"])
 @pytest.mark.parametrize("name", list(RELEASED))
 def test_a_file_with_any_other_config_names_the_config_to_use(networks, files, name, kind):

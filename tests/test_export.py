@@ -190,6 +190,7 @@ def test_onnxruntime_alone_gives_the_demo_alpha(exported, arch, tmp_path):
         assert (alpha[: height // 4] == 0).all() and (alpha[-(height // 4):] == 255).all()
 
 
+@pytest.mark.slow
 def test_graph_interface(exported):
     import onnx
     model = onnx.load(exported["gca"][1])
@@ -228,6 +229,7 @@ def test_demo_runs_the_exported_file(exported, tmp_path, capsys):
     assert err.count("\n") == 1 and f"{missing}: no such file" in err
 
 
+@pytest.mark.slow
 def test_the_docs_example_runs_with_onnxruntime_alone(exported, tmp_path):
     docs = open(os.path.join(ROOT, "docs", "export.md")).read()
     section = docs[docs.index(DOCS_SECTION):]

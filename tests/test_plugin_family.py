@@ -175,6 +175,7 @@ def trained(toy, tmp_path_factory):
     return folder, resumed, first, done.stdout
 
 
+@pytest.mark.slow
 def test_the_family_trains_through_main_and_resumes_where_it_stopped(trained):
     folder, config, first, out = trained
     assert first["iter"] == 2 and first["config"]["model"]["family"] == NAME
@@ -189,6 +190,7 @@ def test_the_family_trains_through_main_and_resumes_where_it_stopped(trained):
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(os.path.join(folder, "tb", "tiny")))
 
 
+@pytest.mark.slow
 def test_a_changed_schedule_key_of_the_family_is_refused_on_resume(trained, toy, tmp_path, capsys):
     folder, config, _, _ = trained
     changed = open(config).read().replace("total_step = 6", "total_step = 8\ntiny_lr = 0.5")
@@ -199,6 +201,7 @@ def test_a_changed_schedule_key_of_the_family_is_refused_on_resume(trained, toy,
     assert "was trained with train.total_step = 6 (this config: 8), train.tiny_lr = 0.05 (this config: 0.5)" in message
 
 
+@pytest.mark.slow
 def test_the_family_runs_in_demo_the_api_and_the_test_phase(trained, toy, tmp_path, capsys):
     folder, config, _, _ = trained
     checkpoint = os.path.join(folder, "ckpt", "tiny", "latest_model.pth")
@@ -222,6 +225,7 @@ def test_the_family_runs_in_demo_the_api_and_the_test_phase(trained, toy, tmp_pa
     assert sorted(os.listdir(os.path.join(folder, "pred", "tiny"))) == ["test00_0.png", "test00_1.png"]
 
 
+@pytest.mark.slow
 def test_the_family_exports_to_onnx(trained, toy, tmp_path):
     for name in export.EXPORT_PACKAGES:
         pytest.importorskip(name, reason=f"{name} not installed (pip install -r requirements-export.txt)")
