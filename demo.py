@@ -309,7 +309,7 @@ def run(args: argparse.Namespace, tally: Tally) -> int:
             print(f"error: {name} {folder} is not a folder{hint}", file=sys.stderr)
             return 2
     save_dir = os.path.join(args.output, f"onnx_{os.path.basename(args.onnx)}" if args.onnx
-                            else f"{config.version}_{os.path.basename(args.checkpoint)}")
+                            else f"{config.version}_{os.path.basename(os.path.normpath(args.checkpoint))}")
     tally.folder = save_dir
     for _, folder in folders:
         if is_inside(save_dir, folder):

@@ -91,13 +91,14 @@ class TrainDataset(Dataset):
     seeded with (seed, epoch, rank, index), so a sample does not depend on which worker makes
     it, workers and ranks never share a stream, and a restart with the same seed repeats it.
     `to_tensors` encodes a sample's arrays for the network and its losses (the family's
-    TrainingRecipe.train_tensors).
+    TrainingRecipe.train_tensors); `draw` makes the random choices of a "gca"-pipeline sample
+    (GCA-Matting's, dataloader.transforms.draw_gca; a family's variant of them).
     """
 
     def __init__(self, files: TrainList, to_tensors: Callable[[Dict[str, np.ndarray]], Dict[str, torch.Tensor]],
                  crop_size: int = 512, augmentation: bool = True, random_interp: bool = False, pipeline: str = "gca",
                  seed: int = 0, rank: int = 0, decode_cache: Optional[str] = None, fast: bool = True,
-                 own_background_prob: float = 0.0):
+                 own_background_prob: float = 0.0, draw: Callable[..., T.GCADraws] = T.draw_gca):
         if crop_size % 32:
             raise ValueError(f"data.crop_size must be a multiple of 32, got {crop_size}")
         if pipeline not in PIPELINES:
@@ -111,7 +112,7 @@ class TrainDataset(Dataset):
         self.pipeline = pipeline
         self.seed, self.rank, self.fast = seed, rank, fast
         self.own_background_prob = own_background_prob
-        self.to_tensors = to_tensors
+        self.to_tensors, self.draw = to_tensors, draw
         self.cache = DecodeCache(decode_cache)
 
     def __len__(self) -> int:
@@ -153,7 +154,7 @@ class TrainDataset(Dataset):
         bg = self._own_background(fg_index, fg, alpha) if own else read_uint8(self.files.bg[index])
         if self.pipeline == "dim":
             return dim_sample(fg, alpha, bg, rng, self.crop_size, own)
-        draws = dataclasses.replace(T.draw_gca(rng, n_fg, self.random_interp, self.augmentation), own_background=own)
+        draws = dataclasses.replace(self.draw(rng, n_fg, self.random_interp, self.augmentation), own_background=own)
         fg2 = alpha2 = None
         if draws.mix and not own:
             fg2, alpha2 = self._read_fg((index + draws.mix_offset) % n_fg)

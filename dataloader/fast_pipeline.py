@@ -15,7 +15,7 @@ one source pixel, so most full-resolution work can move to the crop:
   lanes and scalar tail round differently, and a narrower output moves the tail.
 - the trimap is uint8 until cropped.
 Random interpolation (`data.random_interp`) runs the reference, since these shortcuts hold for
-nearest-neighbour sampling only.
+nearest-neighbour sampling only, and so does a trimap eroded at another size (draws.trimap_side).
 """
 from typing import Dict, List, Optional, Tuple
 
@@ -90,7 +90,7 @@ def gca_sample_fast(fg: np.ndarray, alpha8: np.ndarray, bg: np.ndarray, draws: T
                     alpha2_8: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
     """As gca_sample_reference(fg, alpha8 / 255, bg, ...), taking uint8 alphas. An own background
     (draws.own_background) travels with fg through every resize, warp and crop."""
-    if draws.interp != T.INTERP_SITES:
+    if draws.interp != T.INTERP_SITES or draws.trimap_side:
         alpha2 = None if alpha2_8 is None else alpha2_8.astype(np.float32) / 255
         return T.gca_sample_reference(fg, alpha8.astype(np.float32) / 255, bg, draws, crop, augmentation,
                                       fg2, alpha2)

@@ -48,6 +48,11 @@ class GCADraws:
     interp: Dict[str, int] = field(default_factory=lambda: dict(INTERP_SITES))
     # Not drawn here: set by the dataset for a photo composited over its own background.
     own_background: bool = False
+    # Not drawn here: set by a family's draws (ViTMatte's data/dim_dataset.py erodes the trimap on
+    # the alpha resized to 640 x 640 with trimap_interp, then brings it back with nearest);
+    # 0 erodes at the alpha's own size, as GCA-Matting's GenTrimap.
+    trimap_side: int = 0
+    trimap_interp: int = cv2.INTER_NEAREST
 
 
 def draw_gca(rng: np.random.Generator, num_fg: int, random_interp: bool = False,
@@ -133,6 +138,16 @@ def gen_trimap(alpha: np.ndarray, fg_erosion: int, bg_erosion: int) -> np.ndarra
     trimap[fg_mask == 1] = 255
     trimap[bg_mask == 1] = 0
     return trimap
+
+
+def sample_trimap(alpha: np.ndarray, draws: GCADraws) -> np.ndarray:
+    """gen_trimap with the draws' erosions, at the alpha's size or, with draws.trimap_side, on the
+    alpha resized to that square and brought back to the alpha's size with nearest sampling."""
+    if not draws.trimap_side:
+        return gen_trimap(alpha, draws.fg_erosion, draws.bg_erosion)
+    side = (draws.trimap_side, draws.trimap_side)
+    square = gen_trimap(cv2.resize(alpha, side, interpolation=draws.trimap_interp), draws.fg_erosion, draws.bg_erosion)
+    return cv2.resize(square, alpha.shape[::-1], interpolation=cv2.INTER_NEAREST)
 
 
 def upscale_ratio(h: int, w: int, crop: int) -> Optional[float]:
@@ -234,7 +249,7 @@ def gca_sample_reference(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray, draw
         if own:
             bg = cv2.warpAffine(bg, affine_matrix_for((rows, cols), draws), (cols, rows),
                                 flags=draws.interp["affine_fg"] + cv2.WARP_INVERSE_MAP)
-    trimap = gen_trimap(alpha, draws.fg_erosion, draws.bg_erosion)
+    trimap = sample_trimap(alpha, draws)
     fg, alpha, trimap, bg = random_crop(fg, alpha, trimap, bg, crop, draws)
     if augmentation and not own:
         fg = random_jitter(fg, alpha, draws)

@@ -105,15 +105,19 @@ def run_one(size: str, form: str, config: str, checkpoint: Optional[str], device
 
 
 def literal_fits(size: str, config: str) -> bool:
-    """Whether the literal form's L x L score volumes (a few alive at once) fit in free memory;
-    True for a network without GCA attention."""
+    """Whether the literal form's L x L score volumes (a few alive at once) fit in free memory:
+    the network's own `literal_peak_bytes(height, width)` where it has one, else GCA's; True for a
+    network with neither."""
     spec = model_spec(load_config(config))
-    if not any(isinstance(module, GuidedCxtAtten) for module in build_network(spec).modules()):
+    network = build_network(spec)
+    width, height = (int(v) for v in size.split("x"))
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if hasattr(network, "literal_peak_bytes"):
+        return network.literal_peak_bytes(height, width) < 0.5 * free
+    if not any(isinstance(module, GuidedCxtAtten) for module in network.modules()):
         return True
     padding = family_of(spec).recipes(spec)[0].padding
-    width, height = (int(v) for v in size.split("x"))
     length = (height + sum(padding.sides(height))) // 16 * ((width + sum(padding.sides(width))) // 16)
-    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return 3 * 4 * length ** 2 < 0.5 * free
 
 

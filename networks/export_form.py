@@ -1,12 +1,13 @@
 """The form of a network that torch.export captures for any image size and onnxruntime runs in
 less memory: rewrites every family's export can use (networks.export runs the family's form,
-Family.export)."""
+Family.export), and scan_rows, a loop over rows that the export captures as an ONNX Scan."""
 import copy
 from typing import Callable, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch._higher_order_ops.scan import scan
 
 from networks.ops import replace_modules
 from networks.stripes import WHOLE
@@ -61,3 +62,15 @@ def exportable_copy(network: nn.Module, *rewrites: Rewrite) -> nn.Module:
     if hasattr(network, "stripe_rows"):
         network.stripe_rows = WHOLE
     return network
+
+
+def scan_rows(step: Callable, carry: torch.Tensor, rows: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """torch's scan while torch.export captures it (it becomes an ONNX Scan), else a Python loop
+    over the same step: eager scan compiles itself on every call, seconds for a small image."""
+    if torch.compiler.is_exporting():
+        return scan(step, carry, rows)
+    outputs = []
+    for row in zip(*rows):
+        carry, output = step(carry, row)
+        outputs.append(output)
+    return carry, torch.stack(outputs)

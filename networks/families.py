@@ -23,6 +23,8 @@ from networks.dim import family as dim
 from networks.family import Family
 from networks.gca_matting import family as gca_matting
 from networks.mmagic import family as mmagic
+from networks.vitmatte import family as vitmatte
+from networks.vitmatte import hf_family as vitmatte_hf
 from utils import config as config_file
 from utils.checkpoint import CheckpointError, load_state_dict_checked, read_checkpoint
 from utils.config import DEFAULT_FAMILY, ConfigError, ModelSpec
@@ -30,7 +32,7 @@ from utils.hub.fetch import fetch
 from utils.hub.released import ReleasedModel, released_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAMILY_MODULES = (gca_matting, mmagic, dim, aematter, aim)
+FAMILY_MODULES = (gca_matting, mmagic, dim, aematter, aim, vitmatte, vitmatte_hf)
 FAMILIES: Dict[str, Family] = {module.FAMILY.name: module.FAMILY for module in FAMILY_MODULES}
 # The released models by name (python -m networks.models lists them).
 RELEASED: Dict[str, ReleasedModel] = released_table(model for module in FAMILY_MODULES for model in module.RELEASED)

@@ -69,6 +69,17 @@ def rng():
     return np.random.default_rng(0)
 
 
+def disc_photo_and_trimap(height: int, width: int, seed: int = 0):
+    """A smooth random 3-channel photo; a trimap with a foreground disc, an unknown ring, background."""
+    rng = np.random.default_rng(seed)
+    image = cv2.resize(rng.integers(0, 256, (height // 4 + 2, width // 4 + 2, 3), dtype=np.uint8), (width, height),
+                       interpolation=cv2.INTER_CUBIC)
+    ys, xs = np.mgrid[:height, :width]
+    radius = np.hypot((ys - height / 2) / height, (xs - width / 2) / width)
+    trimap = np.where(radius < 0.2, 255, np.where(radius < 0.4, 128, 0)).astype(np.uint8)
+    return image, trimap
+
+
 def arch_spec(family: str, arch, trimap_channel: int = 3) -> ModelSpec:
     """The spec of a GCA-Matting or MMagic network: arch = (encoder, decoder)."""
     return family_spec(family, {"model.arch.encoder": arch[0], "model.arch.decoder": arch[1],

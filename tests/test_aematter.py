@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import demo
-from conftest import arch_spec, key_list
+from conftest import arch_spec, disc_photo_and_trimap, key_list
 from matting import Matter
 from networks.aematter import family as aematter
 from networks.aematter import network as aematter_network
@@ -76,12 +76,7 @@ def checkpoint(network, tmp_path_factory):
 def photo_and_trimap(height: int, width: int, seed: int = 0):
     """A smooth random BGR photo; a trimap with a foreground disc, an unknown ring, background, and
     patches of greys (77, 200) that are no class of AEMatter's (forced to 0)."""
-    rng = np.random.default_rng(seed)
-    image = cv2.resize(rng.integers(0, 256, (height // 4 + 2, width // 4 + 2, 3), dtype=np.uint8), (width, height),
-                       interpolation=cv2.INTER_CUBIC)
-    ys, xs = np.mgrid[:height, :width]
-    radius = np.hypot((ys - height / 2) / height, (xs - width / 2) / width)
-    trimap = np.where(radius < 0.2, 255, np.where(radius < 0.4, 128, 0)).astype(np.uint8)
+    image, trimap = disc_photo_and_trimap(height, width, seed)
     trimap[: height // 8, : width // 3] = 77
     trimap[-(height // 8):, -(width // 3):] = 200
     return image, trimap

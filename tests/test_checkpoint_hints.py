@@ -36,6 +36,11 @@ def aematter_file(state):
     return {"model": state}
 
 
+def vitmatte_file(state):
+    """detectron2's checkpointer layout, without the normalisation (the recipe's, not the file's)."""
+    return {"model": {key: value for key, value in state.items() if key not in ("pixel_mean", "pixel_std")}}
+
+
 def aim_file(state):
     """The backbone under both of the published module's names, and its unused classifier."""
     aliases = {published + key[len(ours):]: value for key, value in state.items()
@@ -64,6 +69,7 @@ RELEASED = {
                    ("config/mmagic-dim-stage2.toml", "config/mmagic-dim-stage3.toml")),
     "aematter": ("config/aematter.toml", aematter_file, ("config/aematter.toml",)),
     "aim": ("config/aim.toml", aim_file, ("config/aim.toml",)),
+    "vitmatte-s": ("config/vitmatte-s.toml", vitmatte_file, ("config/vitmatte-s.toml",)),
 }
 CONFIGS = sorted({config for config, _, _ in RELEASED.values()})
 # The families this project trains save {'state_dict', 'config', ...} (trainer.checkpoint_state).

@@ -224,6 +224,9 @@ def test_shipped_configs_load(path):
         gca = "baseline" not in name
         assert ("gca" in config.model.arch.encoder) == gca and ("gca" in config.model.arch.decoder) == gca
         assert config.model.trimap_channel == (1 if "dimaug" in name else 3)
+    elif config.model.family in ("vitmatte", "vitmatte-hf"):  # ViTMatte: the size, the source's recipe
+        suffix = "-hf" if config.model.family == "vitmatte-hf" else ""
+        assert name == f"vitmatte-{config.model.arch.encoder[-1]}{suffix}" and config.model.trimap_channel == 1
     else:  # AEMatter, AIM: one network each, which the family names
         assert config.model.family == name
     assert format_config(config).startswith("version = ")
@@ -240,9 +243,10 @@ def test_the_five_published_configs_ship():
     ("gca-matting", "[model.arch]\nrefiner = 'plain_refiner'\n", "model.arch.refiner", '"mmagic-dim"'),
     ("mmagic-dim", "[train]\nrec_weight = 1.0\n", "train.rec_weight", '"gca-matting", "mmagic"'),
     ("aim", "[model]\ntrimap_channel = 1\n", "model.trimap_channel",
-     '"gca-matting", "mmagic", "mmagic-dim", "aematter"'),
+     '"gca-matting", "mmagic", "mmagic-dim", "aematter", "vitmatte", "vitmatte-hf"'),
     ("aematter", "[test]\ngca_block = -1\n", "test.gca_block", '"gca-matting", "mmagic"'),
-    ("aematter", "[model.arch]\nencoder = 'vgg16'\n", "model.arch", '"gca-matting", "mmagic", "mmagic-dim"'),
+    ("aematter", "[model.arch]\nencoder = 'vgg16'\n", "model.arch",
+     '"gca-matting", "mmagic", "mmagic-dim", "vitmatte", "vitmatte-hf"'),
 ])
 def test_a_key_the_family_does_not_read_is_refused_with_both_names(tmp_path, family, text, key, readers):
     path = write(tmp_path, f"[model]\nfamily = '{family}'\n" + text.replace("[model]\n", ""))

@@ -39,7 +39,7 @@ HTML = b"<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</ti
 # Each family's network and released layout, from one of its configs: {family: config}.
 FAMILY_CONFIGS = {"gca-matting": "config/gca-dist.toml", "mmagic": "config/mmagic-gca.toml",
                   "mmagic-dim": "config/mmagic-dim-stage3.toml", "aematter": "config/aematter.toml",
-                  "aim": "config/aim.toml"}
+                  "aim": "config/aim.toml", "vitmatte": "config/vitmatte-s.toml"}
 LAYOUT_OF = {config: layout for config, layout, _ in LAYOUTS.values()}
 # A hub folder of a GCA-Matting file and a JSON file.
 HUB_FOLDER = ReleasedModel(name="tiny-hub", family="gca-matting", config="config/gca-dist.toml", file="tiny-gca",

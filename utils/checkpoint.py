@@ -1,10 +1,12 @@
-"""Reading checkpoints safely: the released files, training checkpoints and bare state dicts.
+"""Reading checkpoints safely: the released files, training checkpoints, bare state dicts and
+transformers hub folders (config.json with model.safetensors or pytorch_model.bin).
 
 Nothing in a checkpoint ever runs: files of tensors and plain containers load through
 torch.load(weights_only=True); files that also hold other Python objects (OpenMMLab's mmengine
 logs, numpy values) load through an unpickler that rebuilds tensors and turns every other object
 into an inert placeholder, without importing or calling anything the file names."""
 import hashlib
+import json
 import logging
 import os
 import pickle
@@ -22,6 +24,10 @@ from utils.atomic import atomic_file
 MODULE_PREFIX = "module."
 logger = logging.getLogger(__name__)
 UNPICKLER_ERROR = "WeightsUnpickler error:"
+# A transformers hub folder: its model's config, its processor's, and its weights file (either name).
+HUB_CONFIG, HUB_PREPROCESSOR = "config.json", "preprocessor_config.json"
+HUB_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+SAFETENSORS = ".safetensors"
 OPENMMLAB_NAME = re.compile(r"_\d{8}(?:_\d{6})?-([0-9a-f]{8})\.pth$")
 # What the tensors of a torch.save file are rebuilt with (storages are torch's own affair).
 TENSOR_GLOBALS = {
@@ -39,9 +45,15 @@ class CheckpointError(RuntimeError):
 
 
 def read_checkpoint(path: str) -> Dict:
-    """The checkpoint's contents on the CPU, with nothing in it run: torch.load(weights_only=True),
-    or for a file holding other objects besides tensors, load_tensors_only. Any other file torch
-    cannot read is one CheckpointError, "<path>: not a PyTorch checkpoint (what the file looks like)"."""
+    """The checkpoint's contents on the CPU, with nothing in it run: a hub folder's through
+    read_hub_checkpoint, a torch.save file's through read_torch_file."""
+    return read_hub_checkpoint(path) if is_hub_checkpoint(path) else read_torch_file(path)
+
+
+def read_torch_file(path: str) -> Dict:
+    """A torch.save file's contents: torch.load(weights_only=True), or for a file holding other
+    objects besides tensors, load_tensors_only. Any other file torch cannot read is one
+    CheckpointError, "<path>: not a PyTorch checkpoint (what the file looks like)"."""
     if os.path.isdir(path):
         found = sorted(os.path.join(path, name) for name in os.listdir(path) if name.endswith(".pth"))
         inside = f"the .pth files in it: {_few(found)}" if found else "it holds no .pth file"
@@ -70,6 +82,56 @@ def read_checkpoint(path: str) -> Dict:
     logger.info("%s: loaded its tensors; %d kinds of other objects in it were left out: %s", path, len(ignored),
                 ", ".join(sorted(ignored)))
     return checkpoint
+
+
+def is_hub_checkpoint(path: str) -> bool:
+    """Whether `path` is a transformers hub folder (a config.json beside model.safetensors or
+    pytorch_model.bin), the weights file of one, or any .safetensors file."""
+    path = os.path.normpath(path)
+    if os.path.isdir(path):
+        return os.path.isfile(os.path.join(path, HUB_CONFIG)) and any(
+            os.path.isfile(os.path.join(path, name)) for name in HUB_WEIGHTS)
+    if path.endswith(SAFETENSORS):
+        return os.path.isfile(path)
+    return os.path.basename(path) in HUB_WEIGHTS and os.path.isfile(os.path.join(os.path.dirname(path), HUB_CONFIG))
+
+
+def read_hub_checkpoint(path: str) -> Dict:
+    """A hub folder's (or its weights file's) contents: {"state_dict": the tensors, HUB_CONFIG: the
+    folder's config.json, HUB_PREPROCESSOR: its preprocessor_config.json}, each None where absent.
+    safetensors files are read with the safetensors package (tensors only, nothing run),
+    pytorch_model.bin with read_torch_file."""
+    path = os.path.normpath(path)
+    folder, weights = os.path.dirname(path), path
+    if os.path.isdir(path):
+        folder = path
+        weights = next(os.path.join(path, name) for name in HUB_WEIGHTS if os.path.isfile(os.path.join(path, name)))
+    if weights.endswith(SAFETENSORS):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+        try:
+            state_dict = load_file(weights, device="cpu")
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from None
+    else:
+        state_dict = extract_state_dict(read_torch_file(weights), weights)
+    contents = {"state_dict": state_dict}
+    for name in (HUB_CONFIG, HUB_PREPROCESSOR):
+        file = os.path.join(folder, name)
+        contents[name] = read_json(file) if os.path.isfile(file) else None
+    return contents
+
+
+def read_json(path: str) -> Dict:
+    """A JSON file's object; CheckpointError for a file that holds none."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            contents = json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot be read as JSON ({e})") from None
+    if not isinstance(contents, dict):
+        raise CheckpointError(f"{path}: holds a JSON {type(contents).__name__}, not an object")
+    return contents
 
 
 def check_name_hash(path: str) -> None:

@@ -1,14 +1,13 @@
 """GCA-Matting's network in exportable form (its Family.export): the spectral norms folded into
 plain weights and the attention as a Scan over the rows of its 1/16 grid (ScannedGCA), so that
 one graph serves every image size and no L x L score volume is ever allocated."""
-from typing import Callable, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch._higher_order_ops.scan import scan
 
-from networks.export_form import exportable_copy
+from networks.export_form import exportable_copy, scan_rows
 from networks.gca_matting.gca import RATE, GuidedCxtAtten, extract_patches, softmax_scales
 from networks.gca_matting.spectral_norm import SpectralNorm
 
@@ -21,18 +20,6 @@ def _shifted_sum(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
     across = pair[:, 1:, :, 1:] + pair[:, :-1, :, :-1]
     gathered = across[1, :, 1:, :] + across[0, :, :-1, :]
     return gathered.reshape(gathered.shape[0], -1)
-
-
-def scan_rows(step: Callable, carry: torch.Tensor, rows: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """torch's scan while torch.export captures it (it becomes an ONNX Scan), else a Python loop
-    over the same step: eager scan compiles itself on every call, seconds for a small image."""
-    if torch.compiler.is_exporting():
-        return scan(step, carry, rows)
-    outputs = []
-    for row in zip(*rows):
-        carry, output = step(carry, row)
-        outputs.append(output)
-    return carry, torch.stack(outputs)
 
 
 def attend_scanned(patches: torch.Tensor, keys: torch.Tensor, alpha: torch.Tensor, key_scale: torch.Tensor,
