@@ -261,7 +261,10 @@ def test_each_family_has_its_own_keys_and_typed_options():
     assert (aim.options.strategy, aim.options.resize) == ("hybrid", "skimage-0.14")
     assert set(aim.values) == {"test.aim_strategy", "test.aim_resize"}
     aematter = model_spec(default_config("aematter"))
-    assert dict(aematter.values) == {"model.trimap_channel": 3}  # no encoder, no GCA blocking
+    # no encoder, no GCA blocking; its training recipe's keys, the published batch and crop
+    assert dict(aematter.values) == {"model.trimap_channel": 3, "model.batch_size": 2, "train.lr_per_sample": 2.5e-5,
+                                     "train.lr_epochs": 150, "data.crop_size": 1024, "data.pipeline": "aematter",
+                                     "data.random_interp": True, "train.clip_grad": False}
     assert "arch" not in default_config("aematter").model and "rec_weight" not in default_config("aim").train
 
 
