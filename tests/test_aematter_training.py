@@ -21,9 +21,10 @@ from networks.aematter.data import aematter_sample, make_trimap, mix
 from networks.aematter.losses import (CHARBONNIER_EPS, aematter_losses, composed_alpha, gaussian_kernel,
                                       laplacian_bands, laplacian_loss, unknown_charbonnier)
 from networks.aematter.network import AEMatter
-from networks.aematter.training import ClippedRAdam, optimizer, parameter_groups, stepped_cosine
+from networks.aematter.training import (ClippedRAdam, load_swin_imagenet, optimizer, parameter_groups,
+                                        stepped_cosine)
 from networks.families import family_spec, load_config, load_network
-from utils.checkpoint import read_checkpoint
+from utils.checkpoint import CheckpointError, read_checkpoint
 from utils.config import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -113,6 +114,29 @@ def test_the_parameter_groups_and_weight_decay_are_get_params(small_network):
         assert kept and not any(name.startswith("trans.") for name in kept)
     finally:
         small_network.trans.requires_grad_(True)
+
+
+def test_swin_ts_imagenet_file_starts_the_backbone_but_for_aematters_own_patch_embedding(small_network, tmp_path):
+    """The file as Microsoft's swin_tiny_patch4_window7_224.pth holds it: {'model': ...} with Swin's
+    4 x 4 patch embedding of the image, a final norm and a classifier besides the stages."""
+    generator = torch.Generator().manual_seed(3)
+    swin = {key[len("trans."):]: torch.randn(value.shape, generator=generator) if value.is_floating_point() else value
+            for key, value in small_network.state_dict().items()
+            if key.startswith("trans.") and not key.startswith(("trans.norm0", "trans.norm1", "trans.norm2", "trans.norm3"))}
+    swin.update({"patch_embed.proj.weight": torch.randn(96, 3, 4, 4), "patch_embed.proj.bias": torch.randn(96),
+                 "norm.weight": torch.ones(768), "head.weight": torch.randn(1000, 768)})
+    torch.save({"model": swin}, tmp_path / "swin.pth")
+    before = {k: v.clone() for k, v in small_network.state_dict().items()}
+    left = load_swin_imagenet(small_network, str(tmp_path / "swin.pth"), SPEC)
+    assert sorted(left) == sorted(k for k in before if k.startswith(("trans.patch_embed.proj.", "trans.norm")))
+    after = small_network.state_dict()
+    assert all(torch.equal(after["trans." + k], v) for k, v in swin.items() if "trans." + k in after and
+               "trans." + k not in left)
+    assert all(torch.equal(after[k], before[k]) for k in left) and torch.equal(after["conv1.0.weight"],
+                                                                              before["conv1.0.weight"])
+    torch.save({"model": {"layers.0.blocks.0.norm1.weight": torch.ones(5)}}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="not Swin-T's ImageNet weights"):
+        load_swin_imagenet(small_network, str(tmp_path / "other.pth"), SPEC)
 
 
 def test_the_step_clips_the_gradient_norm_at_10_first():

@@ -110,8 +110,10 @@ def load_swin_imagenet(network: nn.Module, path: str, spec: ModelSpec) -> List[s
     the file also holds are not used. Returns the backbone keys left to their initialisation.
     CheckpointError for a missing file or one without Swin-T's tensors."""
     if not os.path.isfile(path):
-        raise CheckpointError(f"Swin-T ImageNet weights not found: {path}; give the local file "
-                              "swin_tiny_patch4_window7_224.pth, or set model.imagenet_pretrain = false")
+        where = path or "model.imagenet_pretrain_path is not set"
+        raise CheckpointError(f"Swin-T ImageNet weights not found: {where}; give the local file "
+                              "swin_tiny_patch4_window7_224.pth (model.imagenet_pretrain_path), or set "
+                              "model.imagenet_pretrain = false")
     checkpoint = read_checkpoint(path)
     state = extract_state_dict(checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else checkpoint,
                                path)
