@@ -224,8 +224,8 @@ def test_shipped_configs_load(path):
         gca = "baseline" not in name
         assert ("gca" in config.model.arch.encoder) == gca and ("gca" in config.model.arch.decoder) == gca
         assert config.model.trimap_channel == (1 if "dimaug" in name else 3)
-    else:  # AEMatter, AIM: one network each, which the family names
-        assert config.model.family == name
+    else:  # AEMatter, AIM: one network each, which the family names (and its training configs begin with)
+        assert name == config.model.family or name.startswith(config.model.family + "-")
     assert format_config(config).startswith("version = ")
 
 
@@ -259,7 +259,8 @@ def test_each_family_has_its_own_keys_and_typed_options():
     assert not hasattr(dim.options, "loss_weights") and not hasattr(dim.options, "gca_block")
     assert dim.options.trimap_channel == 1 and dim.options.refiner == ""
     assert (aim.options.strategy, aim.options.resize) == ("hybrid", "skimage-0.14")
-    assert set(aim.values) == {"test.aim_strategy", "test.aim_resize"}
+    assert {"test.aim_strategy", "test.aim_resize", "train.aim_stage", "data.train_usr", "train.G_lr"} <= set(aim.values)
+    assert aim.options.training.stage == "matting" and aim.options.training.adam.betas == (0.9, 0.999)
     aematter = model_spec(default_config("aematter"))
     # no encoder, no GCA blocking; its training recipe's keys, the published batch and crop
     assert dict(aematter.values) == {"model.trimap_channel": 3, "model.batch_size": 2, "train.lr_per_sample": 2.5e-5,
