@@ -173,17 +173,34 @@ def test_the_shipped_configs_load():
     assert duts.model.batch_size == matting.model.batch_size == 16
 
 
+def validation_set(toy: str, folder) -> dict:
+    """The toy's first test image, and one too small for AIM's 1/4 scale."""
+    keys = {}
+    for key, sub in (("test_merged", "merged"), ("test_alpha", "alpha"), ("test_trimap", "trimaps")):
+        os.makedirs(folder / sub)
+        name = sorted(os.listdir(os.path.join(toy, "test", sub)))[0]
+        image = cv2.imread(os.path.join(toy, "test", sub, name), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(folder / sub / name), image)
+        cv2.imwrite(str(folder / sub / "small.png"), image[:64, :80])
+        keys[key] = str(folder / sub)
+    return keys
+
+
 @pytest.mark.slow
 def test_the_transfer_stage_trains_on_images_and_masks(toy, tmp_path, monkeypatch, capsys):
+    """Its losses fall; validation leaves out, by name, an image too small for AIM's recipe."""
     data = {"train_merged": f"{toy}/train/fg", "train_alpha": f"{toy}/train/alpha", "crop_size": 64}
     config = write_config(str(tmp_path), "duts", "aim", {
-        "model": {"batch_size": 2}, "data": data,
-        "train": {"aim_stage": "duts", "total_step": 3, "val_step": 1000, "G_lr": 1e-4}})
+        "model": {"batch_size": 2}, "data": {**data, **validation_set(toy, tmp_path / "val")},
+        "train": {"aim_stage": "duts", "total_step": 3, "val_step": 3, "G_lr": 1e-4}})
     seen = record_steps(monkeypatch, {})
     assert train(config) == 0
     totals = [losses["total"] for _, losses in seen["duts"]]
     assert set(seen["duts"][0][1]) == {"global", "local", "fusion", "total"} and totals[-1] < totals[0], totals
-    assert "2 images with salient-object masks" in log_text(str(tmp_path), "duts")
+    log = log_text(str(tmp_path), "duts")
+    assert "2 images with salient-object masks" in log
+    assert "validation image left out of the means: small.png: the photo is 80 x 64 px" in log
+    assert "validation at step 3:" in log and "(1 image, 1 too small for the recipe left out)" in log
     # a background folder is not read by this stage: refused by name
     bad = write_config(str(tmp_path), "bad", "aim", {
         "data": {**data, "train_bg": f"{toy}/train/bg"}, "train": {"aim_stage": "duts"}})
