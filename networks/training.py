@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from dataloader.datasets import DataSettings, KeyedDataset, composited_training_set
 from utils.config import ModelSpec, Rule, at_least, one_of
@@ -109,6 +110,21 @@ def composited_dataset(train_tensors: Callable[[Arrays, ModelSpec], Tensors]
     def dataset(settings: DataSettings, spec: ModelSpec) -> KeyedDataset:
         return composited_training_set(settings, partial(train_tensors, spec=spec))
     return dataset
+
+
+def laplacian_pyramid(image: torch.Tensor, kernel: torch.Tensor, levels: int, border: str) -> List[torch.Tensor]:
+    """`levels` band-pass levels of N x C x H x W `image`, each the image minus its blur by the
+    square `kernel` (padded with F.pad's `border`: "reflect", "replicate"), the blur then halved by
+    2 x 2 averaging for the next level; and, last, the final blur so halved (AEMatter's and AIM's
+    Laplacian losses)."""
+    weight = kernel.to(image)[None, None].expand(image.shape[1], 1, *kernel.shape)
+    pad = kernel.shape[0] // 2
+    pyramid = []
+    for _ in range(levels):
+        blurred = F.conv2d(F.pad(image, (pad, pad, pad, pad), mode=border), weight, groups=image.shape[1])
+        pyramid.append(image - blurred)
+        image = F.avg_pool2d(blurred, 2)
+    return pyramid + [image]
 
 
 def unknown_l1(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,9 @@ import torch
 
 import main
 import trainer as trainer_module
+from networks.families import load_config
 from utils.checkpoint import extract_state_dict, read_checkpoint
+from utils.config import ConfigError
 
 
 def write_config(folder: str, name: str, family: str, sections: Dict[str, Dict]) -> str:
@@ -78,3 +80,15 @@ def log_text(folder: str, name: str) -> str:
 
 def state_of(path: str) -> Dict[str, torch.Tensor]:
     return extract_state_dict(read_checkpoint(path), path)
+
+
+def refusal(folder, family: str, text: str) -> str:
+    """The ConfigError of a config of `family` with the TOML `text` added, after its file name."""
+    path = os.path.join(folder, "refused.toml")
+    with open(path, "w") as f:
+        f.write(f'[model]\nfamily = "{family}"\n' + text)
+    try:
+        load_config(path)
+    except ConfigError as e:
+        return str(e)[len(path) + 2:]
+    raise AssertionError(f"{path} was not refused")

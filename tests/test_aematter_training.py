@@ -14,18 +14,18 @@ import pytest
 import torch
 
 import demo
-from family_training import log_text, record_steps, state_of, train, write_config
+from family_training import log_text, record_steps, refusal, state_of, train, write_config
 from dataloader.datasets import SampleSource
 from dataloader.toy import make_toy_dataset
 from networks.aematter.data import aematter_sample, make_trimap, mix
 from networks.aematter.losses import (CHARBONNIER_EPS, aematter_losses, composed_alpha, gaussian_kernel,
-                                      laplacian_bands, laplacian_loss, unknown_charbonnier)
+                                      laplacian_loss, unknown_charbonnier)
 from networks.aematter.network import AEMatter
 from networks.aematter.training import (ClippedRAdam, load_swin_imagenet, optimizer, parameter_groups,
                                         stepped_cosine)
 from networks.families import family_spec, load_config, load_network
+from networks.training import laplacian_pyramid
 from utils.checkpoint import CheckpointError, read_checkpoint
-from utils.config import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = family_spec("aematter")
@@ -59,12 +59,12 @@ def test_the_laplacian_loss_on_hand_computed_cases():
     # sum to 2 (1 - centre).
     impulse = torch.zeros(1, 1, 64, 64)
     impulse[0, 0, 32, 32] = 1
-    first = laplacian_bands(impulse, kernel)[0]
+    first = laplacian_pyramid(impulse, kernel, 5, "reflect")[0]
     assert float(first.abs().sum()) == pytest.approx(2 * (1 - float(kernel[2, 2])), rel=1e-5)
     # The bands see no constant offset; level k counts 2^k times.
     target = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.5
     assert float(laplacian_loss(target + 0.25, target)) == pytest.approx(0, abs=1e-5)
-    bands = [laplacian_bands(x, kernel) for x in (impulse, torch.zeros_like(impulse))]
+    bands = [laplacian_pyramid(x, kernel, 5, "reflect")[:-1] for x in (impulse, torch.zeros_like(impulse))]
     expected = sum(2 ** k * float((a - b).abs().mean()) for k, (a, b) in enumerate(zip(*bands)))
     assert len(bands[0]) == 5 and float(laplacian_loss(impulse, torch.zeros_like(impulse))) == pytest.approx(expected)
     # The prediction is clamped to [0, 1] first.
@@ -233,10 +233,7 @@ def test_mixing_puts_the_foreground_over_another_and_combines_the_alphas():
     ("[data]\ncrop_size = 32\n", "data.crop_size must be a multiple of 32 of at least 64"),
 ])
 def test_a_key_the_recipe_does_not_read_or_a_value_it_cannot_honour_is_refused(tmp_path, text, message):
-    path = tmp_path / "bad.toml"
-    path.write_text("[model]\nfamily = \"aematter\"\n" + text)
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        load_config(str(path))
+    assert refusal(tmp_path, "aematter", text).startswith(message)
 
 
 def test_the_shipped_configs_load():

@@ -7,7 +7,8 @@ borders, level k weighted 2^k)."""
 from typing import Dict
 
 import torch
-import torch.nn.functional as F
+
+from networks.training import laplacian_pyramid
 
 LOSS_WEIGHT = 0.5  # each of the three
 # Inside the square root: (difference)^2 + CHARBONNIER_EPS^2.
@@ -33,25 +34,13 @@ def gaussian_kernel(size: int = GAUSSIAN_SIZE, sigma: float = GAUSSIAN_SIGMA) ->
     return line[:, None] * line[None, :]
 
 
-def laplacian_bands(image: torch.Tensor, kernel: torch.Tensor, levels: int = PYRAMID_LEVELS) -> list:
-    """The band-pass levels of the Laplacian pyramid of N x C x H x W `image`: at each level the
-    image minus its blur (mirrored borders without repeating the edge), then the blur halved by
-    2 x 2 averaging for the next level."""
-    weight = kernel.to(image)[None, None].expand(image.shape[1], 1, *kernel.shape)
-    pad = kernel.shape[0] // 2
-    bands = []
-    for _ in range(levels):
-        blurred = F.conv2d(F.pad(image, (pad, pad, pad, pad), mode="reflect"), weight, groups=image.shape[1])
-        bands.append(image - blurred)
-        image = F.avg_pool2d(blurred, 2)
-    return bands
-
-
 def laplacian_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """sum over the levels k of 2^k x the mean absolute difference of the two pyramids' band k,
-    the prediction clamped to [0, 1] first."""
+    """sum over the 5 band-pass levels k (mirrored borders without repeating the edge) of 2^k x
+    the mean absolute difference of the two pyramids' band k, the prediction clamped to [0, 1]
+    first."""
     kernel = gaussian_kernel()
-    pairs = zip(laplacian_bands(prediction.clamp(0, 1), kernel), laplacian_bands(target, kernel))
+    pairs = zip(laplacian_pyramid(prediction.clamp(0, 1), kernel, PYRAMID_LEVELS, "reflect")[:-1],
+                laplacian_pyramid(target, kernel, PYRAMID_LEVELS, "reflect")[:-1])
     return sum(LEVEL_FACTOR ** level * (a - b).abs().mean() for level, (a, b) in enumerate(pairs))
 
 

@@ -11,10 +11,12 @@ so only their exact 128 counts as the transition, while the class of a resized g
 1 above 2, and the grey itself truncated below (1 and 2 included); the Charbonnier terms add
 1e-12 under the root for every pixel, the transition's included or not; the Laplacian pyramid's
 kernel is the normalised sum (not the product) of two squared 1-D Gaussians of sigma 1."""
-from typing import Dict, List
+from typing import Dict
 
 import torch
 import torch.nn.functional as F
+
+from networks.training import laplacian_pyramid
 
 CHARBONNIER_EPS2 = 1e-12
 TRANSITION_GREY, FOREGROUND_GREY = 128, 255
@@ -60,23 +62,12 @@ def pyramid_kernel(size: int = KERNEL_SIZE, sigma: float = KERNEL_SIGMA) -> torc
     return kernel / kernel.sum()
 
 
-def laplacian_pyramid(image: torch.Tensor, levels: int = PYRAMID_LEVELS) -> List[torch.Tensor]:
-    """`levels` band-pass levels (the image minus its blur, the border replicated; then the blur
-    halved by 2 x 2 averaging) and the last blur halved."""
-    kernel = pyramid_kernel().to(image)
-    weight = kernel[None, None].expand(image.shape[1], 1, *kernel.shape)
-    pad = kernel.shape[0] // 2
-    pyramid = []
-    for _ in range(levels):
-        blurred = F.conv2d(F.pad(image, (pad, pad, pad, pad), mode="replicate"), weight, groups=image.shape[1])
-        pyramid.append(image - blurred)
-        image = F.avg_pool2d(blurred, 2)
-    return pyramid + [image]
-
-
 def laplacian_loss(prediction: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """The sum over the pyramids' levels of the mean absolute difference."""
-    return sum((a - b).abs().mean() for a, b in zip(laplacian_pyramid(alpha), laplacian_pyramid(prediction)))
+    """The sum over the pyramids' levels (5 band-pass levels, the border replicated, and the last
+    blur halved) of the mean absolute difference."""
+    kernel = pyramid_kernel()
+    pyramids = (laplacian_pyramid(image, kernel, PYRAMID_LEVELS, "replicate") for image in (alpha, prediction))
+    return sum((a - b).abs().mean() for a, b in zip(*pyramids))
 
 
 def composition_loss(image: torch.Tensor, fg: torch.Tensor, bg: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
