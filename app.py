@@ -3,6 +3,7 @@
 python app.py --config config/gca-dist-all-data.toml \
     --checkpoint checkpoints/gca-dist-all-data/gca-dist-all-data.pth [--device auto] [--port 7860] \
     [--trimap-from config/aim.toml:checkpoints/aim/aimnet_pretrained_matting.pth]
+python app.py --checkpoint gca-dist-all-data --trimap-from aim    # released models by name
 
 Upload a photo, give its trimap (upload one, upload a mask, paint it on the photo, or, with
 --trimap-from, let a model that needs none predict it; a model that needs none takes the photo
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from matting import TRIMAP_FROM_EXAMPLE, TRIMAP_FROM_FORM, TRIMAP_SOURCES, AutomaticTrimap, Matter, trimap_model
-from networks.gca_matting.flow_vis import gca_offset_pictures
+from utils.inference.offset_pictures import offset_pictures as offset_pictures_bgr
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError
 from utils.extras import MissingExtraError, import_extra
@@ -58,8 +59,11 @@ class PageError(ValueError):
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="the model's config (.toml)")
-    parser.add_argument("--checkpoint", required=True, help="path of checkpoint")
+    parser.add_argument("--config", default=None,
+                        help="the model's config (.toml); the released model's own where --checkpoint names one")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a checkpoint file, or a released model's name (python -m networks.models lists them; "
+                             "fetched and cached on first use)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto: CUDA when available, else CPU")
     parser.add_argument("--port", type=int, default=7860, help="port of the page (default 7860)")
@@ -70,7 +74,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="photos longer than PX pixels on their long side are refused (default 4096)")
     parser.add_argument("--trimap-from", metavar=TRIMAP_FROM_FORM,
                         help="offer an automatic trimap, predicted by a model that needs none, given by its config "
-                             f"and checkpoint (e.g. {TRIMAP_FROM_EXAMPLE})")
+                             f"and checkpoint (e.g. {TRIMAP_FROM_EXAMPLE}) or its released name (aim)")
     return parser.parse_args(argv)
 
 
@@ -173,7 +177,7 @@ def precision_warning(precision: str, device: torch.device) -> str:
 
 def offset_pictures(info: Optional[Dict]) -> List[Optional[np.ndarray]]:
     """The two GCA offset pictures (RGB), or Nones for a model without GCA."""
-    return [picture[:, :, ::-1] for picture in gca_offset_pictures(info)] or [None, None]
+    return [picture[:, :, ::-1] for picture in offset_pictures_bgr(info)] or [None, None]
 
 
 @dataclass
@@ -438,7 +442,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         matter = Matter(args.config, args.checkpoint, args.device)
         if args.trimap_from and not matter.recipe.takes_trimap:
-            raise ValueError(f"{args.config}: its model predicts from the photo alone; drop --trimap-from")
+            raise ValueError(f"{args.config or args.checkpoint}: its model predicts from the photo alone; drop "
+                             "--trimap-from")
         automatic = trimap_model(args.trimap_from, args.device) if args.trimap_from else None
     except (ConfigError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -4,6 +4,11 @@ config names (GCA-Matting, MMagic's GCA / baseline / DIM, AEMatter, AIM).
 python demo.py --config config/gca-dist-all-data.toml \
     --checkpoint checkpoints/gca-dist-all-data/gca-dist-all-data.pth \
     --image-dir demo/input_lowres --trimap-dir demo/trimap_lowres/Trimap3 --output demo/pred/Trimap3/
+python demo.py --checkpoint aim --image-dir PHOTOS --output OUT --cutout   # a released model by name
+
+--checkpoint takes a file or a released model's name (python -m networks.models lists them): the
+file where the docs say to put it, else the cached copy, else downloaded, checked and cached; its
+config comes with the name unless --config is given.
 
 Writes <stem>.png (the alpha) and <stem>_offset1.png, <stem>_offset2.png (unless --no-offset) per
 image into <output>/<version>_<checkpoint file name>/; with --cutout also <stem>_fg.png (foreground
@@ -34,8 +39,8 @@ import numpy as np
 from matting import (TRIMAP_FROM_EXAMPLE, TRIMAP_FROM_FORM, TRIMAP_SOURCES, TTA_NEEDS_PYTORCH, AutomaticTrimap, Matter,
                      OnnxMatter, parse_trimap_from, takes_trimap, trimap_from_mask, trimap_model)
 from networks.export import ExportError
-from networks.families import load_config, model_spec
-from networks.gca_matting.flow_vis import gca_offset_pictures
+from networks.families import config_for, load_config, model_spec
+from utils.inference.offset_pictures import offset_pictures
 from utils.allocator import reuse_freed_memory
 from utils.io.batch import (AGAIN, COMPOSITE_SUFFIX, CUTOUT_SUFFIXES, OFFSET_SUFFIXES, RESUME, TRIMAP_SUFFIX, Tally,
                             check_same_size, drop_clashing, is_inside, pair_by_stem, process_pairs, report_failures,
@@ -54,13 +59,17 @@ from utils.signals import run_until_stopped
 
 
 DEFAULT_IMAGE_DIR, DEFAULT_TRIMAP_DIR = "demo/input_lowres", "demo/trimap_lowres/Trimap3"  # the published demo's
+DEFAULT_CONFIG = "config/gca-dist-all-data.toml"
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="config/gca-dist-all-data.toml")
-    parser.add_argument("--checkpoint", default="checkpoints/gca-dist-all-data/gca-dist-all-data.pth",
-                        help="path of checkpoint")
+    parser.add_argument("--config", default=None,
+                        help=f"the model's config (default: the released model's where --checkpoint names one, else "
+                             f"{DEFAULT_CONFIG})")
+    parser.add_argument("--checkpoint", default="gca-dist-all-data",
+                        help="a checkpoint file, or a released model's name (python -m networks.models lists them; "
+                             "fetched and cached on first use); default gca-dist-all-data")
     parser.add_argument("--image-dir", default=None, help=f"input image dir (default {DEFAULT_IMAGE_DIR})")
     parser.add_argument("--trimap-dir", default=None,
                         help=f"input trimap dir (default {DEFAULT_TRIMAP_DIR}); trimaps are matched to images "
@@ -70,8 +79,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                              "(see --unknown-width); the trimap used is written as <name>_trimap.png")
     parser.add_argument("--trimap-from", metavar=TRIMAP_FROM_FORM,
                         help="instead of --trimap-dir: the trimaps predicted by a model that needs none, given by "
-                             f"its config and checkpoint (e.g. {TRIMAP_FROM_EXAMPLE}); written as "
-                             "<name>_trimap.png")
+                             f"its config and checkpoint (e.g. {TRIMAP_FROM_EXAMPLE}) or its released name (aim); "
+                             "written as <name>_trimap.png")
     parser.add_argument("--trimap-source", choices=TRIMAP_SOURCES, default=None,
                         help="with --trimap-from: semantic (default), the trimap that model's own fusion used; or "
                              "alpha, its alpha thresholded at half and banded as --mask-dir does (see "
@@ -217,7 +226,7 @@ def process_one(matter: Union[Matter, OnnxMatter], image_path: str, guide_path: 
         print(f"warning: {image_path}: {warning}", file=sys.stderr)
     with named_out_of_memory(image_path, width, height, matter.peak_estimate()):
         alpha, info = matter.predict_bgr(image, trimap, tta)
-        offsets = gca_offset_pictures(info) if outputs.offsets else []
+        offsets = offset_pictures(info) if outputs.offsets else []
         pictures = [alpha] + offsets
         if outputs.trimap:
             pictures.append(trimap)
@@ -269,6 +278,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 def run(args: argparse.Namespace, tally: Tally) -> int:
     """The command's work, counting the images written in `tally`; the exit code."""
     try:
+        if not args.onnx:
+            args.config = config_for(args.checkpoint, args.config, DEFAULT_CONFIG)
         config = None if args.onnx else load_config(args.config)
         # An exported graph always takes a trimap (the export refuses families that take none).
         kind = guide_kind(args, config is None or takes_trimap(model_spec(config)))

@@ -29,7 +29,8 @@ import torch
 from dataloader.datasets import DataSettings, EvalDataset, usable_eval_files
 from dataloader.file_lists import DataListError, EvalList, TrainFolders, eval_list
 from dataloader.loader import eval_loader, train_loader
-from networks.families import build_network, family_of, init_from_checkpoint, load_checkpoint, load_config, model_spec
+from networks.families import (RELEASED, build_network, family_of, init_from_checkpoint, load_checkpoint, load_config,
+                               model_spec)
 from networks.training import TrainingRecipe
 from trainer import Trainer, TrainingError, checkpoint_file, earlier_run_problem
 from utils import distributed as du
@@ -222,6 +223,15 @@ def report_categories(config, sads: dict, table: dict) -> None:
         print(line)
 
 
+def test_checkpoint(config) -> str:
+    """test.checkpoint: the file of the run's checkpoint folder it names (best_model, a path), or
+    where there is none, the released model of that name (fetched when needed by load_checkpoint)."""
+    run_file = checkpoint_file(config.log.checkpoint_path, config.test.checkpoint)
+    if not os.path.exists(run_file) and config.test.checkpoint in RELEASED:
+        return config.test.checkpoint
+    return run_file
+
+
 def run_test(config, dist_info: du.DistInfo) -> int:
     """Predicts and scores the test set; 1 when an image could not be read, predicted (out of
     memory) or written (named in the log, left out of the means or kept in them), else 0."""
@@ -233,7 +243,7 @@ def run_test(config, dist_info: du.DistInfo) -> int:
     table = test_categories(config)
     spec = model_spec(config)
     model = build_network(spec)
-    load_checkpoint(model, spec, checkpoint_file(config.log.checkpoint_path, config.test.checkpoint))
+    load_checkpoint(model, spec, test_checkpoint(config))
     check_precision(config.test.precision, dist_info.device)
     model.to(dist_info.device).eval()
     recipe = family_of(spec).recipes(spec)[1]

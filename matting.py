@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from networks.export import OnnxMatting, onnx_providers
-from networks.families import family_of, load_config, load_configured, model_spec
+from networks.families import RELEASED, config_for, family_of, load_config, load_configured, model_spec
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError, ModelSpec
 from utils.cutouts.foreground import estimate_foreground, rgba_image
@@ -49,6 +49,7 @@ class Matter:
     binary or soft on the 0..255 scale, all H x W.
 
         matter = Matter("config/gca-dist-all-data.toml", "checkpoints/gca-dist-all-data/gca-dist-all-data.pth")
+        matter = Matter(None, "gca-dist-all-data")              # a released model by name, with its config
         alpha = matter(image, trimap)                           # H x W uint8
         alpha = matter(image, mask=mask, unknown_width=10, tta="flip")
         rgba = matter.cutout(image, trimap)                     # H x W x 4 uint8, straight alpha
@@ -61,7 +62,9 @@ class Matter:
     Errors: ConfigError, CheckpointError, ValueError (bad device, precision, sizes, masks),
     utils.memory.OutOfMemory (the image's size and the failed allocation named)."""
 
-    def __init__(self, config: str, checkpoint: str, device: str = "auto", precision: str = "fp32"):
+    def __init__(self, config: Optional[str], checkpoint: str, device: str = "auto", precision: str = "fp32"):
+        """`checkpoint`: a file, or a released model's name (networks.families.checkpoint_path), whose
+        config comes with it where `config` is None."""
         self.device = pick_device(device)
         check_precision(precision, self.device)
         self.precision = precision
@@ -131,12 +134,15 @@ def takes_trimap(spec: ModelSpec) -> bool:
     return family_of(spec).recipes(spec)[0].takes_trimap
 
 
-def parse_trimap_from(spec: str) -> Tuple[str, str]:
-    """(config, checkpoint) from "CONFIG.toml:CHECKPOINT"; ValueError naming the form."""
+def parse_trimap_from(spec: str) -> Tuple[Optional[str], str]:
+    """(config, checkpoint) from "CONFIG.toml:CHECKPOINT", or (None, a released model's name);
+    ValueError naming the form."""
+    if spec in RELEASED:
+        return None, spec
     config, separator, checkpoint = spec.partition(".toml:")
     if not separator or not config or not checkpoint:
         raise ValueError(f"--trimap-from {spec}: give {TRIMAP_FROM_FORM}, the config and checkpoint of a model that "
-                         f"needs no trimap, e.g. {TRIMAP_FROM_EXAMPLE}")
+                         f"needs no trimap, e.g. {TRIMAP_FROM_EXAMPLE}, or its released model's name (aim)")
     return config + ".toml", checkpoint
 
 
@@ -152,7 +158,8 @@ class AutomaticTrimap:
     Errors: ConfigError, CheckpointError, ValueError (a model that needs a trimap itself; a photo
     whose alpha is empty or full, for "alpha")."""
 
-    def __init__(self, config: str, checkpoint: str, device: str = "auto", precision: str = "fp32"):
+    def __init__(self, config: Optional[str], checkpoint: str, device: str = "auto", precision: str = "fp32"):
+        config = config_for(checkpoint, config)
         spec = model_spec(load_config(config))
         if takes_trimap(spec):
             raise ValueError(f"{config}: its model ({family_of(spec).title}) needs a trimap itself; give the "

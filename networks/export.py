@@ -1,6 +1,7 @@
 """Export a trained model as one self-contained ONNX file that onnxruntime runs at any image size.
 
 python -m networks.export --config CFG --checkpoint CKPT --output FILE.onnx [--opset N]
+python -m networks.export --checkpoint mmagic-gca --output mmagic-gca.onnx   # a released model by name
 
 The graph takes `image` (uint8, H x W x 3, RGB) and `trimap` (uint8, H x W, grey: < 85
 background, >= 170 foreground, else unknown) and returns `alpha` (uint8, H x W), H and W free.
@@ -284,8 +285,10 @@ def output_problem(output: str) -> Optional[str]:
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="the model's config (.toml)")
-    parser.add_argument("--checkpoint", required=True, help="the trained weights (.pth)")
+    parser.add_argument("--config", default=None,
+                        help="the model's config (.toml); the released model's own where --checkpoint names one")
+    parser.add_argument("--checkpoint", required=True,
+                        help="the trained weights (.pth), or a released model's name (python -m networks.models)")
     parser.add_argument("--output", required=True, help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                         help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")

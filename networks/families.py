@@ -5,8 +5,13 @@ A family is found by its name in FAMILIES (this project's), in the families adde
 with register(), or, for a model.family such as "my_package.my_family", as the FAMILY of the
 module at that dotted path: a plug-in family needs no project file edited, and a config naming
 its module works in every process (torchrun's ranks, data-loader workers) without registering.
+
+Each family's module also declares the files it has released (RELEASED, utils.hub.released's
+ReleasedModel): gathered here into one table by name, so that everything that takes a checkpoint
+path takes a released model's name too (checkpoint_path, config_for).
 """
 import importlib
+import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch.nn as nn
@@ -21,9 +26,14 @@ from networks.mmagic import family as mmagic
 from utils import config as config_file
 from utils.checkpoint import CheckpointError, load_state_dict_checked, read_checkpoint
 from utils.config import DEFAULT_FAMILY, ConfigError, ModelSpec
+from utils.hub.fetch import fetch
+from utils.hub.released import ReleasedModel, released_table
 
-FAMILIES: Dict[str, Family] = {family.name: family for family in (gca_matting.FAMILY, mmagic.FAMILY, dim.FAMILY,
-                                                                       aematter.FAMILY, aim.FAMILY)}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAMILY_MODULES = (gca_matting, mmagic, dim, aematter, aim)
+FAMILIES: Dict[str, Family] = {module.FAMILY.name: module.FAMILY for module in FAMILY_MODULES}
+# The released models by name (python -m networks.models lists them).
+RELEASED: Dict[str, ReleasedModel] = released_table(model for module in FAMILY_MODULES for model in module.RELEASED)
 
 
 def register(family: Family) -> Family:
@@ -106,6 +116,34 @@ def family_spec(family: str, values: Optional[Mapping[str, Any]] = None, source:
     return model_spec(config)
 
 
+def config_for(checkpoint: str, config: Optional[str], default: Optional[str] = None) -> str:
+    """The config to run `checkpoint` with: `config` where given, else the config that comes with the
+    released model `checkpoint` names, else `default`. ConfigError where there is none."""
+    if config:
+        return config
+    if checkpoint in RELEASED:
+        return os.path.join(ROOT, RELEASED[checkpoint].config)
+    if default:
+        return default
+    raise ConfigError(f"{checkpoint} is not a released model's name (python -m networks.models lists them): give the "
+                      "config to run it with (--config)")
+
+
+def released_file(model: ReleasedModel) -> str:
+    """Where the docs say to put a released model's file: its config's checkpoint folder."""
+    return os.path.join(load_config(os.path.join(ROOT, model.config)).log.checkpoint_path, model.file)
+
+
+def checkpoint_path(checkpoint: str) -> str:
+    """The file `checkpoint` names: a path as it is, or where it is no file, the released model of
+    that name (utils.hub.fetch: where the docs say to put it, the cache, MATTING_MIRROR, its
+    publisher). Raises CheckpointError (utils.hub.download.FetchError) where it cannot be fetched."""
+    if checkpoint not in RELEASED or os.path.exists(checkpoint):
+        return checkpoint
+    model = RELEASED[checkpoint]
+    return fetch(model, released_file(model))
+
+
 def build_network(spec: ModelSpec) -> nn.Module:
     """The spec's network with initial weights, in training mode. ValueError for a spec that names
     no network."""
@@ -122,7 +160,8 @@ def load_weights(network: nn.Module, spec: ModelSpec, path: str, may_lack: Tuple
     """Loads the checkpoint at `path` into `network` (built from `spec`) strictly, but for the parts
     under `may_lack` the file has no tensor of (they keep theirs); returns the file's contents and
     the keys so kept. A file that does not fit gets a CheckpointError that names what it looks like
-    and the settings or config to use."""
+    and the settings or config to use. `path` may be a released model's name (checkpoint_path)."""
+    path = checkpoint_path(path)
     checkpoint = read_checkpoint(path)
     family = family_of(spec)
     try:
@@ -166,10 +205,12 @@ def load_network(spec: ModelSpec, path: str) -> nn.Module:
     return network.eval()
 
 
-def load_configured(config_path: str, checkpoint: str) -> Tuple[nn.Module, Family, ModelSpec]:
+def load_configured(config_path: Optional[str], checkpoint: str) -> Tuple[nn.Module, Family, ModelSpec]:
     """(the network of the config at `config_path` with the checkpoint's weights, in eval mode, its
-    family, its spec): what demo.py, the page and the exporter run. Raises ConfigError,
-    CheckpointError."""
+    family, its spec): what demo.py, the page and the exporter run. The checkpoint may be a released
+    model's name, whose config comes with it where `config_path` is None (config_for). Raises
+    ConfigError, CheckpointError."""
+    config_path = config_for(checkpoint, config_path)
     spec = model_spec(load_config(config_path))
     family = family_of(spec)
     try:

@@ -132,6 +132,7 @@ def eight_pass_alpha(network: AEMatter, image_bgr: np.ndarray, trimap: np.ndarra
     return (total / 8).astype(np.uint8)
 
 
+@pytest.mark.slow
 def test_the_network_has_the_published_module_tree(network):
     ours = [[key, list(value.shape), str(value.dtype).replace("torch.", "")]
             for key, value in network.state_dict().items()]
@@ -181,6 +182,7 @@ def test_a_released_file_loads_unchanged(network, checkpoint):
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), network.state_dict().values()))
 
 
+@pytest.mark.slow
 def test_the_whole_form_equals_the_bounded_form(network):
     photo, grey = photo_and_trimap(128, 64, seed=2)
     image, trimap = RECIPE.inputs(torch.from_numpy(photo[:, :, ::-1].copy()), torch.from_numpy(grey))
@@ -240,6 +242,7 @@ def test_matter_gives_eval_pys_alpha(network, checkpoint):
     assert (alpha[(trimap != 128) & (trimap != 255)] == 0).all()
 
 
+@pytest.mark.slow
 def test_d8_uint8_is_eval_tta_pys_eight_passes(network):
     image, trimap = photo_and_trimap(37, 50, seed=1)
     alpha, _ = predict_alpha(network, RECIPE, image, trimap, CPU, tta="d8-uint8")
@@ -259,6 +262,7 @@ def write_folders(folder, size=(45, 70)):
     return [str(folder / name) for name in ("images", "trimaps", "masks", "alpha")]
 
 
+@pytest.mark.slow
 def test_demo_folders_cutouts_and_masks(network, checkpoint, tmp_path):
     images, trimaps, masks, _ = write_folders(tmp_path)
     out = str(tmp_path / "out")
@@ -279,6 +283,7 @@ def test_demo_folders_cutouts_and_masks(network, checkpoint, tmp_path):
                           predict_alpha(network, RECIPE, image, made, CPU, tta="d8-uint8")[0])
 
 
+@pytest.mark.slow
 def test_the_page_and_the_test_phase_with_both_protocols(network, checkpoint, tmp_path, capsys):
     import app
     import main

@@ -89,6 +89,7 @@ def test_the_released_layout_maps_one_to_one_onto_the_network():
                                                                       "num_batches_tracked"))) == 54785191
 
 
+@pytest.mark.slow
 def test_a_released_file_loads_and_gives_the_published_outputs(model, matter):
     image = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
@@ -190,6 +191,7 @@ def write_photos(folder, count=2, size=SIZE):
     return str(folder)
 
 
+@pytest.mark.slow
 def test_demo_without_trimaps_writes_alphas_and_cutouts(model, checkpoint, tmp_path, capsys):
     images = write_photos(tmp_path / "images")
     out = str(tmp_path / "out")
@@ -229,6 +231,7 @@ def automatic(checkpoint):
     return AutomaticTrimap(CONFIG, checkpoint, device="cpu")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["semantic", "alpha"])
 def test_trimaps_from_aim_feed_another_model(model, checkpoint, gca_checkpoint, gca, automatic, tmp_path, source):
     images = write_photos(tmp_path / "images", count=1)
@@ -264,6 +267,7 @@ def test_a_bad_trimap_model_is_one_line_and_exit_2(gca_checkpoint, tmp_path, cap
     assert not os.path.exists(tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_the_page_offers_no_trimap_for_aim_and_the_automatic_trimap_for_others(matter, gca, automatic, tmp_path):
     pytest.importorskip("gradio")
     import app
@@ -283,6 +287,7 @@ def test_the_page_offers_no_trimap_for_aim_and_the_automatic_trimap_for_others(m
         app.matte(gca, app.Inputs(path, guide="automatic"), 4096)
 
 
+@pytest.mark.slow
 def test_the_test_phase_scores_aims_float_alpha_with_the_aim500_protocol(model, checkpoint, tmp_path, capsys):
     import main
     write_photos(tmp_path / "original")

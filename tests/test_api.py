@@ -41,6 +41,7 @@ def checkout(tmp_path_factory):
     return root, model.eval(), image, trimap
 
 
+@pytest.mark.slow
 def test_the_readme_example_runs_as_written(checkout, monkeypatch):
     root, model, image_bgr, trimap = checkout
     monkeypatch.chdir(root)
@@ -54,6 +55,7 @@ def test_the_readme_example_runs_as_written(checkout, monkeypatch):
     assert rgba.shape == (60, 70, 4) and rgba.dtype == np.uint8
 
 
+@pytest.mark.slow
 def test_matter_takes_rgb_masks_and_label_trimaps(checkout):
     root, model, image_bgr, trimap = checkout
     matter = Matter(str(root / "config" / "gca-dist-all-data.toml"),

@@ -94,6 +94,7 @@ def grey(path):
     return cv2.imread(path, cv2.IMREAD_GRAYSCALE)
 
 
+@pytest.mark.slow
 def test_a_trimap_gives_the_python_apis_alpha(client, matter, files):
     image_rgb, trimap, _, paths, _ = files
     out = matte(client, photo=paths["photo"], guide="trimap", trimap=paths["trimap"])
@@ -299,6 +300,7 @@ def listening_addresses(port: int) -> set:
     return addresses
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads the listening sockets from Linux's /proc")
 def test_the_command_serves_on_localhost_without_a_share_link(checkpoint, tmp_path):
     port = browser_check_app.free_port()
@@ -334,6 +336,7 @@ def test_the_command_serves_on_localhost_without_a_share_link(checkpoint, tmp_pa
     assert "share=True" not in output and "public link" not in output
 
 
+@pytest.mark.slow
 def test_the_page_works_in_a_real_browser(url, matter, files, tmp_path):
     pytest.importorskip("playwright", reason="the browser check needs playwright: pip install playwright")
     if not os.access(browser_check_app.CHROMIUM, os.X_OK):

@@ -66,8 +66,8 @@ RELEASED = {
     "aim": ("config/aim.toml", aim_file, ("config/aim.toml",)),
 }
 CONFIGS = sorted({config for config, _, _ in RELEASED.values()})
-# The families this project trains save {'state_dict', 'config', ...} (trainer.checkpoint_state).
-OWN = [name for name in RELEASED if name not in ("aematter", "aim")]
+# Every family trains here and saves {'state_dict', 'config', ...} (trainer.checkpoint_state).
+OWN = list(RELEASED)
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +113,7 @@ def outcome(networks, config, path):
     return ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["released", "own"])
 @pytest.mark.parametrize("name", list(RELEASED))
 def test_a_file_with_any_other_config_names_the_config_to_use(networks, files, name, kind):

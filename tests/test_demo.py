@@ -60,6 +60,7 @@ def run_demo(checkpoint, images, trimaps, out, *extra):
                       "--trimap-dir", trimaps, "--output", out, "--device", "cpu", *extra])
 
 
+@pytest.mark.slow
 def test_outputs_at_the_published_paths_and_equal_to_the_model(released_checkpoint, folders, rng):
     checkpoint, model = released_checkpoint
     images, trimaps, out = folders
@@ -105,6 +106,7 @@ def test_bad_inputs_are_named_and_the_rest_processed(released_checkpoint, folder
     assert os.listdir(os.path.join(out, "gca-dist-all-data_gca-dist-all-data.pth")) == ["good.png"]
 
 
+@pytest.mark.slow
 def test_grey_rgba_and_16_bit_inputs(released_checkpoint, folders, rng):
     checkpoint, model = released_checkpoint
     images, trimaps, out = folders
@@ -154,6 +156,7 @@ def test_non_finite_prediction_is_reported(folders, tmp_path, rng, capsys):
     assert "a.png: the network produced NaN" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_command_line_as_a_user_runs_it(released_checkpoint, folders, rng):
     images, trimaps, out = folders
     make_pair(images, trimaps, "cli", (40, 40), rng)
@@ -166,6 +169,7 @@ def test_command_line_as_a_user_runs_it(released_checkpoint, folders, rng):
     assert os.path.exists(os.path.join(out, "gca-dist-all-data_gca-dist-all-data.pth", "cli_offset2.png"))
 
 
+@pytest.mark.slow
 def test_output_agrees_with_small_blocks_and_with_blocking_off(released_checkpoint, folders, tmp_path, rng):
     images, trimaps, _ = folders
     make_pair(images, trimaps, "a", (150, 130), rng)
@@ -192,6 +196,7 @@ def test_output_agrees_with_small_blocks_and_with_blocking_off(released_checkpoi
             assert levels.max() <= 1 and (levels > 0).mean() < 1e-3, name
 
 
+@pytest.mark.slow
 def test_bf16_precision_on_the_cpu_and_fp16_refused(released_checkpoint, folders, rng, capsys):
     images, trimaps, out = folders
     make_pair(images, trimaps, "a", (64, 64), rng)
@@ -222,6 +227,7 @@ def test_a_bad_model_setting_names_the_config(released_checkpoint, folders, tmp_
 SAVE_FOLDER = "gca-dist-all-data_gca-dist-all-data.pth"
 
 
+@pytest.mark.slow
 def test_a_failed_write_is_named_leaves_nothing_of_that_image_and_the_rest_goes_on(released_checkpoint, folders, rng):
     images, trimaps, out = folders
     make_pair(images, trimaps, "a", (32, 32), rng)
@@ -294,6 +300,7 @@ def test_images_whose_outputs_would_clash_are_named_and_skipped(released_checkpo
     assert sorted(os.listdir(os.path.join(out, SAVE_FOLDER))) == ["ok.png", "ok_offset1.png", "ok_offset2.png"]
 
 
+@pytest.mark.slow
 def test_a_label_trimap_is_read_as_grey_with_a_note(released_checkpoint, folders, rng, capsys):
     checkpoint, model = released_checkpoint
     images, trimaps, out = folders
@@ -307,6 +314,7 @@ def test_a_label_trimap_is_read_as_grey_with_a_note(released_checkpoint, folders
     assert np.array_equal(cv2.imread(os.path.join(out, SAVE_FOLDER, "t.png"), cv2.IMREAD_UNCHANGED), expected)
 
 
+@pytest.mark.slow
 def test_a_trimap_without_unknown_pixels_gets_a_warning(released_checkpoint, folders, rng, capsys):
     images, trimaps, out = folders
     _, trimap = make_pair(images, trimaps, "k", (40, 40), rng)
@@ -318,6 +326,7 @@ def test_a_trimap_without_unknown_pixels_gets_a_warning(released_checkpoint, fol
     assert np.array_equal(cv2.imread(os.path.join(out, SAVE_FOLDER, "k.png"), cv2.IMREAD_UNCHANGED), trimap)
 
 
+@pytest.mark.slow
 def test_cutout_and_background_write_files_that_agree(released_checkpoint, folders, rng):
     images, trimaps, out = folders
     make_pair(images, trimaps, "a", (40, 48), rng)
@@ -378,6 +387,7 @@ def test_mask_problems_are_named(released_checkpoint, folders, tmp_path, rng, ca
     assert "--unknown-width goes with --mask-dir" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_tta_is_the_averaged_prediction(released_checkpoint, folders, rng):
     checkpoint, model = released_checkpoint
     images, trimaps, out = folders

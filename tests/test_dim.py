@@ -248,6 +248,7 @@ def test_resume_skips_the_images_of_a_model_without_offset_pictures(tmp_path, re
     assert sorted(os.listdir(save_dir)) == ["p0.png", "p1.png"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", [3])
 def test_every_entry_point_runs_dim(tmp_path, mattors, released, stage, capsys):
     import app

@@ -30,7 +30,7 @@ def toy(tmp_path_factory):
 
 
 def stage_config(folder, toy, stage: int, steps: int) -> str:
-    """The stage's config: the shipped one's model and training settings (its rate 1e-5 too), toy data, 64 x 64."""
+    """The stage's config: the shipped one's model and training settings (its rate 1e-5 too), toy data, 32 x 32."""
     shipped = load_config(os.path.join(ROOT, "config", f"mmagic-dim-stage{stage}.toml"))
     train = {"total_step": steps, "warmup_step": 0, "val_step": steps, "G_lr": shipped.train.G_lr,
              "lr_schedule": shipped.train.lr_schedule, "beta1": shipped.train.beta1, "clip_grad": False,
@@ -59,7 +59,7 @@ train_bg = "{toy}/train/bg"
 test_merged = "{toy}/test/merged"
 test_alpha = "{toy}/test/alpha"
 test_trimap = "{toy}/test/trimaps"
-crop_size = 64
+crop_size = 32
 workers = 0
 [train]
 {lines}
@@ -73,6 +73,7 @@ checkpoint_step = {steps}
     return path
 
 
+@pytest.mark.slow
 def test_the_three_stages_train_in_sequence_each_from_the_last_file(toy, tmp_path, monkeypatch, capsys):
     losses, starts = {}, {}
     original_step = trainer_module.Trainer.train_step

@@ -156,6 +156,7 @@ def test_phased_conv_transpose_is_the_transposed_convolution():
     assert export_form._phased(other) is other
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", list(CONFIGS))
 def test_exported_form_in_pytorch_gives_the_demo_alpha(arch):
     model = small_generator(*ARCHS[arch])
@@ -167,6 +168,7 @@ def test_exported_form_in_pytorch_gives_the_demo_alpha(arch):
         assert within_one_level(alpha, demo_alpha(model, image, trimap)) >= export.AGREEMENT
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", list(CONFIGS))
 def test_onnxruntime_alone_gives_the_demo_alpha(exported, arch, tmp_path):
     model, path, stdout = exported[arch]
@@ -188,6 +190,7 @@ def test_onnxruntime_alone_gives_the_demo_alpha(exported, arch, tmp_path):
         assert (alpha[: height // 4] == 0).all() and (alpha[-(height // 4):] == 255).all()
 
 
+@pytest.mark.slow
 def test_graph_interface(exported):
     import onnx
     model = onnx.load(exported["gca"][1])
@@ -203,6 +206,7 @@ def test_graph_interface(exported):
     assert not any(node.op_type == "ConvTranspose" for node in model.graph.node)
 
 
+@pytest.mark.slow
 def test_demo_runs_the_exported_file(exported, tmp_path, capsys):
     model, path, _ = exported["gca"]
     images, trimaps, image, trimap = write_pair(tmp_path, seed=0)
@@ -225,6 +229,7 @@ def test_demo_runs_the_exported_file(exported, tmp_path, capsys):
     assert err.count("\n") == 1 and f"{missing}: no such file" in err
 
 
+@pytest.mark.slow
 def test_the_docs_example_runs_with_onnxruntime_alone(exported, tmp_path):
     docs = open(os.path.join(ROOT, "docs", "export.md")).read()
     section = docs[docs.index(DOCS_SECTION):]
@@ -317,9 +322,12 @@ def demo_alphas_both_ways(tmp_path, onnx_file: str, config: str, checkpoint: str
     return read(f"onnx_{os.path.basename(onnx_file)}"), read(f"{version}_{os.path.basename(checkpoint)}")
 
 
-# Three of the four MMagic configs: mmagic-gca-dimaug's graph is mmagic-gca's with the one-channel
-# trimap of the dimaug configs, which mmagic-baseline-dimaug exports; a GCA export costs ~100 s here.
-@pytest.mark.parametrize("config", ["mmagic-gca.toml", "mmagic-baseline.toml", "mmagic-baseline-dimaug.toml"])
+# Two of the four MMagic configs cover the four graphs: mmagic-gca exports MMagic's recipe with the
+# three-channel trimap around its GCA network, mmagic-baseline-dimaug the one-channel trimap around
+# the baseline network. mmagic-gca-dimaug's graph is mmagic-gca's network in the one-channel recipe,
+# mmagic-baseline's the baseline network in the three-channel one. An export costs 30 to 100 s.
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["mmagic-gca.toml", "mmagic-baseline-dimaug.toml"])
 def test_an_mmagic_model_is_exported_in_its_own_recipe(onnx_packages, tmp_path, monkeypatch, capsys, config):
     # MMagic's recipe (normalisation, exact trimap greys, bottom/right padding, rounding), torch's
     # spectral norm and MMagic's attention, in the graph; demo.py --onnx reads the recipe's family.
@@ -341,6 +349,7 @@ def test_an_mmagic_model_is_exported_in_its_own_recipe(onnx_packages, tmp_path, 
     assert export.OnnxMatting(output).recipe.name == "mmagic"
 
 
+@pytest.mark.slow
 def test_a_dim_model_is_exported_with_its_pooling_indices(onnx_packages, tmp_path, capsys):
     # MaxPool's indices and the max-unpooling (ScatterND) in the graph, MMagic's recipe with the
     # trimap as grey / 255; a checkpoint of this project trained as the family loads as it is.

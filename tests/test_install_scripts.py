@@ -32,6 +32,7 @@ def checkout(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["run_tests.sh", "quickstart.sh"])
 def test_installs_keep_quiet_about_the_photos_wheel_only(checkout, script):
     result = subprocess.run(["bash", script], cwd=checkout, capture_output=True, text=True, timeout=60,

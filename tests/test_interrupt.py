@@ -117,6 +117,7 @@ def complete_images(folder, names):
     return len(whole)
 
 
+@pytest.mark.slow
 def test_demo_stopped_by_ctrl_c_says_how_far_it_got_and_resumes(checkpoint, folders, tmp_path):
     out = str(tmp_path / "out")
     command = ["demo.py", "--config", CONFIG, "--checkpoint", checkpoint, "--image-dir", folders["images"],
@@ -139,6 +140,7 @@ def test_demo_stopped_by_ctrl_c_says_how_far_it_got_and_resumes(checkpoint, fold
     check_resumed(save_dir, before, names, resumed.stderr, complete)
 
 
+@pytest.mark.slow
 def test_cutout_stopped_by_sigterm_says_how_far_it_got_and_resumes(folders, tmp_path):
     pytest.importorskip("pymatting")
     out = str(tmp_path / "cutouts")
@@ -158,6 +160,7 @@ def test_cutout_stopped_by_sigterm_says_how_far_it_got_and_resumes(folders, tmp_
     check_resumed(out, before, names, resumed.stderr, complete)
 
 
+@pytest.mark.slow
 def test_prepare_foreground_stopped_keeps_its_foregrounds(folders, tmp_path):
     pytest.importorskip("pymatting")
     out = str(tmp_path / "fg")
@@ -171,6 +174,7 @@ def test_prepare_foreground_stopped_keeps_its_foregrounds(folders, tmp_path):
     assert 1 <= made < COUNT and complete_images(out, lambda stem: [f"{stem}.png"]) in (made, made + 1)
 
 
+@pytest.mark.slow
 def test_evaluate_stopped_by_ctrl_c_in_a_terminal_ends_its_workers_quietly(folders, tmp_path):
     # An image takes a few milliseconds: EVALUATED links to the same files, so that the run is
     # still busy when the signal comes.
@@ -191,6 +195,7 @@ def test_evaluate_stopped_by_ctrl_c_in_a_terminal_ends_its_workers_quietly(folde
     assert "mean of" not in stdout
 
 
+@pytest.mark.slow
 def test_export_stopped_writes_no_file(checkpoint, tmp_path):
     for name in ("onnx", "onnxruntime", "onnxscript"):
         pytest.importorskip(name)

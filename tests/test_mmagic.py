@@ -97,6 +97,7 @@ def in_tmp(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_the_key_map_is_one_to_one_onto_mmagics_names(mattors):
     for (gca, in_channels), mattor in mattors.items():
         network = build_network(arch_spec("mmagic", ARCH[gca], in_channels - 3))
@@ -182,6 +183,7 @@ def test_a_gca_matting_file_with_an_mmagic_config_names_the_gca_matting_settings
         Matter("config/mmagic-gca.toml", path, device="cpu")
 
 
+@pytest.mark.slow
 def test_an_mmagic_file_is_fine_tuned_and_its_checkpoint_runs(tmp_path, mattors):
     import main
     from dataloader.toy import make_toy_dataset
@@ -205,6 +207,7 @@ def test_an_mmagic_file_is_fine_tuned_and_its_checkpoint_runs(tmp_path, mattors)
         Matter("config/gca-dist.toml", tuned, device="cpu")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", list(CONFIGS))
 def test_every_entry_point_runs_each_mmagic_config(tmp_path, mattors, key, capsys):
     import app

@@ -3,7 +3,11 @@ import pytest
 import torch
 
 from conftest import BASELINE_ARCH, GCA_ARCH, demo_recipe, key_list, state_dict_from_key_list
-from networks.gca_matting.generator import build_generator
+from networks.gca_matting.decoders.res_gca_dec import ResGuidedCxtAtten_Dec
+from networks.gca_matting.decoders.res_shortcut_dec import ResShortCut_D_Dec
+from networks.gca_matting.encoders.res_gca_enc import ResGuidedCxtAtten
+from networks.gca_matting.encoders.res_shortcut_enc import ResShortCut_D
+from networks.gca_matting.generator import Generator, build_generator
 from utils.inference.predict import predict_alpha
 
 
@@ -47,22 +51,23 @@ def random_input(size, trimap_channel=3, seed=0):
 
 @pytest.mark.parametrize("arch", [GCA_ARCH, BASELINE_ARCH])
 @pytest.mark.parametrize("trimap_channel", [3, 1])
-def test_forward_shapes_at_512(arch, trimap_channel):
+def test_forward_shapes(arch, trimap_channel):
     model = build_generator(*arch, trimap_channel=trimap_channel).eval()
     assert model.encoder.conv1.module.weight_bar.shape[1] == 3 + trimap_channel
     with torch.no_grad():
-        alpha, info = model(*random_input((512, 512), trimap_channel))
-    assert alpha.shape == (1, 1, 512, 512)
+        alpha, info = model(*random_input((256, 224), trimap_channel))
+    assert alpha.shape == (1, 1, 256, 224)
     assert 0 <= alpha.min() and alpha.max() <= 1
     if arch == GCA_ARCH:
         for name in ("offset_1", "offset_2"):
             offsets, scales = info[name]
-            assert offsets.shape == (1, 2, 32, 32) and offsets.dtype == torch.int64
+            assert offsets.shape == (1, 2, 16, 14) and offsets.dtype == torch.int64
             assert scales.shape == (1, 2)
     else:
         assert info is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trimap_channel", [3, 1])
 def test_prediction_at_a_size_not_divisible_by_32(trimap_channel, rng):
     model = build_generator(*GCA_ARCH, trimap_channel=trimap_channel).eval()
@@ -93,11 +98,23 @@ def test_training_init_follows_the_published_recipe():
     assert (model.encoder.gca.W[1].weight == 1e-3).all()
 
 
-def converged_model(arch, trimap_channel=3, seed=0):
-    """Random weights with converged spectral norms and non-trivial BatchNorm statistics."""
+# Blocks per layer of the encoder and of the decoder for the stripe tests: decoder layer 4's two
+# blocks as published, so the striped tail (layer 4, the head, the two finest shortcut branches)
+# is the published one, and one block per other layer, so the trunk, which runs whole, costs less.
+PUBLISHED_TAIL = ([1, 1, 1, 1], [1, 1, 1, 2])
+
+
+def converged_model(arch, trimap_channel=3, seed=0, layers=None):
+    """Random weights with converged spectral norms and non-trivial BatchNorm statistics; the
+    arch's blocks per layer, or `layers` (the encoder's, the decoder's)."""
     from networks.gca_matting.spectral_norm import SpectralNorm
     torch.manual_seed(seed)
-    model = build_generator(*arch, trimap_channel=trimap_channel)
+    if layers is None:
+        model = build_generator(*arch, trimap_channel=trimap_channel)
+    else:
+        gca = arch == GCA_ARCH
+        model = Generator((ResGuidedCxtAtten if gca else ResShortCut_D)(layers[0], trimap_channel),
+                          (ResGuidedCxtAtten_Dec if gca else ResShortCut_D_Dec)(layers[1]), trimap_channel)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, SpectralNorm):
@@ -110,11 +127,12 @@ def converged_model(arch, trimap_channel=3, seed=0):
     return model.eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch,trimap_channel", [(GCA_ARCH, 3), (GCA_ARCH, 1), (BASELINE_ARCH, 3)])
 def test_striped_tail_gives_the_whole_image_result(arch, trimap_channel):
     from networks.gca_matting.generator import WHOLE
-    model = converged_model(arch, trimap_channel)
-    image, trimap = random_input((160, 96), trimap_channel, seed=1)
+    model = converged_model(arch, trimap_channel, layers=PUBLISHED_TAIL)
+    image, trimap = random_input((160, 64), trimap_channel, seed=1)
     image, trimap = torch.cat([image, image.flip(2)]), torch.cat([trimap, trimap.flip(2)])
     with torch.no_grad():
         model.stripe_rows = WHOLE
@@ -134,12 +152,13 @@ def test_striped_tail_gives_the_whole_image_result(arch, trimap_channel):
                     assert torch.equal(info[name][0], whole_info[name][0])
 
 
+@pytest.mark.slow
 def test_stripe_context_is_needed(monkeypatch):
     # The equality above is not trivial: with too little context the stripes' edges differ.
     import networks.gca_matting.generator as generator
     monkeypatch.setattr(generator, "STRIPE_CONTEXT", 2)
-    model = converged_model(BASELINE_ARCH)
-    image, trimap = random_input((160, 96), seed=1)
+    model = converged_model(BASELINE_ARCH, layers=PUBLISHED_TAIL)
+    image, trimap = random_input((160, 64), seed=1)
     with torch.no_grad():
         model.stripe_rows = generator.WHOLE
         whole, _ = model(image, trimap)
@@ -148,9 +167,10 @@ def test_stripe_context_is_needed(monkeypatch):
     assert not torch.allclose(striped, whole, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_training_never_stripes(monkeypatch):
     from networks.gca_matting.generator import Generator
-    model = converged_model(BASELINE_ARCH).train()
+    model = converged_model(BASELINE_ARCH, layers=PUBLISHED_TAIL).train()
     model.stripe_rows = 32
     monkeypatch.setattr(Generator, "forward_striped", lambda *args: pytest.fail("striped in training"))
     alpha, _ = model(*random_input((64, 64)))
@@ -168,6 +188,7 @@ def test_automatic_stripes_fit_the_budget():
     assert choose_stripe_rows(3904, WHOLE, cpu, TAIL_BYTES_PER_PIXEL) == WHOLE
 
 
+@pytest.mark.slow
 def test_inference_benchmark_runs_both_forms_at_a_tiny_size():
     import os
     import subprocess
@@ -185,6 +206,7 @@ def test_inference_benchmark_runs_both_forms_at_a_tiny_size():
     assert "blocked vs literal" in lines[2] and "of the memory" in lines[2] and "alpha" in lines[2]
 
 
+@pytest.mark.slow
 def test_inference_benchmark_exits_1_when_its_runs_fail(tmp_path):
     import os
     import subprocess

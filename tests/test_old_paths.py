@@ -25,6 +25,7 @@ def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("old_name", sorted(MOVED))
 def test_an_old_path_runs_the_new_module_after_a_note(old_name):
     old, new = old_path(old_name), MOVED[old_name]
@@ -34,6 +35,7 @@ def test_an_old_path_runs_the_new_module_after_a_note(old_name):
     assert result.stdout == run_module(new, "--help").stdout  # the new module's own parser answered
 
 
+@pytest.mark.slow
 def test_the_old_evaluate_path_evaluates_with_worker_processes_and_keeps_the_exit_code(tmp_path):
     # Worker processes are spawned: they must find the module that runs, not the old path's note.
     rng = np.random.default_rng(0)

@@ -226,6 +226,7 @@ def test_the_fast_pipeline_equals_the_reference_with_an_own_background(seed):
         assert np.array_equal(fast[key], reference[key]), key
 
 
+@pytest.mark.slow
 def test_training_on_photos_runs_and_logs_them(photos, tmp_path):
     merged, alpha, fg, bg = folders(photos)
     config = write_config(str(tmp_path), None, name="photos", total_step=2, warmup_step=1,

@@ -69,6 +69,7 @@ def test_the_foregrounds_equal_utils_foreground_on_the_same_pairs(tmp_path, rng,
         assert np.array_equal(written, expected_foreground(os.path.join(images, name), os.path.join(alphas, name)))
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_without_redoing_or_corrupting_files(tmp_path, rng):
     images, alphas = make_photos(str(tmp_path), 5, rng)
     output = tmp_path / "fg"
@@ -141,6 +142,7 @@ SMALL = {"total_step": "2", "warmup_step": "1", "val_step": "2", "checkpoint_ste
          "batch_size": "2", "crop_size": "64", "workers": "0", "decode_cache": '""'}
 
 
+@pytest.mark.slow
 def test_the_readme_recipe_runs_as_written_on_a_small_set(tmp_path):
     commands = readme_recipe()
     assert len(commands) == 4 and all(c.startswith(".venv/bin/python ") for c in commands)

@@ -15,6 +15,7 @@ import torch
 
 import demo
 import main
+import one_block_gca
 import trainer as trainer_module
 from conftest import gca_tensors
 from dataloader.datasets import TrainDataset
@@ -30,13 +31,23 @@ from utils.schedule import AdaptiveGradClip, learning_rate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU = DistInfo(0, 0, 1, torch.device("cpu"))
+# main.py as `python main.py` runs it, the architectures built with one block per layer.
+MAIN = [os.path.join("tests", "one_block_gca.py"), "main.py"]
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
+def toy_set(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("toy"))
     make_toy_dataset(root, num_fg=4, num_bg=12, num_test=1, fg_size=(96, 128), bg_size=(80, 100), seed=2)
     return root
+
+
+@pytest.fixture
+def toy(toy_set, monkeypatch):
+    """The toy set; while the test runs, the configs' GCA architecture is built with one block per
+    layer (tests/one_block_gca.py), as it is in the subprocesses the tests start through MAIN."""
+    one_block_gca.install(monkeypatch.setitem)
+    return toy_set
 
 
 def write_config(folder, toy, name="run", workers=0, test_dir=None, **train):
@@ -126,6 +137,7 @@ def toy_trainer(toy, config_path, model=None, loader=True):
     return trainer_module.Trainer(config, model, train_loader(dataset, 2, 0, 0) if loader else None, None, CPU), dataset
 
 
+@pytest.mark.slow
 def test_a_non_finite_step_is_skipped(toy, tmp_path):
     trainer, dataset = toy_trainer(toy, write_config(str(tmp_path), toy))
     batch = torch.utils.data.default_collate([dataset[(0, 0)], dataset[(0, 1)]])
@@ -136,6 +148,7 @@ def test_a_non_finite_step_is_skipped(toy, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.params))
 
 
+@pytest.mark.slow
 def test_a_run_of_non_finite_steps_is_counted_and_stops_training(toy, tmp_path):
     torch.manual_seed(0)
     model = build_generator("resnet_gca_encoder_29", "res_gca_decoder_22")
@@ -181,6 +194,7 @@ def run_main(config, *extra):
     return main.main(["--config", config, *extra])
 
 
+@pytest.mark.slow
 def test_resume_equals_an_uninterrupted_run(toy, tmp_path, monkeypatch):
     lrs = {}
     original_step = trainer_module.Trainer.train_step
@@ -292,7 +306,7 @@ def test_a_signal_to_the_process_group_saves_a_resumable_checkpoint(toy, tmp_pat
                           val_step=4 if validation else 10000, checkpoint_step=10000)
     # A session of its own: the signal goes to its whole process group (loader workers and the
     # forkserver included), as a terminal's Ctrl-C or `timeout` sends it.
-    process = subprocess.Popen([sys.executable, "main.py", "--config", config], cwd=ROOT, start_new_session=True,
+    process = subprocess.Popen([sys.executable, *MAIN, "--config", config], cwd=ROOT, start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert wait_for(lambda: marker in log_text(str(tmp_path)), 180, poll=0.01), "training did not get there"
@@ -322,9 +336,10 @@ def torchrun(*args):
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
 
 
+@pytest.mark.slow
 def test_two_process_gloo_ddp_trains_validates_and_checkpoints(toy, tmp_path, capsys):
     config = write_config(str(tmp_path), toy, total_step=4, val_step=2)
-    result = subprocess.run(torchrun("main.py", "--config", config), cwd=ROOT, capture_output=True, text=True,
+    result = subprocess.run(torchrun(*MAIN, "--config", config), cwd=ROOT, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     text = log_text(str(tmp_path))
@@ -348,11 +363,12 @@ def test_two_process_gloo_ddp_trains_validates_and_checkpoints(toy, tmp_path, ca
     assert sorted(os.listdir(tmp_path / "pred" / "run")) == ["test00_0.png", "test00_1.png"]
 
 
+@pytest.mark.slow
 def test_sigterm_to_a_torchrun_group_stops_every_rank_and_saves(toy, tmp_path):
     # 12 backgrounds over 2 ranks in batches of 2: an epoch is 3 steps; the signal lands while
     # the next epoch's loader workers (2 per rank) start.
     config = write_config(str(tmp_path), toy, workers=2, total_step=10000, val_step=10000, checkpoint_step=10000)
-    process = subprocess.Popen(torchrun("main.py", "--config", config), cwd=ROOT, start_new_session=True,
+    process = subprocess.Popen(torchrun(*MAIN, "--config", config), cwd=ROOT, start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert wait_for(lambda: "[3/10000]" in log_text(str(tmp_path)), 180, poll=0.01), "training did not start"
@@ -368,12 +384,14 @@ def test_sigterm_to_a_torchrun_group_stops_every_rank_and_saves(toy, tmp_path):
     assert "exited unexpectedly" not in out
 
 
-def test_ddp_gradients_equal_a_single_process_on_the_same_batches(tmp_path):
+@pytest.mark.slow
+def test_ddp_gradients_equal_a_single_process_on_the_same_batches(tmp_path, monkeypatch):
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     import ddp_grad_worker
+    one_block_gca.install(monkeypatch.setitem)  # here and, through MAIN's launcher, in the ranks
     path = str(tmp_path / "grads.pt")
     env = {**os.environ, "PYTHONPATH": ROOT}
-    result = subprocess.run(torchrun(os.path.join("tests", "ddp_grad_worker.py"), path), cwd=ROOT,
+    result = subprocess.run(torchrun(MAIN[0], os.path.join("tests", "ddp_grad_worker.py"), path), cwd=ROOT,
                             capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr
     ddp_grads = torch.load(path)
@@ -396,9 +414,10 @@ def rank_of(pid):
     return int(env.get(b"RANK", b"-1"))
 
 
+@pytest.mark.slow
 def test_a_dead_rank_brings_the_others_down(toy, tmp_path):
     config = write_config(str(tmp_path), toy, total_step=10000, val_step=10000, checkpoint_step=10000)
-    process = subprocess.Popen(torchrun("main.py", "--config", config), cwd=ROOT,
+    process = subprocess.Popen(torchrun(*MAIN, "--config", config), cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert wait_for(lambda: "[2/10000]" in log_text(str(tmp_path)), 180), "training did not start"
@@ -444,6 +463,7 @@ def test_bad_config_key_exits_with_a_message(tmp_path, capsys):
     assert "did you mean 'train.total_step'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_signal_during_a_save_still_leaves_a_loadable_latest_model(toy, tmp_path, monkeypatch):
     real_save = trainer_module.save_checkpoint
 
@@ -486,6 +506,7 @@ def corrupt_test_set(toy, folder):
     return test_dir
 
 
+@pytest.mark.slow
 def test_an_unreadable_validation_image_is_named_and_left_out(toy, tmp_path, capsys):
     test_dir = corrupt_test_set(toy, str(tmp_path / "test"))
     config = write_config(str(tmp_path), toy, test_dir=test_dir, total_step=4, val_step=2)
@@ -506,6 +527,7 @@ def test_an_unreadable_validation_image_is_named_and_left_out(toy, tmp_path, cap
     assert sorted(os.listdir(tmp_path / "pred" / "run")) == [f"test00_{k}.png" for k in range(1, 5)]
 
 
+@pytest.mark.slow
 def test_a_bad_training_file_is_named_once_in_the_log_file(toy, tmp_path):
     data = str(tmp_path / "data")
     shutil.copytree(os.path.join(toy, "train"), os.path.join(data, "train"))
@@ -515,7 +537,7 @@ def test_a_bad_training_file_is_named_once_in_the_log_file(toy, tmp_path):
         f.truncate(200)
     # 3 epochs through a loader worker, which has no log file of its own
     config = write_config(str(tmp_path), data, workers=1, total_step=18, val_step=100, checkpoint_step=100)
-    result = subprocess.run([sys.executable, "main.py", "--config", config], cwd=ROOT, capture_output=True,
+    result = subprocess.run([sys.executable, *MAIN, "--config", config], cwd=ROOT, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     text = log_text(str(tmp_path))
@@ -525,6 +547,7 @@ def test_a_bad_training_file_is_named_once_in_the_log_file(toy, tmp_path):
     assert "[ WARN" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_schedule_unless_reset_lr(toy, tmp_path, capsys):
     assert run_main(write_config(str(tmp_path), toy, total_step=3, val_step=100)) == 0
     changed = write_config(str(tmp_path), toy, total_step=6, val_step=100, resume_checkpoint="latest_model")
@@ -555,6 +578,7 @@ def test_a_checkpoint_whose_config_holds_other_familys_keys_still_resumes_and_lo
     assert read_checkpoint(path)["iter"] == 2
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_says_so(toy, tmp_path, capsys):
     assert run_main(write_config(str(tmp_path), toy, total_step=3, val_step=100)) == 0
     before = os.path.getmtime(tmp_path / "ckpt" / "run" / "latest_model.pth")
@@ -564,6 +588,7 @@ def test_resuming_a_finished_run_says_so(toy, tmp_path, capsys):
     assert os.path.getmtime(tmp_path / "ckpt" / "run" / "latest_model.pth") == before
 
 
+@pytest.mark.slow
 def test_saves_cut_short_are_cleaned_and_step_numbers_match_the_progress_lines(toy, tmp_path):
     folder = tmp_path / "ckpt" / "run"
     folder.mkdir(parents=True)
@@ -579,6 +604,7 @@ def test_saves_cut_short_are_cleaned_and_step_numbers_match_the_progress_lines(t
     assert read_checkpoint(str(folder / "latest_model.pth"))["iter"] == 3  # 0-based, as released files
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", ["log.logging_path", "test.alpha_path"])
 def test_an_output_folder_under_a_file_is_named_by_its_key(toy, tmp_path, capsys, key):
     config = write_config(str(tmp_path), toy, total_step=2, val_step=100)
@@ -594,6 +620,7 @@ def test_an_output_folder_under_a_file_is_named_by_its_key(toy, tmp_path, capsys
     assert (tmp_path / "afile").read_text() == "a file of the user's"
 
 
+@pytest.mark.slow
 def test_the_test_phase_runs_with_test_time_augmentation(toy, tmp_path, capsys, monkeypatch):
     config = write_config(str(tmp_path), toy, total_step=2, val_step=100)
     assert run_main(config) == 0
@@ -610,6 +637,7 @@ def test_the_test_phase_runs_with_test_time_augmentation(toy, tmp_path, capsys, 
     assert "test.tta: tta must be one of none, flip, d8, d8-uint8, got 'd4'" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_the_test_phase_takes_a_protocol_and_categories(toy, tmp_path, capsys):
     config = write_config(str(tmp_path), toy, total_step=2, val_step=100)
     assert run_main(config) == 0
@@ -633,6 +661,7 @@ def test_the_test_phase_takes_a_protocol_and_categories(toy, tmp_path, capsys):
     assert "test.protocol" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_data_loading_error_in_a_worker_ends_the_run_instead_of_hanging(toy, tmp_path):
     data = str(tmp_path / "data")
     shutil.copytree(os.path.join(toy, "train"), os.path.join(data, "train"))
@@ -640,12 +669,13 @@ def test_a_data_loading_error_in_a_worker_ends_the_run_instead_of_hanging(toy, t
     for name in os.listdir(os.path.join(data, "train", "bg")):  # every sample unreadable: no batch at all
         open(os.path.join(data, "train", "bg", name), "wb").write(b"not an image")
     config = write_config(str(tmp_path), data, workers=1, total_step=4, val_step=100)
-    result = subprocess.run([sys.executable, "main.py", "--config", config], cwd=ROOT, capture_output=True,
+    result = subprocess.run([sys.executable, *MAIN, "--config", config], cwd=ROOT, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "data loading failed before step 1" in result.stdout and "10 unreadable samples in a row" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_finished_runs_folder_is_refused_before_writing(toy, tmp_path, capsys):
     config = write_config(str(tmp_path), toy, total_step=2, val_step=2)
     assert run_main(config) == 0
@@ -684,12 +714,13 @@ def test_resuming_from_another_folder_into_a_finished_run_is_refused(tmp_path):
     assert trainer_module.earlier_run_problem(str(tmp_path / "new"), None) == ""
 
 
+@pytest.mark.slow
 def test_under_torchrun_every_rank_refuses_a_finished_runs_folder(toy, tmp_path):
     config = write_config(str(tmp_path), toy, total_step=2, val_step=100)
     folder = tmp_path / "ckpt" / "run"
     folder.mkdir(parents=True)
     (folder / "best_model.pth").write_bytes(b"an earlier run's")
-    result = subprocess.run(torchrun("main.py", "--config", config), cwd=ROOT, capture_output=True, text=True,
+    result = subprocess.run(torchrun(*MAIN, "--config", config), cwd=ROOT, capture_output=True, text=True,
                             timeout=300)
     out = result.stdout + result.stderr
     assert result.returncode != 0 and out.count("already holds best_model.pth of an earlier run") == 1, out
@@ -697,6 +728,7 @@ def test_under_torchrun_every_rank_refuses_a_finished_runs_folder(toy, tmp_path)
     assert os.listdir(folder) == ["best_model.pth"] and (folder / "best_model.pth").read_bytes() == b"an earlier run's"
 
 
+@pytest.mark.slow
 def test_the_test_phase_names_an_image_that_runs_out_of_memory_and_goes_on(toy, tmp_path, capsys, monkeypatch):
     config = write_config(str(tmp_path), toy, total_step=2, val_step=100)
     assert run_main(config) == 0

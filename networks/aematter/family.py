@@ -2,6 +2,7 @@
 network, its evaluation recipe (eval.py), its checkpoint layout ({'model': state dict} under the
 published module names, which are the network's own), its config keys (options.py;
 model.trimap_channel must be 3: its trimap is one-hot) and its training recipe (training.py)."""
+from functools import partial
 from typing import Dict, List, Optional, Tuple
 
 from networks.aematter.network import AEMatter
@@ -10,6 +11,7 @@ from networks.aematter.training import training_recipe
 from networks.family import Family, StateDict
 from utils.checkpoint import CheckpointError, extract_state_dict, saved_family
 from utils.config import ModelSpec
+from utils.hub.released import ReleasedModel
 from utils.recipe import Padding, Recipe, every_other_grey_background, exact_foreground, exact_one_hot, unit_range
 
 NAME = "aematter"
@@ -65,8 +67,11 @@ def state_dict(checkpoint: Dict, path: str, keys: List[str]) -> StateDict:
 
 
 def recognise(checkpoint: Dict) -> Optional[str]:
+    """The hint for a released file or a checkpoint this project trained as AEMatter."""
     state = released_state(checkpoint)
-    if state is None or AEAL_KEY not in state:
+    if state is None and saved_family(checkpoint) == NAME:
+        state = checkpoint.get("state_dict")
+    if not isinstance(state, dict) or AEAL_KEY not in state:
         return None
     if GATE_KEY not in state:
         return ("a checkpoint of AEMatter's PT20 branch (its AEAL blocks have no gate), another network that this "
@@ -77,3 +82,20 @@ def recognise(checkpoint: Dict) -> Optional[str]:
 FAMILY = Family(name=NAME, title="AEMatter (Liu et al., ICML 2024; AEMFIX.ckpt, Composition-1K SAD 17.53)",
                 config=KEYS, build=build, recipes=recipes, state_dict=state_dict, recognise=recognise,
                 export=EXPORT_REFUSAL, training=training_recipe(aematter_recipe()))
+
+
+# Both on MEGA (a browser is needed), linked from AEMatter's README, 195 MiB, non-commercial.
+aematter_release = partial(ReleasedModel, family=NAME, config="config/aematter.toml",
+                           page="https://github.com/aipixel/AEMatter", non_commercial=True, published_size="195 MiB",
+                           licence="for non-commercial use only (its README); its code GPL-2.0 (this project's port is "
+                                   "written anew)")
+RELEASED = (
+    aematter_release(name="aematter", file="AEMFIX.ckpt",
+                     urls=("https://mega.nz/file/7N4AEKrS#L4h3Cm2qLMMbwBGm1lyGOmVDTXJwDMAi4BlBauqNHrI",),
+                     figures="Composition-1K SAD 17.53, MSE 0.00226, Grad 4.76, Conn 12.46; SAD 16.89 with its 8-pass "
+                             "TTA"),
+    # Its README names this file only by a link; aematter-rwa.ckpt is the name it is kept under here.
+    aematter_release(name="aematter-rwa", file="aematter-rwa.ckpt",
+                     urls=("https://mega.nz/file/OEAhHAwB#jt_qn4v5RA1nNX4URDCjqDUA0Xu-UILRJJq9CCB13dk",),
+                     figures="none (real-world augmentation, recommended by its authors for photos)"),
+)

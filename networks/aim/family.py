@@ -14,6 +14,7 @@ from networks.aim.training import TRAINING, TRAINING_DEFAULTS, TRAINING_RULES, A
 from networks.family import Family, StateDict, recogniser
 from utils.checkpoint import CheckpointError, extract_state_dict
 from utils.config import ConfigSchema, ModelSpec, one_of
+from utils.hub.released import ReleasedModel
 from utils.recipe import Padding, imagenet_normalised, nowhere
 
 NAME = "aim"
@@ -69,3 +70,14 @@ def state_dict(checkpoint: Dict, path: str, keys: List[str]) -> StateDict:
 FAMILY = Family(name=NAME, title="AIM (Li, Zhang and Tao, IJCAI 2021; aimnet_pretrained_matting.pth, no trimap)",
                 config=CONFIG, build=build, recipes=recipes, state_dict=state_dict, recognise=recogniser(describe),
                 export=EXPORT_REFUSAL, training=TRAINING)
+
+
+RELEASED = (
+    ReleasedModel(name="aim", family=NAME, config="config/aim.toml", file="aimnet_pretrained_matting.pth",
+                  urls=("https://drive.google.com/uc?export=download&id=16dd1FGMcsMTqR6EfD2T9mtRmPwxnY0zs",
+                        "https://pan.baidu.com/s/1-twrRBtVqNq3uunadJuIaw"),
+                  page="https://github.com/JizhiziLi/AIM",
+                  licence="code MIT; the weights' terms are not stated apart from that (trained on synthetic matting "
+                          "data, see its README)",
+                  non_commercial=False, figures="AIM-500 (not Composition-1K): SAD 44.25, MSE 0.0165, MAD 0.0263"),
+)

@@ -14,7 +14,7 @@ from networks.dim.network import DeepImageMatting, xavier_init
 from networks.dim.options import CONFIG
 from networks.export_form import exportable_copy
 from networks.family import Family, recogniser
-from networks.mmagic.family import mattor_recipe
+from networks.mmagic.family import mattor_recipe, openmmlab_releases
 from networks.mmagic.layout import mmagic_state_dict
 from networks.training import ADAM_SCHEDULE_KEYS, TrainingRecipe, composited_dataset
 from utils.config import ModelSpec
@@ -62,3 +62,13 @@ FAMILY = Family(name=NAME, title="MMagic's Deep Image Matting (OpenMMLab, Compos
                 config=CONFIG, build=build, recipes=recipes,
                 state_dict=partial(mmagic_state_dict, family=NAME, name_of=dim_key),
                 recognise=recogniser(describe, NAME, dim_key), export=exportable_copy, training=TRAINING)
+
+
+RELEASED = openmmlab_releases(NAME, "dim", "https://github.com/open-mmlab/mmagic/tree/main/configs/dim", (
+    ("mmagic-dim-stage1", "dim_stage1_v16_1x1_1000k_comp1k_SAD-53.8_20200605_140257-979a420f.pth",
+     "Composition-1K SAD 53.8, MSE 0.017, Grad 32.7, Conn 54.5"),
+    ("mmagic-dim-stage2", "dim_stage2_v16_pln_1x1_1000k_comp1k_SAD-52.3_20200607_171909-d83c4775.pth",
+     "Composition-1K SAD 52.3, MSE 0.016, Grad 29.4, Conn 52.4"),
+    ("mmagic-dim-stage3", "dim_stage3_v16_pln_1x1_1000k_comp1k_SAD-50.6_20200609_111851-647f24b6.pth",
+     "Composition-1K SAD 50.6, MSE 0.015, Grad 29.0, Conn 50.7"),
+))

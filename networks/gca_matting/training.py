@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from networks.gca_matting.flow_vis import flow_to_image
+from utils.inference.offset_pictures import flow_to_image
 from networks.gca_matting.imagenet import load_imagenet_backbone
 from networks.gca_matting.losses import matting_losses
 from networks.training import (ADAM_SCHEDULE_KEYS, Arrays, Tensors, TrainingRecipe, adam, composited_dataset,

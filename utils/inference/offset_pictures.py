@@ -1,4 +1,8 @@
-"""GCA offset maps drawn as optical-flow colour images (the Middlebury colour wheel)."""
+"""Attention offset maps drawn as optical-flow colour images (the Middlebury colour wheel).
+
+A network whose info holds "offset_1" and "offset_2" (offsets N x 2 x h x w, softmax scales
+N x 2: GCA-Matting's and MMagic's GCA blocks) gets these pictures from every entry point; any
+family may give them."""
 from typing import Dict, List, Optional
 
 import cv2
@@ -55,9 +59,9 @@ def offset_image(offsets: np.ndarray, unknown_scale: float, known_scale: float,
     return bgr
 
 
-def gca_offset_pictures(info: Optional[Dict]) -> List[np.ndarray]:
-    """BGR offset pictures of the two GCA blocks from the network's info (offsets, softmax
-    scales per block); [] for a model without GCA (info None, or without offsets)."""
+def offset_pictures(info: Optional[Dict]) -> List[np.ndarray]:
+    """BGR pictures of the two offset maps in the network's info (offsets, softmax scales per
+    map); [] for a model that gives none (info None, or without offsets)."""
     if info is None or "offset_1" not in info:
         return []
     pictures = []
