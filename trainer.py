@@ -276,7 +276,7 @@ class Trainer:
             return None
         self.model.eval()
         # sums of SAD, MSE, REC; images with an MSE, images, unreadable images, images the recipe
-        # cannot take (too small for AIM's), interrupted
+        # cannot take (too small for its resizing), interrupted
         totals = torch.zeros(8, dtype=torch.float64)
         with torch.no_grad():
             for batch in self.eval_loader:
