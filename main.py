@@ -21,14 +21,13 @@ import os
 import signal
 import sys
 import time
-from functools import partial
 from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from dataloader.datasets import DataSettings, EvalDataset, usable_eval_files
-from dataloader.file_lists import DataListError, EvalList, TrainList, eval_list, photo_training_list, training_list
+from dataloader.file_lists import DataListError, EvalList, TrainFolders, eval_list
 from dataloader.loader import eval_loader, train_loader
 from networks.families import (RELEASED, build_network, family_of, init_from_checkpoint, load_checkpoint, load_config,
                                model_spec)
@@ -126,14 +125,6 @@ def checked_eval_list(merged: str, alpha: str, trimap: str, keys) -> Tuple[EvalL
     return files, len(problems)
 
 
-def training_files(data) -> TrainList:
-    """Photos with alphas (data.train_merged) and their estimated foregrounds, or Adobe-style
-    foregrounds with alphas; and the backgrounds."""
-    if data.train_merged:
-        return photo_training_list(data.train_merged, data.train_alpha, data.train_fg, data.train_bg)
-    return training_list(data.train_fg, data.train_alpha, data.train_bg)
-
-
 def initial_weights(config, model, spec: ModelSpec, recipe: TrainingRecipe) -> None:
     """Where training starts from, unless it resumes: train.init_checkpoint (fine-tuning), else
     the family's ImageNet backbone (model.imagenet_pretrain), else the initialisation."""
@@ -170,10 +161,10 @@ def run_training(config, dist_info: du.DistInfo, stop: StopRequest) -> int:
     model = build_network(spec)
     initial_weights(config, model, spec, recipe)
     data = config.data
-    files = training_files(data)
     settings = DataSettings(data.crop_size, data.augmentation, data.random_interp, data.pipeline, data.decode_cache,
-                            data.own_background_prob, config.train.seed, dist_info.rank)
-    dataset = recipe.dataset(files, settings, partial(recipe.train_tensors, spec=spec))
+                            data.own_background_prob, config.train.seed, dist_info.rank,
+                            TrainFolders(data.train_fg, data.train_alpha, data.train_bg, data.train_merged))
+    dataset = recipe.dataset(settings, spec)
     loader = train_loader(dataset, config.model.batch_size, data.workers, config.train.seed, dist_info.rank,
                           dist_info.world_size, pin_memory=dist_info.device.type == "cuda")
     validation = None
@@ -187,8 +178,7 @@ def run_training(config, dist_info: du.DistInfo, stop: StopRequest) -> int:
     if du.is_main_process():
         from tensorboardX import SummaryWriter
         writer = SummaryWriter(config.log.tensorboard_path)
-    logger.info("%d %s, %d backgrounds, %d validation images, %d process(es) on %s", len(files.fg),
-                "photos" if files.merged else "foregrounds", len(files.bg),
+    logger.info("%s, %d validation images, %d process(es) on %s", dataset.summary(),
                 len(validation.dataset) if validation else 0, dist_info.world_size, dist_info.device)
     trainer = Trainer(config, model, loader, validation, dist_info, writer, stop)
     trainer.remove_interrupted_saves()

@@ -36,6 +36,7 @@ from utils.checkpoint import save_checkpoint
 from utils.config import lookup, set_key
 from utils.freeze import FreezeError, freeze
 from utils.inference.predict import autocast_for, evaluate_sample
+from utils.recipe import ImageSizeError
 from utils.evaluation.metrics import mse, sad
 from utils.schedule import AdaptiveGradClip
 from utils.signals import StopRequest, signal_name
@@ -274,18 +275,24 @@ class Trainer:
         if self.eval_loader is None:
             return None
         self.model.eval()
-        # sums of SAD, MSE, REC; images with an MSE, images, unreadable images, interrupted
-        totals = torch.zeros(7, dtype=torch.float64)
+        # sums of SAD, MSE, REC; images with an MSE, images, unreadable images, images the recipe
+        # cannot take (too small for its resizing), interrupted
+        totals = torch.zeros(8, dtype=torch.float64)
         with torch.no_grad():
             for batch in self.eval_loader:
                 if self.stop.signum is not None:
-                    totals[6] = 1
+                    totals[7] = 1
                     break
                 if "error" in batch:
                     totals[5] += 1
                     self._report_once(batch["error"], "unreadable validation image, left out of the means: %s")
                     continue
-                alpha, pred8, target8 = evaluate_sample(self.model, self.eval_recipe, batch, self.device)
+                try:
+                    alpha, pred8, target8 = evaluate_sample(self.model, self.eval_recipe, batch, self.device)
+                except ImageSizeError as e:
+                    totals[6] += 1
+                    self._report_once(f"{batch['image_name']}: {e}", "validation image left out of the means: %s")
+                    continue
                 unknown = self.eval_recipe.unknown(torch.from_numpy(batch["trimap"])).float()
                 target = torch.from_numpy(batch["alpha"].astype(np.float32) / 255)
                 rec = unknown_l1(torch.from_numpy(alpha), target, unknown)
@@ -294,13 +301,14 @@ class Trainer:
                 defined = not math.isnan(image_mse)
                 totals[:5] += torch.tensor([sad(pred8, target8, trimap), image_mse if defined else 0.0, float(rec),
                                             float(defined), 1.0], dtype=torch.float64)
-        sad_sum, mse_sum, rec_sum, with_mse, images, unreadable, interrupted = \
+        sad_sum, mse_sum, rec_sum, with_mse, images, unreadable, unfit, interrupted = \
             du.all_reduce_sum(totals.to(self.device)).cpu().tolist()
         if interrupted:
             if du.is_main_process():
                 logger.info("validation at step %d cut short by the stop signal: no result", step)
             return None
-        left_out = f", {int(unreadable)} unreadable left out" if unreadable else ""
+        left_out = (f", {int(unreadable)} unreadable left out" if unreadable else "") + \
+            (f", {int(unfit)} too small for the recipe left out" if unfit else "")
         if not with_mse:
             if du.is_main_process():
                 logger.warning("validation at step %d: no readable image with unknown pixels (%d images%s)",

@@ -14,7 +14,7 @@ from dataloader import transforms as T
 from dataloader.decode_cache import DecodeCache
 from dataloader.dim_pipeline import dim_sample
 from dataloader.fast_pipeline import gca_sample_fast
-from dataloader.file_lists import DataListError, EvalList, TrainList
+from dataloader.file_lists import DataListError, EvalList, TrainFolders, TrainList, composited_list
 from utils.cutouts.foreground import solve_background
 from utils.io.images import ImageReadError, read_grey, read_image, read_uint8
 
@@ -81,45 +81,114 @@ def usable_eval_files(files: EvalList) -> Tuple[EvalList, List[str]]:
     return usable, problems
 
 
-class TrainDataset(Dataset):
+@dataclass(frozen=True)
+class SampleSource:
+    """What a family's own data pipeline (TrainDataset's `pipeline` given as a function) makes a
+    sample from: foreground `index` of `count` (BGR uint8) and its alpha (uint8), the background
+    (BGR uint8, or the photo's own float32 one where own_background), the sample's generator, the
+    crop size and data.augmentation, and read_foreground(i) -> (fg, alpha) of another foreground
+    (for mixing two), which raises ImageReadError as the first read does."""
+    fg: np.ndarray
+    alpha: np.ndarray
+    bg: np.ndarray
+    own_background: bool
+    index: int
+    count: int
+    rng: np.random.Generator
+    crop_size: int
+    augmentation: bool
+    read_foreground: Callable[[int], Tuple[np.ndarray, np.ndarray]]
+
+
+SampleFunction = Callable[[SampleSource], Dict[str, np.ndarray]]
+
+
+class KeyedDataset(Dataset):
+    """A training set whose randomness comes from the key: the sampler passes (epoch, index) and
+    the generator is seeded with (seed, epoch, rank, index), so a sample does not depend on which
+    worker makes it, workers and ranks never share a stream, and a restart with the same seed
+    repeats it. A sample whose file cannot be read is replaced by the next index's.
+    `to_tensors` encodes a sample's arrays for the network and its losses (the family's
+    TrainingRecipe.train_tensors). Subclasses make the arrays (make_sample) and name the item."""
+
+    def __init__(self, to_tensors: Callable[[Dict[str, np.ndarray]], Dict[str, torch.Tensor]], seed: int, rank: int):
+        self.to_tensors, self.seed, self.rank = to_tensors, seed, rank
+
+    def rng_for(self, epoch: int, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, epoch, self.rank, index])
+
+    def make_sample(self, epoch: int, index: int) -> Dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def item_name(self, index: int) -> str:
+        raise NotImplementedError
+
+    def summary(self) -> str:
+        """What the set holds, for the log ("4 photos, 6 backgrounds")."""
+        raise NotImplementedError
+
+    def __getitem__(self, key: SampleKey) -> Dict:
+        """The sample's tensors, plus `replaced` (how many unreadable samples were skipped to
+        make it) and `bad_files` (their errors, one a line: workers have no log file, the
+        training process logs them)."""
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        errors = []
+        while True:
+            try:
+                sample = self.make_sample(epoch, index)
+                break
+            except ImageReadError as e:
+                errors.append(str(e))
+                if len(errors) > MAX_REPLACEMENTS:
+                    raise ImageReadError(f"{MAX_REPLACEMENTS} unreadable samples in a row; last: {e}") from None
+                index = (index + 1) % len(self)
+        tensors = self.to_tensors(sample)
+        tensors["image_name"] = self.item_name(index)
+        tensors["replaced"] = len(errors)
+        tensors["bad_files"] = "\n".join(errors)
+        return tensors
+
+
+class TrainDataset(KeyedDataset):
     """Foregrounds composited on the fly over backgrounds: item i uses fg[i % n_fg] and bg[i], so
     an epoch is one pass over the backgrounds. The foregrounds are Adobe's, or those estimated
     from photos (files.merged); with photos, `own_background_prob` is the probability that an item
     uses its photo's own background instead of bg[i]: the sample is then the photo itself.
-
-    Randomness comes from the key: the sampler passes (epoch, index) and the generator is
-    seeded with (seed, epoch, rank, index), so a sample does not depend on which worker makes
-    it, workers and ranks never share a stream, and a restart with the same seed repeats it.
-    `to_tensors` encodes a sample's arrays for the network and its losses (the family's
-    TrainingRecipe.train_tensors); `draw` makes the random choices of a "gca"-pipeline sample
-    (GCA-Matting's, dataloader.transforms.draw_gca; a family's variant of them).
+    `pipeline`: "gca" or "dim" (data.pipeline), or a family's own SampleFunction; `draw` makes the
+    random choices of a "gca"-pipeline sample (GCA-Matting's, dataloader.transforms.draw_gca; a
+    family's variant of them).
     """
 
     def __init__(self, files: TrainList, to_tensors: Callable[[Dict[str, np.ndarray]], Dict[str, torch.Tensor]],
-                 crop_size: int = 512, augmentation: bool = True, random_interp: bool = False, pipeline: str = "gca",
-                 seed: int = 0, rank: int = 0, decode_cache: Optional[str] = None, fast: bool = True,
-                 own_background_prob: float = 0.0, draw: Callable[..., T.GCADraws] = T.draw_gca):
+                 crop_size: int = 512, augmentation: bool = True, random_interp: bool = False,
+                 pipeline: Union[str, SampleFunction] = "gca", seed: int = 0, rank: int = 0,
+                 decode_cache: Optional[str] = None, fast: bool = True, own_background_prob: float = 0.0,
+                 draw: Callable[..., T.GCADraws] = T.draw_gca):
         if crop_size % 32:
             raise ValueError(f"data.crop_size must be a multiple of 32, got {crop_size}")
-        if pipeline not in PIPELINES:
+        if not callable(pipeline) and pipeline not in PIPELINES:
             raise ValueError(f"data.pipeline must be one of {PIPELINES}, got {pipeline!r}")
         if own_background_prob and not files.merged:
             raise ValueError(f"data.own_background_prob = {own_background_prob} needs photos (data.train_merged): "
                              "an Adobe foreground has no background of its own; set it to 0")
         check_sizes(files)
+        super().__init__(to_tensors, seed, rank)
         self.files = files
         self.crop_size, self.augmentation, self.random_interp = crop_size, augmentation, random_interp
         self.pipeline = pipeline
-        self.seed, self.rank, self.fast = seed, rank, fast
+        self.fast = fast
         self.own_background_prob = own_background_prob
-        self.to_tensors, self.draw = to_tensors, draw
+        self.draw = draw
         self.cache = DecodeCache(decode_cache)
 
     def __len__(self) -> int:
         return len(self.files.bg)
 
-    def rng_for(self, epoch: int, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, epoch, self.rank, index])
+    def item_name(self, index: int) -> str:
+        return os.path.basename(self.files.fg[index % len(self.files.fg)])
+
+    def summary(self) -> str:
+        return f"{len(self.files.fg)} {'photos' if self.files.merged else 'foregrounds'}, {len(self.files.bg)} backgrounds"
 
     def uses_own_background(self, epoch: int, index: int) -> bool:
         if not self.own_background_prob:
@@ -152,6 +221,9 @@ class TrainDataset(Dataset):
         own = self.uses_own_background(epoch, index)
         fg, alpha = self._read_fg(fg_index)
         bg = self._own_background(fg_index, fg, alpha) if own else read_uint8(self.files.bg[index])
+        if callable(self.pipeline):
+            return self.pipeline(SampleSource(fg, alpha, bg, own, fg_index, n_fg, rng, self.crop_size,
+                                              self.augmentation, self._read_fg))
         if self.pipeline == "dim":
             return dim_sample(fg, alpha, bg, rng, self.crop_size, own)
         draws = dataclasses.replace(self.draw(rng, n_fg, self.random_interp, self.augmentation), own_background=own)
@@ -163,27 +235,6 @@ class TrainDataset(Dataset):
         alpha2 = None if alpha2 is None else alpha2.astype(np.float32) / 255
         return T.gca_sample_reference(fg, alpha.astype(np.float32) / 255, bg, draws, self.crop_size,
                                       self.augmentation, fg2, alpha2)
-
-    def __getitem__(self, key: SampleKey) -> Dict:
-        """The sample's tensors, plus `replaced` (how many unreadable samples were skipped to
-        make it) and `bad_files` (their errors, one a line: workers have no log file, the
-        training process logs them)."""
-        epoch, index = key if isinstance(key, tuple) else (0, key)
-        errors = []
-        while True:
-            try:
-                sample = self.make_sample(epoch, index)
-                break
-            except ImageReadError as e:
-                errors.append(str(e))
-                if len(errors) > MAX_REPLACEMENTS:
-                    raise ImageReadError(f"{MAX_REPLACEMENTS} unreadable samples in a row; last: {e}") from None
-                index = (index + 1) % len(self)
-        tensors = self.to_tensors(sample)
-        tensors["image_name"] = os.path.basename(self.files.fg[index % len(self.files.fg)])
-        tensors["replaced"] = len(errors)
-        tensors["bad_files"] = "\n".join(errors)
-        return tensors
 
 
 @dataclass(frozen=True)
@@ -197,15 +248,20 @@ class DataSettings:
     own_background_prob: float
     seed: int
     rank: int
+    folders: TrainFolders
 
 
-def composited_training_set(files: TrainList, settings: DataSettings,
-                            to_tensors: Callable[[Dict[str, np.ndarray]], Dict[str, torch.Tensor]]) -> TrainDataset:
-    """TrainDataset with the settings given: the data pipeline of a family that trains on
-    foregrounds composited over backgrounds (a TrainingRecipe's dataset)."""
-    return TrainDataset(files, to_tensors, settings.crop_size, settings.augmentation, settings.random_interp,
-                        settings.pipeline, settings.seed, settings.rank, settings.decode_cache,
-                        own_background_prob=settings.own_background_prob)
+def composited_training_set(settings: DataSettings,
+                            to_tensors: Callable[[Dict[str, np.ndarray]], Dict[str, torch.Tensor]],
+                            pipeline: Optional[SampleFunction] = None,
+                            draw: Callable[..., T.GCADraws] = T.draw_gca) -> TrainDataset:
+    """TrainDataset over the config's foregrounds (or photos) and backgrounds with the settings
+    given: the data pipeline of a family that trains on foregrounds composited over backgrounds (a
+    TrainingRecipe's dataset). pipeline: the family's own sample function, else data.pipeline's;
+    draw: the random choices of a "gca"-pipeline sample (TrainDataset)."""
+    return TrainDataset(composited_list(settings.folders), to_tensors, settings.crop_size, settings.augmentation,
+                        settings.random_interp, pipeline or settings.pipeline, settings.seed, settings.rank,
+                        settings.decode_cache, own_background_prob=settings.own_background_prob, draw=draw)
 
 
 class EpochSampler(Sampler):

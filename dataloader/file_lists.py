@@ -92,14 +92,20 @@ def _prepare_command(merged_dir: str, alpha_dir: str, fg_dir: str) -> str:
             f"--output {fg_dir or 'FOLDER'}")
 
 
+def photos_with_alphas(merged_dir: str, alpha_dir: str, keys=("data.train_merged", "data.train_alpha")):
+    """(photo stem -> file name, alpha stem -> file name, the stems of both, sorted): photos and
+    alphas paired by stem, unpaired files listed once in the log and left out."""
+    merged, alpha = _indexed(merged_dir, keys[0]), _indexed(alpha_dir, keys[1])
+    return merged, alpha, _paired_with_alphas(merged, alpha, merged_dir, alpha_dir, "photo", keys[:2])
+
+
 def photo_training_list(merged_dir: str, alpha_dir: str, fg_dir: Optional[str], bg_dir: str,
                         keys=("data.train_merged", "data.train_alpha", "data.train_fg",
                               "data.train_bg")) -> TrainList:
     """Photos and alphas paired by stem (unpaired files listed once and left out), each with its
     estimated foreground `<fg_dir>/<stem>.*`, and all backgrounds. A missing foreground folder,
     or foregrounds missing for some photos, is an error naming the command that makes them."""
-    merged, alpha = _indexed(merged_dir, keys[0]), _indexed(alpha_dir, keys[1])
-    stems = _paired_with_alphas(merged, alpha, merged_dir, alpha_dir, "photo", keys[:2])
+    merged, alpha, stems = photos_with_alphas(merged_dir, alpha_dir, keys[:2])
     command = _prepare_command(merged_dir, alpha_dir, fg_dir)
     if not fg_dir or not os.path.isdir(fg_dir):
         where = f"{keys[2]} = {fg_dir!r} is no folder" if fg_dir else f"{keys[2]} is not set"
@@ -115,6 +121,24 @@ def photo_training_list(merged_dir: str, alpha_dir: str, fg_dir: Optional[str], 
     bg = [os.path.join(bg_dir, name) for name in _images_in(bg_dir, keys[3])]
     return TrainList([os.path.join(fg_dir, fg[s]) for s in stems], [os.path.join(alpha_dir, alpha[s]) for s in stems],
                      bg, [os.path.join(merged_dir, merged[s]) for s in stems])
+
+
+@dataclass(frozen=True)
+class TrainFolders:
+    """The config's training folders (data.train_fg, train_alpha, train_bg, train_merged), None
+    where unset."""
+    fg: Optional[str]
+    alpha: Optional[str]
+    bg: Optional[str]
+    merged: Optional[str]
+
+
+def composited_list(folders: TrainFolders) -> TrainList:
+    """Photos with alphas (folders.merged) and their estimated foregrounds, or Adobe-style
+    foregrounds with alphas; and the backgrounds."""
+    if folders.merged:
+        return photo_training_list(folders.merged, folders.alpha, folders.fg, folders.bg)
+    return training_list(folders.fg, folders.alpha, folders.bg)
 
 
 def eval_list(merged_dir: str, alpha_dir: str, trimap_dir: str,

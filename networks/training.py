@@ -7,15 +7,15 @@ resume checks, logging); it asks the recipe what a step trains on and with what.
 takes the run's ModelSpec, whose `options` are the family's own config keys as plain values.
 """
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import Dataset
+import torch.nn.functional as F
 
-from dataloader.datasets import DataSettings
-from dataloader.file_lists import TrainList
+from dataloader.datasets import DataSettings, KeyedDataset, composited_training_set
 from utils.config import ModelSpec, Rule, at_least, one_of
 from utils.recipe import IMAGENET_MEAN, IMAGENET_STD
 from utils.schedule import learning_rate
@@ -31,8 +31,9 @@ class TrainingRecipe:
     train_tensors(sample, spec): a training sample's arrays (dataloader.datasets: BGR image, fg, bg
     on 0..255, alpha on 0..1, grey trimap) as the tensors the network and the losses take: at
     least "image" and "trimap" (the network's two inputs) and "alpha" (1 x H x W on 0..1).
-    dataset(files, settings, to_tensors): the training set (the data pipeline) over the config's
-    files, with the data settings and the sample encoding given.
+    dataset(settings, spec): the training set (the data pipeline) over the config's folders
+    (settings.folders) with its data settings, its items encoded by train_tensors: a
+    dataloader.datasets.KeyedDataset (items keyed (epoch, index), summary() for the log).
     losses(network, alpha, info, batch, spec): the losses of one forward, "total" among them; the
     network is the model outside DDP (its frozen parts say what is trained), alpha and info the
     forward's outputs, batch the encoded samples on the device.
@@ -53,7 +54,7 @@ class TrainingRecipe:
     pictures(info): the family's own TensorBoard pictures from a forward's info, by name (C x H x W
     arrays); {} for none."""
     train_tensors: Callable[[Arrays, ModelSpec], Tensors]
-    dataset: Callable[[TrainList, DataSettings, Callable[[Arrays], Tensors]], Dataset]
+    dataset: Callable[[DataSettings, ModelSpec], KeyedDataset]
     losses: Callable[[nn.Module, torch.Tensor, Any, Tensors, ModelSpec], Tensors]
     optimizer: Callable[[nn.Module, ModelSpec], torch.optim.Optimizer]
     learning_rate: Callable[[ModelSpec, int, int, Optional[int]], float]
@@ -100,6 +101,30 @@ def adam(network: nn.Module, schedule: AdamSchedule) -> torch.optim.Optimizer:
 
 def scheduled_rate(schedule: AdamSchedule, step: int, total_step: int, restart_step: Optional[int]) -> float:
     return learning_rate(step, schedule.lr, schedule.warmup_step, total_step, restart_step, schedule.lr_schedule)
+
+
+def composited_dataset(train_tensors: Callable[[Arrays, ModelSpec], Tensors]
+                       ) -> Callable[[DataSettings, ModelSpec], KeyedDataset]:
+    """A TrainingRecipe.dataset: the foregrounds (or photos) composited over the backgrounds by
+    data.pipeline, encoded by `train_tensors`."""
+    def dataset(settings: DataSettings, spec: ModelSpec) -> KeyedDataset:
+        return composited_training_set(settings, partial(train_tensors, spec=spec))
+    return dataset
+
+
+def laplacian_pyramid(image: torch.Tensor, kernel: torch.Tensor, levels: int, border: str) -> List[torch.Tensor]:
+    """`levels` band-pass levels of N x C x H x W `image`, each the image minus its blur by the
+    square `kernel` (padded with F.pad's `border`: "reflect", "replicate"), the blur then halved by
+    2 x 2 averaging for the next level; and, last, the final blur so halved (AEMatter's and AIM's
+    Laplacian losses)."""
+    weight = kernel.to(image)[None, None].expand(image.shape[1], 1, *kernel.shape)
+    pad = kernel.shape[0] // 2
+    pyramid = []
+    for _ in range(levels):
+        blurred = F.conv2d(F.pad(image, (pad, pad, pad, pad), mode=border), weight, groups=image.shape[1])
+        pyramid.append(image - blurred)
+        image = F.avg_pool2d(blurred, 2)
+    return pyramid + [image]
 
 
 def unknown_l1(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """TEST-ONLY TRANSCRIPTION of the published AIM code (JizhiziLi/AIM, MIT licence, (c) 2021 Jizhizi
 Li): the module tree and forward of core/network/AimNet.py and core/network/resnet_mp.py (the
-ResNet-34 with max-pooling indices, built without its ImageNet file), and the small functions of
-core/util.py the tests compare against. It stands for the published code in the tests (key names,
+ResNet-34 with max-pooling indices, built without its ImageNet file), the small functions of
+core/util.py the tests compare against, and core/evaluate.py's training losses (on the CPU: its
+.cuda() calls left out). It stands for the published code in the tests (key names,
 shapes, the network's outputs, the fusions); nothing outside tests/ imports it.
 """
 import numpy as np
@@ -262,3 +263,117 @@ def test_sample(test_choice, model, img, resize, limit=SHORTER_PATH_LIMITATION):
     predict = predict * 255.0
     predict = cv2.resize(predict, (w, h), interpolation=cv2.INTER_LINEAR)
     return predict.astype(np.uint8)
+
+
+def gen_trimap_with_dilate(alpha, kernel_size):
+    """core/util.py's (gen_usr_with_dilate computes the same)."""
+    import cv2
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel_size, kernel_size))
+    fg_and_unknown = np.array(np.not_equal(alpha, 0).astype(np.float32))
+    fg = np.array(np.equal(alpha, 255).astype(np.float32))
+    dilate = cv2.dilate(fg_and_unknown, kernel, iterations=1)
+    erode = cv2.erode(fg, kernel, iterations=1)
+    trimap = erode * 255 + (dilate - erode) * 128
+    return trimap.astype(np.uint8)
+
+
+# core/evaluate.py: the training losses
+def get_crossentropy_loss(gt, pre):
+    gt_copy = gt.clone()
+    gt_copy[gt_copy == 0] = 0
+    gt_copy[gt_copy == 255] = 2
+    gt_copy[gt_copy > 2] = 1
+    gt_copy = gt_copy.long()
+    gt_copy = gt_copy[:, 0, :, :]
+    criterion = nn.CrossEntropyLoss()
+    return criterion(pre, gt_copy)
+
+
+def get_alpha_loss(predict, alpha, trimap):
+    weighted = torch.zeros(trimap.shape)
+    weighted[trimap == 128] = 1.
+    alpha_f = alpha / 255.
+    diff = predict - alpha_f
+    diff = diff * weighted
+    alpha_loss = torch.sqrt(diff ** 2 + 1e-12)
+    return alpha_loss.sum() / (weighted.sum() + 1.)
+
+
+def get_alpha_loss_whole_img(predict, alpha):
+    weighted = torch.ones(alpha.shape)
+    alpha_f = alpha / 255.
+    diff = predict - alpha_f
+    alpha_loss = torch.sqrt(diff ** 2 + 1e-12)
+    return alpha_loss.sum() / (weighted.sum())
+
+
+def build_gauss_kernel(size=5, sigma=1.0, n_channels=1):
+    if size % 2 != 1:
+        raise ValueError("kernel size must be uneven")
+    grid = np.float32(np.mgrid[0:size, 0:size].T)
+    gaussian = lambda x: np.exp((x - size // 2) ** 2 / (-2 * sigma ** 2)) ** 2
+    kernel = np.sum(gaussian(grid), axis=2)
+    kernel /= np.sum(kernel)
+    kernel = np.tile(kernel, (n_channels, 1, 1))
+    return torch.FloatTensor(kernel[:, None, :, :])
+
+
+def conv_gauss(img, kernel):
+    n_channels, _, kw, kh = kernel.shape
+    img = F.pad(img, (kw // 2, kh // 2, kw // 2, kh // 2), mode='replicate')
+    return F.conv2d(img, kernel, groups=n_channels)
+
+
+def laplacian_pyramid(img, kernel, max_levels=5):
+    current = img
+    pyr = []
+    for level in range(max_levels):
+        filtered = conv_gauss(current, kernel)
+        diff = current - filtered
+        pyr.append(diff)
+        current = F.avg_pool2d(filtered, 2)
+    pyr.append(current)
+    return pyr
+
+
+def get_laplacian_loss(predict, alpha, trimap):
+    weighted = torch.zeros(trimap.shape)
+    weighted[trimap == 128] = 1.
+    alpha_f = alpha / 255.
+    alpha_f = alpha_f.clone() * weighted
+    predict = predict.clone() * weighted
+    gauss_kernel = build_gauss_kernel(size=5, sigma=1.0, n_channels=1)
+    pyr_alpha = laplacian_pyramid(alpha_f, gauss_kernel, 5)
+    pyr_predict = laplacian_pyramid(predict, gauss_kernel, 5)
+    return sum(F.l1_loss(a, b) for a, b in zip(pyr_alpha, pyr_predict))
+
+
+def get_laplacian_loss_whole_img(predict, alpha):
+    alpha_f = alpha / 255.
+    gauss_kernel = build_gauss_kernel(size=5, sigma=1.0, n_channels=1)
+    pyr_alpha = laplacian_pyramid(alpha_f, gauss_kernel, 5)
+    pyr_predict = laplacian_pyramid(predict, gauss_kernel, 5)
+    return sum(F.l1_loss(a, b) for a, b in zip(pyr_alpha, pyr_predict))
+
+
+def get_composition_loss_whole_img(img, alpha, fg, bg, predict):
+    weighted = torch.ones(alpha.shape)
+    predict_3 = torch.cat((predict, predict, predict), 1)
+    comp = predict_3 * fg + (1. - predict_3) * bg
+    comp_loss = torch.sqrt((comp - img) ** 2 + 1e-12)
+    return comp_loss.sum() / (weighted.sum())
+
+
+def training_loss(train_data, ori, mask, trimap_or_usr, fg, bg, predict_global, predict_local, predict_fusion):
+    """core/train.py's loss of one batch for train_data 'sod' or 'matting'."""
+    if train_data == 'sod':
+        return (get_crossentropy_loss(trimap_or_usr, predict_global)
+                + get_alpha_loss(predict_local, mask, trimap_or_usr)
+                + get_alpha_loss_whole_img(predict_fusion, mask))
+    usr = trimap_or_usr
+    loss_global = get_crossentropy_loss(usr, predict_global)
+    loss_local = get_alpha_loss(predict_local, mask, usr) + get_laplacian_loss(predict_local, mask, usr)
+    loss_fusion_alpha = (get_alpha_loss_whole_img(predict_fusion, mask)
+                         + get_laplacian_loss_whole_img(predict_fusion, mask))
+    loss_fusion_comp = get_composition_loss_whole_img(ori, mask, fg, bg, predict_fusion)
+    return loss_global + loss_local + loss_fusion_alpha + loss_fusion_comp

@@ -325,13 +325,8 @@ def test_the_test_phase_scores_aims_float_alpha_with_the_aim500_protocol(model, 
 
 
 @pytest.mark.slow
-def test_aim_is_not_exported_and_not_trained(matter, tmp_path, capsys):
+def test_aim_is_not_exported(matter):
     pytest.importorskip("onnx")
     from networks.export import ExportError, export_onnx
     with pytest.raises(ExportError, match="not one graph"):
         export_onnx(matter.network, model_spec(load_config(CONFIG)))
-    import main
-    config = tmp_path / "train.toml"
-    config.write_text(open(CONFIG).read() + f'\n[log]\nlogging_path = "{tmp_path}/logs"\n')
-    assert main.main(["--config", str(config)]) == 2
-    assert "training AIM is not supported here" in capsys.readouterr().out

@@ -227,8 +227,8 @@ def test_shipped_configs_load(path):
     elif config.model.family in ("vitmatte", "vitmatte-hf"):  # ViTMatte: the size, the source's recipe
         suffix = "-hf" if config.model.family == "vitmatte-hf" else ""
         assert name == f"vitmatte-{config.model.arch.encoder[-1]}{suffix}" and config.model.trimap_channel == 1
-    else:  # AEMatter, AIM: one network each, which the family names
-        assert config.model.family == name
+    else:  # AEMatter, AIM: one network each, which the family names (and its training configs begin with)
+        assert name == config.model.family or name.startswith(config.model.family + "-")
     assert format_config(config).startswith("version = ")
 
 
@@ -263,9 +263,13 @@ def test_each_family_has_its_own_keys_and_typed_options():
     assert not hasattr(dim.options, "loss_weights") and not hasattr(dim.options, "gca_block")
     assert dim.options.trimap_channel == 1 and dim.options.refiner == ""
     assert (aim.options.strategy, aim.options.resize) == ("hybrid", "skimage-0.14")
-    assert set(aim.values) == {"test.aim_strategy", "test.aim_resize"}
+    assert {"test.aim_strategy", "test.aim_resize", "train.aim_stage", "data.train_usr", "train.G_lr"} <= set(aim.values)
+    assert aim.options.training.stage == "matting" and aim.options.training.adam.betas == (0.9, 0.999)
     aematter = model_spec(default_config("aematter"))
-    assert dict(aematter.values) == {"model.trimap_channel": 3}  # no encoder, no GCA blocking
+    # no encoder, no GCA blocking; its training recipe's keys, the published batch and crop
+    assert dict(aematter.values) == {"model.trimap_channel": 3, "model.batch_size": 2, "train.lr_per_sample": 2.5e-5,
+                                     "train.lr_epochs": 150, "data.crop_size": 1024, "data.pipeline": "aematter",
+                                     "data.random_interp": True, "train.clip_grad": False}
     assert "arch" not in default_config("aematter").model and "rec_weight" not in default_config("aim").train
 
 

@@ -20,13 +20,12 @@ import torch.nn as nn
 
 import demo
 import main
-from dataloader.datasets import composited_training_set
 from dataloader.toy import make_toy_dataset
 from networks import export
 from networks.export_form import exportable_copy
 from networks.families import FAMILIES, family_named, load_config, register
 from networks.family import Family
-from networks.training import TrainingRecipe, unknown_l1
+from networks.training import TrainingRecipe, composited_dataset, unknown_l1
 from utils.checkpoint import CheckpointError, extract_state_dict, read_checkpoint, saved_family
 from utils.config import ConfigError, ConfigSchema, ModelSpec, at_least
 from utils.recipe import Padding, Recipe, exact_background, exact_foreground, grey_unit, unit_range
@@ -98,7 +97,7 @@ def losses(network: nn.Module, alpha: torch.Tensor, info: Any, batch: Dict[str, 
 
 
 TRAINING = TrainingRecipe(
-    train_tensors=train_tensors, dataset=composited_training_set, losses=losses,
+    train_tensors=train_tensors, dataset=composited_dataset(train_tensors), losses=losses,
     optimizer=lambda network, spec: torch.optim.SGD(network.parameters(), lr=spec.options.lr, momentum=0.9),
     learning_rate=lambda spec, step, total_step, restart_step: spec.options.lr,
     schedule_keys=("train.tiny_lr",), init_may_lack=(),

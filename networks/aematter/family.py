@@ -1,15 +1,16 @@
 """AEMatter (aipixel/AEMatter, ICML 2024; AEMFIX.ckpt and the RWA model of its main branch): the
-network, its evaluation recipe (eval.py) and its checkpoint layout ({'model': state dict} under the
-published module names, which are the network's own); one config key, model.trimap_channel, which
-must be 3 (its trimap is one-hot)."""
-from dataclasses import dataclass
+network, its evaluation recipe (eval.py), its checkpoint layout ({'model': state dict} under the
+published module names, which are the network's own), its config keys (options.py;
+model.trimap_channel must be 3: its trimap is one-hot) and its training recipe (training.py)."""
 from functools import partial
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from networks.aematter.network import AEMatter
+from networks.aematter.options import CONFIG as KEYS
+from networks.aematter.training import training_recipe
 from networks.family import Family, StateDict
 from utils.checkpoint import CheckpointError, extract_state_dict, saved_family
-from utils.config import ConfigSchema, ModelSpec
+from utils.config import ModelSpec
 from utils.hub.released import ReleasedModel
 from utils.recipe import Padding, Recipe, every_other_grey_background, exact_foreground, exact_one_hot, unit_range
 
@@ -18,8 +19,6 @@ CONFIG = "config/aematter.toml"
 LAYOUT_KEY = "model"
 # Keys that only AEMatter's networks have; the gate of the main branch's AEAL blocks.
 AEAL_KEY, GATE_KEY = "trans1.self_attn1.in_proj_weight", "trans1.gamma"
-TRAINING_REFUSAL = ("training AEMatter is not supported here; its released weights (AEMFIX.ckpt, the RWA model) "
-                    "run with demo.py, the test phase and the page")
 # Measured: torch.export of the demo graph with a free height and width ran 25 minutes on the 2-core
 # development machine without finishing, in its symbolic-shape solver (sympy simplifying the
 # sizes of the AEAL blocks' strips at 1/32 of the padded image), and was stopped (README, "AEMatter").
@@ -35,15 +34,6 @@ def aematter_recipe() -> Recipe:
     elsewhere."""
     return Recipe(NAME, unit_range, exact_one_hot, Padding(multiple=32, centred=True, edge="symmetric"),
                   exact_foreground, every_other_grey_background, "truncate")
-
-
-@dataclass(frozen=True)
-class AEMatterOptions:
-    trimap_channel: int
-
-
-def aematter_options(values: Mapping[str, Any]) -> AEMatterOptions:
-    return AEMatterOptions(values["model.trimap_channel"])
 
 
 def build(spec: ModelSpec) -> AEMatter:
@@ -77,8 +67,11 @@ def state_dict(checkpoint: Dict, path: str, keys: List[str]) -> StateDict:
 
 
 def recognise(checkpoint: Dict) -> Optional[str]:
+    """The hint for a released file or a checkpoint this project trained as AEMatter."""
     state = released_state(checkpoint)
-    if state is None or AEAL_KEY not in state:
+    if state is None and saved_family(checkpoint) == NAME:
+        state = checkpoint.get("state_dict")
+    if not isinstance(state, dict) or AEAL_KEY not in state:
         return None
     if GATE_KEY not in state:
         return ("a checkpoint of AEMatter's PT20 branch (its AEAL blocks have no gate), another network that this "
@@ -87,8 +80,8 @@ def recognise(checkpoint: Dict) -> Optional[str]:
 
 
 FAMILY = Family(name=NAME, title="AEMatter (Liu et al., ICML 2024; AEMFIX.ckpt, Composition-1K SAD 17.53)",
-                config=ConfigSchema({"model.trimap_channel": 3}, aematter_options), build=build, recipes=recipes,
-                state_dict=state_dict, recognise=recognise, export=EXPORT_REFUSAL, training=TRAINING_REFUSAL)
+                config=KEYS, build=build, recipes=recipes, state_dict=state_dict, recognise=recognise,
+                export=EXPORT_REFUSAL, training=training_recipe(aematter_recipe()))
 
 
 # Both on MEGA (a browser is needed), linked from AEMatter's README, 195 MiB, non-commercial.

@@ -35,6 +35,11 @@ TAIL_BYTES_PER_PIXEL = 1600
 TAIL_CONTEXT, HALF_CONTEXT = 8, 6
 # Bytes of attention scores made at once in an AEAL block (a strip's are heads x T x T floats).
 STRIP_SCORE_BYTES = 64 * 2 ** 20
+# The published training regularisation: the backbone's stochastic depth (rising to 0.2 over its
+# blocks), the decoder stages' (ctran0 .. ctran3), and the AEAL blocks' dropout.
+BACKBONE_DROP_PATH = 0.2
+DECODER_DROP_PATHS = (0.09, 0.07, 0.05, 0.03)
+AEAL_DROPOUT = 0.2
 
 
 def upsample(features: torch.Tensor) -> torch.Tensor:
@@ -79,11 +84,12 @@ class StripAttention(nn.Module):
     torch 2's fused CPU path of nn.MultiheadAttention computes it in eval mode, which the published
     model takes: the projection without bias, then q = (q + bias) / sqrt(head dim), k + bias,
     v + bias, softmax(q k^T) v, the output projection. In eval mode without gradients the scores
-    are made for as many strips at a time as STRIP_SCORE_BYTES allows."""
+    are made for as many strips at a time as STRIP_SCORE_BYTES allows. In training the attention
+    weights go through dropout at `dropout`, as MultiheadAttention's."""
 
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
         super().__init__()
-        self.heads = heads
+        self.heads, self.dropout = heads, dropout
         self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
         self.out_proj = nn.Linear(dim, dim)
@@ -98,8 +104,11 @@ class StripAttention(nn.Module):
         query, key, value = (t.reshape(strips, count, self.heads, width).transpose(1, 2)
                              for t in (query * width ** -0.5, key, value))
         step = strips if torch.is_grad_enabled() else max(1, STRIP_SCORE_BYTES // (4 * self.heads * count * count))
-        attended = torch.cat([(query[first:first + step] @ key[first:first + step].transpose(-2, -1)).softmax(-1)
-                              @ value[first:first + step] for first in range(0, strips, step)])
+        pieces = []
+        for first in range(0, strips, step):
+            weights = (query[first:first + step] @ key[first:first + step].transpose(-2, -1)).softmax(-1)
+            pieces.append(F.dropout(weights, self.dropout, self.training) @ value[first:first + step])
+        attended = torch.cat(pieces)
         attended = attended.transpose(1, 2).reshape(strips * count, channels)
         return self.out_proj(attended).view(strips, count, channels)
 
@@ -107,12 +116,16 @@ class StripAttention(nn.Module):
 class AEALBlock(nn.Module):
     """One AEAL block on a 1/32 map whose height and width are multiples of STRIP: the map plus
     gamma times a fusion of it with the guidance; then post-norm attention (rows strips on the
-    first half of the channels, column strips on the second) and a post-norm feed-forward layer."""
+    first half of the channels, column strips on the second) and a post-norm feed-forward layer.
+    In training, dropout at `dropout` on the attention weights, the attention's output, the
+    feed-forward layer's hidden units and its output (the published 0.2; none at inference)."""
 
-    def __init__(self, dim: int = 640, heads: int = 20, hidden: int = 2048, guidance: int = 512):
+    def __init__(self, dim: int = 640, heads: int = 20, hidden: int = 2048, guidance: int = 512,
+                 dropout: float = 0.0):
         super().__init__()
-        self.self_attn2 = StripAttention(dim // 2, heads // 2)
-        self.self_attn1 = StripAttention(dim // 2, heads // 2)
+        self.dropout = dropout
+        self.self_attn2 = StripAttention(dim // 2, heads // 2, dropout)
+        self.self_attn1 = StripAttention(dim // 2, heads // 2, dropout)
         self.linear1 = nn.Linear(dim, hidden)
         self.linear2 = nn.Linear(hidden, dim)
         self.norm1 = nn.LayerNorm(dim)
@@ -134,9 +147,12 @@ class AEALBlock(nn.Module):
         columns = self.self_attn2(columns).reshape(images, width // STRIP, height, STRIP, half)
         columns = columns.permute(0, 2, 1, 3, 4).reshape(images, height * width, half)
         tokens = features.permute(0, 2, 3, 1).reshape(images, height * width, channels)
-        tokens = self.norm1(tokens + torch.cat([rows, columns], dim=2))
-        tokens = self.norm2(tokens + self.linear2(F.relu(self.linear1(tokens))))
+        tokens = self.norm1(tokens + self.drop(torch.cat([rows, columns], dim=2)))
+        tokens = self.norm2(tokens + self.drop(self.linear2(self.drop(F.relu(self.linear1(tokens))))))
         return tokens.reshape(images, height, width, channels).permute(0, 3, 1, 2)
+
+    def drop(self, features: torch.Tensor) -> torch.Tensor:
+        return F.dropout(features, self.dropout, self.training)
 
 
 def conv_prelu(in_channels: int, out_channels: int, stride: int = 1) -> Tuple[nn.Module, nn.Module]:
@@ -146,21 +162,22 @@ def conv_prelu(in_channels: int, out_channels: int, stride: int = 1) -> Tuple[nn
 class AEMatter(nn.Module):
     """forward(image N x 3 x H x W RGB on 0..1, trimap N x 3 x H x W one-hot) -> (alpha N x 1 x H x W
     in [0, 1], None); H and W multiples of 32. `backbone_depths` and `decoder_depth` other than
-    Swin-T's (2, 2, 6, 2) and 3 give smaller networks of the same modules (tests)."""
+    Swin-T's (2, 2, 6, 2) and 3 give smaller networks of the same modules (tests). In training mode
+    the published regularisation acts (BACKBONE_DROP_PATH, DECODER_DROP_PATHS, AEAL_DROPOUT); in
+    eval mode it does nothing."""
 
     def __init__(self, backbone_depths: Tuple[int, ...] = (2, 2, 6, 2), decoder_depth: int = 3):
         super().__init__()
         self.start_conv0 = nn.Sequential(*conv_prelu(6, 48))
         self.start_conv = nn.Sequential(*conv_prelu(48, 64, 2), *conv_prelu(64, 64))
-        self.trans = SwinBackbone(96, backbone_depths)
+        self.trans = SwinBackbone(96, backbone_depths, drop_path_rate=BACKBONE_DROP_PATH)
         self.conv1 = nn.Sequential(nn.Conv2d(640 + 768, 256, 1))
         self.conv2 = nn.Sequential(nn.Conv2d(256 + 384, 256, 1))
         self.conv3 = nn.Sequential(nn.Conv2d(256 + 192, 192, 1))
         self.conv4 = nn.Sequential(nn.Conv2d(192 + 96, 128, 1))
-        self.ctran0 = SwinStage(256, decoder_depth, 8)
-        self.ctran1 = SwinStage(256, decoder_depth, 8)
-        self.ctran2 = SwinStage(192, decoder_depth, 6)
-        self.ctran3 = SwinStage(128, decoder_depth, 4)
+        self.ctran0, self.ctran1, self.ctran2, self.ctran3 = (
+            SwinStage(dim, decoder_depth, heads, drop_path=rate)
+            for dim, heads, rate in zip((256, 256, 192, 128), (8, 8, 6, 4), DECODER_DROP_PATHS))
         self.conv5 = nn.Sequential(*conv_prelu(192, 64), *conv_prelu(64, 64), *conv_prelu(64, 48))
         self.convo = nn.Sequential(*conv_prelu(48 + 48 + 6, 32), *conv_prelu(32, 32), nn.Conv2d(32, 1, 3, 1, 1))
         self.apptrans = nn.Sequential(nn.Conv2d(256 + 384, 256, 1), ResBlock(256, 128), ResBlock(256, 128),
@@ -168,7 +185,7 @@ class AEMatter(nn.Module):
         self.emb = nn.Sequential(nn.Conv2d(768, 640, 1), ResBlock(640, 160))
         self.embdp = nn.Sequential(nn.Conv2d(640, 640, 1))
         self.h2l = nn.Conv2d(768, 256, 1)
-        self.trans1, self.trans2, self.trans3 = (AEALBlock() for _ in range(3))
+        self.trans1, self.trans2, self.trans3 = (AEALBlock(dropout=AEAL_DROPOUT) for _ in range(3))
         # full-resolution rows per stripe and window rows per Swin band: WHOLE, AUTO or a number
         self.stripe_rows, self.window_rows = AUTO, AUTO
 

@@ -15,7 +15,7 @@ the band of all window rows. Not always the same bits: a band's matrix products 
 windows, and the math library may pick another kernel for that size and sum in another order
 (differences of a few fp32 roundings; tests/test_aematter.py bounds them).
 """
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -72,6 +72,7 @@ class WindowAttention(nn.Module):
         self.heads, self.window = heads, window
         self.scale = (dim // heads) ** -0.5
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.register_buffer("relative_position_index", relative_position_index(window))
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -117,12 +118,23 @@ def choose_window_rows(width: int, channels: int, setting: int, device: torch.de
     return max(1, memory_budget(device, BAND_BUDGET_BYTES) // per_window_row)
 
 
-class SwinBlock(nn.Module):
-    """x + attention(norm1(x)) in (shifted) windows, then x + mlp(norm2(x))."""
+def drop_path(branch: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: in training, each sample's residual branch zeroed with probability `rate`
+    and the others scaled by 1 / (1 - rate); the branch as it is otherwise."""
+    if not training or rate == 0:
+        return branch
+    keep = branch.new_empty((branch.shape[0],) + (1,) * (branch.dim() - 1)).bernoulli_(1 - rate)
+    return branch * keep.div_(1 - rate)
 
-    def __init__(self, dim: int, heads: int, shift: int, window: int = WINDOW, mlp_ratio: float = 4.0):
+
+class SwinBlock(nn.Module):
+    """x + attention(norm1(x)) in (shifted) windows, then x + mlp(norm2(x)); in training each
+    branch goes through stochastic depth at `drop_path` (the published rates; 0 at inference)."""
+
+    def __init__(self, dim: int, heads: int, shift: int, window: int = WINDOW, mlp_ratio: float = 4.0,
+                 drop_path: float = 0.0):
         super().__init__()
-        self.window, self.shift = window, shift
+        self.window, self.shift, self.drop_path = window, shift, drop_path
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, heads, window)
         self.norm2 = nn.LayerNorm(dim)
@@ -190,8 +202,8 @@ class SwinBlock(nn.Module):
         return torch.roll(band, self.shift, dims=2) if self.shift else band
 
     def finish(self, shortcut: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
-        x = shortcut + attended
-        return x + self.mlp(self.norm2(x))
+        x = shortcut + drop_path(attended, self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
 
 
 class PatchMerging(nn.Module):
@@ -211,12 +223,15 @@ class PatchMerging(nn.Module):
 
 
 class SwinStage(nn.Module):
-    """`depth` blocks, the odd ones shifted by half a window, and optionally a PatchMerging."""
+    """`depth` blocks, the odd ones shifted by half a window, and optionally a PatchMerging;
+    drop_path: the blocks' stochastic-depth rate, one for all or one per block."""
 
-    def __init__(self, dim: int, depth: int, heads: int, window: int = WINDOW, downsample: bool = False):
+    def __init__(self, dim: int, depth: int, heads: int, window: int = WINDOW, downsample: bool = False,
+                 drop_path: Union[float, Sequence[float]] = 0.0):
         super().__init__()
-        self.blocks = nn.ModuleList(SwinBlock(dim, heads, 0 if index % 2 == 0 else window // 2, window)
-                                    for index in range(depth))
+        rates = [drop_path] * depth if isinstance(drop_path, (int, float)) else list(drop_path)
+        self.blocks = nn.ModuleList(SwinBlock(dim, heads, 0 if index % 2 == 0 else window // 2, window,
+                                              drop_path=rates[index]) for index in range(depth))
         self.downsample = PatchMerging(dim) if downsample else None
 
     def forward(self, grid: torch.Tensor, window_rows: int = WHOLE) -> torch.Tensor:
@@ -249,13 +264,19 @@ class PatchEmbed(nn.Module):
 
 class SwinBackbone(nn.Module):
     """Swin-T on AEMatter's stem features: four stages (96, 192, 384, 768 channels at 1/2 .. 1/16
-    of its input), each stage's output normed (norm0 .. norm3) and returned as N x C x H x W."""
+    of its input), each stage's output normed (norm0 .. norm3) and returned as N x C x H x W. In
+    training the blocks' stochastic depth rises linearly from 0 to `drop_path_rate` over the
+    blocks, as Swin's (AEMatter trains with 0.2)."""
 
-    def __init__(self, dim: int = 96, depths: Tuple[int, ...] = (2, 2, 6, 2), heads: Tuple[int, ...] = (3, 6, 12, 24)):
+    def __init__(self, dim: int = 96, depths: Tuple[int, ...] = (2, 2, 6, 2), heads: Tuple[int, ...] = (3, 6, 12, 24),
+                 drop_path_rate: float = 0.0):
         super().__init__()
         self.patch_embed = PatchEmbed(64, dim)
-        self.layers = nn.ModuleList(SwinStage(dim * 2 ** index, depth, head, downsample=index < len(depths) - 1)
-                                    for index, (depth, head) in enumerate(zip(depths, heads)))
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        starts = [sum(depths[:index]) for index in range(len(depths))]
+        self.layers = nn.ModuleList(SwinStage(dim * 2 ** index, depth, head, downsample=index < len(depths) - 1,
+                                              drop_path=rates[start:start + depth])
+                                    for index, (depth, head, start) in enumerate(zip(depths, heads, starts)))
         for index in range(len(depths)):
             self.add_module(f"norm{index}", nn.LayerNorm(dim * 2 ** index))
 

@@ -1,7 +1,8 @@
 """AIM (Li, Zhang and Tao, IJCAI 2021; JizhiziLi/AIM, MIT): AimNet, which needs no trimap, its
-published test strategies (networks/aim/recipe.py) and its released checkpoint's layout
-(aimnet_pretrained_matting.pth, `{'state_dict': ...}`); its config keys choose the strategy and
-the scikit-image resize (test.aim_strategy, test.aim_resize)."""
+published test strategies (networks/aim/recipe.py), its released checkpoint's layout
+(aimnet_pretrained_matting.pth, `{'state_dict': ...}`) and its two training stages
+(networks/aim/training.py); its config keys choose the strategy and the scikit-image resize
+(test.aim_strategy, test.aim_resize) and the training stage and its settings."""
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -9,6 +10,7 @@ from networks.aim.layout import MARKER, describe, from_released
 from networks.aim.network import AimNet
 from networks.aim.recipe import SHORTER_SIDE_LIMIT, STRATEGIES, AimRecipe
 from networks.aim.skimage_resize import SKIMAGE_RESIZES
+from networks.aim.training import TRAINING, TRAINING_DEFAULTS, TRAINING_RULES, AimTraining, aim_training
 from networks.family import Family, StateDict, recogniser
 from utils.checkpoint import CheckpointError, extract_state_dict
 from utils.config import ConfigSchema, ModelSpec, one_of
@@ -16,7 +18,6 @@ from utils.hub.released import ReleasedModel
 from utils.recipe import Padding, imagenet_normalised, nowhere
 
 NAME = "aim"
-TRAINING_REFUSAL = "training AIM is not supported here; its authors' code (JizhiziLi/AIM) trains it"
 EXPORT_REFUSAL = ("AIM's inference resizes the photo to sizes computed from it, runs the network twice and resizes "
                   "on the CPU with scikit-image's arithmetic: it is not one graph; run it with demo.py")
 
@@ -24,17 +25,20 @@ EXPORT_REFUSAL = ("AIM's inference resizes the photo to sizes computed from it, 
 @dataclass(frozen=True)
 class AimOptions:
     """test.aim_strategy: "hybrid" (the semantic map at 1/4, the details at 1/2) or "resize" (1/4);
-    test.aim_resize: the scikit-image behaviour of its resizes."""
+    test.aim_resize: the scikit-image behaviour of its resizes; training: its training stage."""
     strategy: str
     resize: str
+    training: AimTraining
 
 
 def aim_options(values: Mapping[str, Any]) -> AimOptions:
-    return AimOptions(values["test.aim_strategy"], values["test.aim_resize"])
+    return AimOptions(values["test.aim_strategy"], values["test.aim_resize"], aim_training(values))
 
 
-CONFIG = ConfigSchema(defaults={"test.aim_strategy": "hybrid", "test.aim_resize": "skimage-0.14"}, options=aim_options,
-                      rules={"test.aim_strategy": one_of(*STRATEGIES), "test.aim_resize": one_of(*SKIMAGE_RESIZES)})
+CONFIG = ConfigSchema(defaults={"test.aim_strategy": "hybrid", "test.aim_resize": "skimage-0.14", **TRAINING_DEFAULTS},
+                      options=aim_options,
+                      rules={"test.aim_strategy": one_of(*STRATEGIES), "test.aim_resize": one_of(*SKIMAGE_RESIZES),
+                             **TRAINING_RULES})
 
 
 def build(spec: ModelSpec) -> AimNet:
@@ -65,7 +69,7 @@ def state_dict(checkpoint: Dict, path: str, keys: List[str]) -> StateDict:
 
 FAMILY = Family(name=NAME, title="AIM (Li, Zhang and Tao, IJCAI 2021; aimnet_pretrained_matting.pth, no trimap)",
                 config=CONFIG, build=build, recipes=recipes, state_dict=state_dict, recognise=recogniser(describe),
-                export=EXPORT_REFUSAL, training=TRAINING_REFUSAL)
+                export=EXPORT_REFUSAL, training=TRAINING)
 
 
 RELEASED = (

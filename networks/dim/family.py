@@ -8,7 +8,6 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from dataloader.datasets import composited_training_set
 from networks.dim import training
 from networks.dim.layout import REFINER_PREFIX, describe, dim_key
 from networks.dim.network import DeepImageMatting, xavier_init
@@ -17,7 +16,7 @@ from networks.export_form import exportable_copy
 from networks.family import Family, recogniser
 from networks.mmagic.family import mattor_recipe, openmmlab_releases
 from networks.mmagic.layout import mmagic_state_dict
-from networks.training import ADAM_SCHEDULE_KEYS, TrainingRecipe
+from networks.training import ADAM_SCHEDULE_KEYS, TrainingRecipe, composited_dataset
 from utils.config import ModelSpec
 from utils.recipe import Recipe, grey_unit
 
@@ -55,7 +54,7 @@ def train_tensors(sample: Dict[str, np.ndarray], spec: ModelSpec):
     return training.train_tensors(sample, dim_recipe())
 
 
-TRAINING = TrainingRecipe(train_tensors=train_tensors, dataset=composited_training_set, losses=training.losses,
+TRAINING = TrainingRecipe(train_tensors=train_tensors, dataset=composited_dataset(train_tensors), losses=training.losses,
                           optimizer=training.optimizer, learning_rate=training.rate, schedule_keys=ADAM_SCHEDULE_KEYS,
                           init_may_lack=(REFINER_PREFIX,), imagenet_backbone=training.imagenet_backbone,
                           shown_inputs=training.shown_inputs, pictures=training.no_pictures)

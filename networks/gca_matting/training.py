@@ -8,12 +8,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from dataloader.datasets import composited_training_set
 from utils.inference.offset_pictures import flow_to_image
 from networks.gca_matting.imagenet import load_imagenet_backbone
 from networks.gca_matting.losses import matting_losses
-from networks.training import (ADAM_SCHEDULE_KEYS, Arrays, Tensors, TrainingRecipe, adam, imagenet_picture,
-                               scheduled_rate)
+from networks.training import (ADAM_SCHEDULE_KEYS, Arrays, Tensors, TrainingRecipe, adam, composited_dataset,
+                               imagenet_picture, scheduled_rate)
 from utils.config import ModelSpec
 from utils.inference.preprocess import image_to_tensor, trimap_to_tensor
 
@@ -63,6 +62,6 @@ def offset_pictures(info: Optional[Dict]) -> Dict[str, np.ndarray]:
             for name in ("offset_1", "offset_2") if info and name in info}
 
 
-TRAINING = TrainingRecipe(train_tensors=train_tensors, dataset=composited_training_set, losses=losses,
+TRAINING = TrainingRecipe(train_tensors=train_tensors, dataset=composited_dataset(train_tensors), losses=losses,
                           optimizer=optimizer, learning_rate=rate, schedule_keys=ADAM_SCHEDULE_KEYS, init_may_lack=(),
                           imagenet_backbone=imagenet_backbone, shown_inputs=shown_inputs, pictures=offset_pictures)

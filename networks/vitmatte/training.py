@@ -13,6 +13,7 @@ ViTMatte_B_100ep.py, modeling/criterion/matting_criterion.py, data/dim_dataset.p
 import bisect
 import dataclasses
 import os
+from functools import partial
 from typing import Any, Dict, List, Optional, Tuple
 
 import cv2
@@ -21,8 +22,7 @@ import torch
 import torch.nn as nn
 
 from dataloader import transforms as T
-from dataloader.datasets import DataSettings, TrainDataset
-from dataloader.file_lists import TrainList
+from dataloader.datasets import DataSettings, TrainDataset, composited_training_set
 from networks.training import Arrays, Tensors, TrainingRecipe
 from networks.vitmatte.losses import vitmatte_losses
 from networks.vitmatte.network import ViT
@@ -61,14 +61,12 @@ def vitmatte_draws(rng: np.random.Generator, num_fg: int, random_interp: bool, a
     return dataclasses.replace(draws, trimap_side=TRIMAP_SIDE, trimap_interp=interp)
 
 
-def dataset(files: TrainList, settings: DataSettings, to_tensors) -> TrainDataset:
+def dataset(settings: DataSettings, spec: ModelSpec) -> TrainDataset:
     """data/dim_dataset.py's training samples (vitmatte_draws) over the config's files."""
     if settings.pipeline != GCA_PIPELINE:
         raise ValueError(f"data.pipeline = {settings.pipeline!r}: ViTMatte trains on its own pipeline, GCA-Matting's "
                          "with the trimap eroded at 640 x 640; leave data.pipeline at \"gca\"")
-    return TrainDataset(files, to_tensors, settings.crop_size, settings.augmentation, settings.random_interp,
-                        settings.pipeline, settings.seed, settings.rank, settings.decode_cache,
-                        own_background_prob=settings.own_background_prob, draw=vitmatte_draws)
+    return composited_training_set(settings, partial(train_tensors, spec=spec), draw=vitmatte_draws)
 
 
 def losses(network: nn.Module, alpha: torch.Tensor, info: Any, batch: Tensors, spec: ModelSpec) -> Tensors:
