@@ -17,7 +17,7 @@ import trainer as trainer_module
 import vitmatte_transcription as published
 from dataloader import transforms as T
 from dataloader.datasets import DataSettings
-from dataloader.file_lists import training_list
+from dataloader.file_lists import TrainFolders, training_list
 from networks.families import build_network, family_spec
 from networks.vitmatte import training
 from networks.vitmatte.losses import (gradient_penalty, known_l1_loss, laplacian_loss, unknown_l1_loss,
@@ -191,10 +191,16 @@ def toy(tmp_path_factory):
     return root
 
 
+def toy_settings(toy: str, seed: int) -> DataSettings:
+    """The data settings of a 64-pixel training run over the toy set."""
+    return DataSettings(64, True, False, "gca", "", 0.0, seed, 0,
+                        TrainFolders(f"{toy}/train/fg", f"{toy}/train/alpha", f"{toy}/train/bg", None))
+
+
 def test_the_dataset_makes_its_samples_with_its_draws(toy):
     files = training_list(f"{toy}/train/fg", f"{toy}/train/alpha", f"{toy}/train/bg")
-    settings = DataSettings(64, True, False, "gca", "", 0.0, 3, 0)
-    dataset = training.dataset(files, settings, lambda sample: sample)
+    settings = toy_settings(toy, seed=3)
+    dataset = training.dataset(settings, SPEC)
     sample = dataset.make_sample(0, 1)
     rng = dataset.rng_for(0, 1)
     draws = training.vitmatte_draws(rng, len(files.fg), False, True)
@@ -209,7 +215,7 @@ def test_the_dataset_makes_its_samples_with_its_draws(toy):
     for key in ("image", "alpha", "trimap"):
         np.testing.assert_array_equal(sample[key], expected[key], err_msg=key)
     with pytest.raises(ValueError, match="leave data.pipeline at \"gca\""):
-        training.dataset(files, dataclasses.replace(settings, pipeline="dim"), lambda sample: sample)
+        training.dataset(dataclasses.replace(settings, pipeline="dim"), SPEC)
 
 
 # ---- the pre-trained backbone ----
@@ -306,9 +312,7 @@ def train_recording(monkeypatch, config: str) -> list:
 def fixed_batch_loss(network: torch.nn.Module, toy: str) -> float:
     """The total loss of the network (in training mode, without gradients) on 8 training samples
     of the toy set, the same for every network."""
-    files = training_list(f"{toy}/train/fg", f"{toy}/train/alpha", f"{toy}/train/bg")
-    dataset = training.dataset(files, DataSettings(64, True, False, "gca", "", 0.0, 7, 0),
-                               lambda sample: training.train_tensors(sample, SPEC))
+    dataset = training.dataset(toy_settings(toy, seed=7), SPEC)
     samples = [dataset[(epoch, index)] for epoch in range(2) for index in range(len(dataset))]
     batch = {key: torch.stack([sample[key] for sample in samples]) for key in ("image", "trimap", "alpha")}
     with torch.no_grad():
