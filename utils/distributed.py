@@ -7,10 +7,12 @@ CUDA, gloo on the CPU.
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Optional
+from typing import Any, List, Optional, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
+
+Item = TypeVar("Item")
 
 
 @dataclass
@@ -82,6 +84,21 @@ def main_process_decides(decision: bool, device: torch.device) -> bool:
     flag = torch.tensor([float(decision)], device=device)
     dist.broadcast(flag, src=0)
     return bool(flag.item())
+
+
+def shard_of(items: Sequence[Item], rank: int, world_size: int) -> List[Item]:
+    """This rank's share of `items`: every world_size-th one from position `rank`, so that ranks get
+    equal counts (within one) and sizes mixed through a sorted folder spread over all of them."""
+    return list(items[rank::world_size])
+
+
+def all_gather_objects(value: Any) -> List[Any]:
+    """Every rank's `value` (picklable), in rank order, on every rank; [value] in a single process."""
+    if not is_dist_avail_and_initialized():
+        return [value]
+    gathered: List[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
 
 
 def barrier() -> None:
