@@ -142,6 +142,9 @@ def test_a_bad_model_or_benchmark_is_one_line_naming_it(setup, tmp_path, capsys)
     assert compare.main(model_flags(models) + ["--benchmark", str(tmp_path), "--output", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no benchmark layout found" in err and "merged/" in err
+    gone = str(tmp_path / "gone")
+    assert compare.main(model_flags(models) + ["--benchmark", gone, "--output", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"error: --benchmark {gone} is not a folder\n"
     assert not os.path.exists(tmp_path / "out")
 
 

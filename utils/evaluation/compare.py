@@ -461,7 +461,9 @@ def checked_arguments(args: argparse.Namespace, dist_info: du.DistInfo) -> Plan:
     try:
         labels, table = labels_of([os.path.basename(m) for m in files.merged], benchmark, args.categories,
                                   args.category_from_prefix)
-        device = pick_device(args.device) if args.device == "cpu" or not dist_info.distributed else dist_info.device
+        device = pick_device(args.device)
+        if dist_info.distributed and device.type == "cuda":
+            device = dist_info.device  # this rank's GPU
         check_precision(args.precision, device)
     except (CategoriesError, ValueError) as e:
         raise CompareError(str(e)) from None
