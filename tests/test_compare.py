@@ -1,4 +1,4 @@
-"""python -m utils.evaluation.compare: two families (GCA-Matting with one block per layer, and the
+"""python compare.py: two families (GCA-Matting with one block per layer, and the
 plug-in family of tests/test_plugin_family) on a generated Composition-1K-style benchmark; the
 table's figures equal utils.evaluation.evaluate's on each model's alphas alone, and its Markdown,
 CSV and JSON agree."""
@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
+import compare
 import one_block_gca
 import test_plugin_family
 from dataloader.toy import make_toy_dataset
 from networks.families import build_network, load_config, model_spec
-from utils.evaluation import compare, evaluate
+from utils.evaluation import evaluate
 from utils.evaluation.categories import group_means
 from utils.io.images import read_first_channel
 
@@ -157,7 +158,7 @@ def test_two_gloo_processes_give_the_one_process_table(setup, compared, tmp_path
            "PYTHONPATH": os.pathsep.join([ROOT, os.path.dirname(os.path.abspath(__file__))])}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            os.path.join(ROOT, "tests", "one_block_gca.py"),
-                           os.path.join(ROOT, "utils", "evaluation", "compare.py")] + model_flags(models) + [
+                           os.path.join(ROOT, "compare.py")] + model_flags(models) + [
                               "--benchmark", benchmark, "--output", output, "--device", "cpu",
                               "--category-from-prefix", "_", "--worst", "2"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

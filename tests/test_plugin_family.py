@@ -265,7 +265,7 @@ def test_a_module_without_a_family_is_refused(tmp_path):
 
 
 
-@pytest.mark.parametrize("script", ["demo.py", "app.py", "matting.py", "main.py", "trainer.py"])
+@pytest.mark.parametrize("script", ["demo.py", "app.py", "matting.py", "main.py", "trainer.py", "compare.py"])
 def test_the_entry_points_import_no_family_package(script):
     # The families are reached through networks.families only; demo.py and the page still name
     # their default released model in their help texts, which the next test does not allow.

@@ -1,10 +1,10 @@
 """Several models on one benchmark, each run with its own evaluation recipe and all scored with the one
 protocol, in one table (Markdown, CSV and JSON) and a gallery of the images where they disagree most.
 
-python -m utils.evaluation.compare --model CONFIG CHECKPOINT --model NAME [--model ...] --benchmark DIR
+python compare.py --model CONFIG CHECKPOINT --model NAME [--model ...] --benchmark DIR
     --output DIR [--protocol comp1k|aim500] [--categories FILE | --category-from-prefix SEP]
     [--device auto|cpu|cuda] [--precision fp32|bf16|fp16] [--tta MODE] [--worst K]
-torchrun --nproc_per_node=N -m utils.evaluation.compare ...    (the same, each rank predicting its share)
+torchrun --nproc_per_node=N compare.py ...    (the same, each rank predicting its share)
 
 A model is a config and a checkpoint, or a released model's name (python -m networks.models lists them).
 The benchmark folder is found by its sub-folders: Composition-1K (merged/, alpha/ or alpha_copy/,
