@@ -149,9 +149,13 @@ def split_complete(pairs: Sequence[Tuple[str, str]], folder: str,
     left are removed and named."""
     for path in remove_temporary_files(folder):
         print(f"removed {path}, left by a write that was cut short", file=sys.stderr)
-    todo = [pair for pair in pairs
-            if not all(os.path.isfile(os.path.join(folder, name)) for name in required(pair[0]))]
+    todo = [pair for pair in pairs if not all_there(folder, required(pair[0]))]
     return todo, len(pairs) - len(todo)
+
+
+def all_there(folder: str, names: Sequence[str]) -> bool:
+    """Whether every file `names` names is in `folder` (each written atomically: then whole)."""
+    return all(os.path.isfile(os.path.join(folder, name)) for name in names)
 
 
 def process_pairs(pairs: Sequence[Tuple[str, str]], process: Callable[[str, str], None], desc: str,

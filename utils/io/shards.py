@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 import torch
 
 from utils import distributed as du
-from utils.io.batch import Tally, process_pairs, report_failures, split_complete
+from utils.io.batch import Tally, all_there, process_pairs, report_failures, split_complete
 
 Row = TypeVar("Row", bound=tuple)
 Pair = Tuple[str, Optional[str]]
@@ -71,18 +71,13 @@ class ShardedFolder:
         return self.info.rank == 0
 
     def finished(self, image_path: str) -> bool:
-        return all(os.path.isfile(os.path.join(self.folder, name)) for name in self.required(image_path))
+        return all_there(self.folder, self.required(image_path))
 
-    def unfinished(self) -> List[str]:
-        """The images of this run whose files are not all in the folder, whichever rank had them."""
-        return [image for image, _ in self.todo if not self.finished(image)]
-
-    def skip_finished(self) -> int:
-        """--resume: leaves out the images whose files are all there; how many. Rank 0 looks
-        (removing what cut-short writes left) before any rank writes, and every rank takes that."""
+    def skip_finished(self) -> None:
+        """--resume: leaves out the images whose files are all there, counted in `complete`. Rank
+        0 looks (removing what cut-short writes left) before any rank writes; every rank takes that."""
         verdict = split_complete(self.todo, self.folder, self.required) if self.main else None
         self.todo, self.complete = du.all_gather_objects(verdict)[0]
-        return self.complete
 
     def run(self, process: Callable[[str, Optional[str]], None], desc: str, unnamed_errors: Tuple[type, ...],
             tally: Tally) -> None:
@@ -99,8 +94,9 @@ class ShardedFolder:
                       unnamed_errors, tally, bar=self.main)
 
     def looked_up(self) -> Tuple[int, List[str]]:
-        """(how many images are finished, those of this run that are not), from the folder."""
-        left = self.unfinished()
+        """(how many images are finished, those of this run that are not), from the folder:
+        whichever rank had them."""
+        left = [image for image, _ in self.todo if not self.finished(image)]
         return self.complete + len(self.todo) - len(left), left
 
     def summary(self, total: int, skipped: List[str]) -> int:
