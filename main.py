@@ -4,6 +4,7 @@ python main.py --config CONFIG.toml                        # one process
 torchrun --nproc_per_node=4 main.py --config CONFIG.toml     # one process per GPU
 python -m torch.distributed.launch --nproc_per_node=4 main.py --config=CONFIG.toml
 python main.py --config CONFIG.toml --phase test
+torchrun --nproc_per_node=4 main.py --config CONFIG.toml --phase test   # the test set split, same figures
 python main.py --config config/quickstart.toml --resume latest_model   # continue a stopped run
 
 The config's model family (model.family) says what is trained and how: its network, and its
