@@ -25,6 +25,9 @@ goes on, and the exit code is then 1. Ctrl-C or SIGTERM stops the run with one l
 images are written, each whole) and exit code 130 / 143; the same command with --resume then
 skips the images whose files are all there.
 
+torchrun --nproc_per_node=N demo.py ... splits the folder over N processes (gloo on the CPU, NCCL
+on GPUs; --nnodes too); rank 0 prints the one summary (utils.io.shards, docs/inference.md).
+
 From Python, `Matter` (matting.py) loads a model once and predicts numpy arrays without touching the disk.
 """
 import argparse
@@ -43,8 +46,9 @@ from networks.families import config_for, load_config, model_spec
 from utils.inference.offset_pictures import offset_pictures
 from utils.allocator import reuse_freed_memory
 from utils.io.batch import (AGAIN, COMPOSITE_SUFFIX, CUTOUT_SUFFIXES, OFFSET_SUFFIXES, RESUME, TRIMAP_SUFFIX, Tally,
-                            check_same_size, drop_clashing, is_inside, pair_by_stem, process_pairs, report_failures,
-                            split_complete, write_all)
+                            check_same_size, drop_clashing, is_inside, pair_by_stem, write_all)
+from utils.io.shards import ShardedFolder, join_ranks
+from utils.distributed import DistInfo, cleanup
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError
 from utils.extras import MissingExtraError
@@ -270,13 +274,18 @@ def guide_kind(args: argparse.Namespace, needs_trimap: bool) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    ranks = join_ranks(args.device)  # under torchrun; a plain run is rank 0 of 1
     tally = Tally()
-    return run_until_stopped(partial(run, args, tally), lambda: tally.stopped_line(
-        "images written to", RESUME if tally.done and not args.resume else AGAIN))
+    try:
+        return run_until_stopped(partial(run, args, tally, ranks), lambda: "" if ranks.rank else tally.stopped_line(
+            "images written to", RESUME if (tally.done or ranks.distributed) and not args.resume else AGAIN))
+    finally:
+        cleanup()
 
 
-def run(args: argparse.Namespace, tally: Tally) -> int:
-    """The command's work, counting the images written in `tally`; the exit code."""
+def run(args: argparse.Namespace, tally: Tally, ranks: DistInfo) -> int:
+    """The command's work, this rank's share of it (utils.io.shards), counting the images written
+    in `tally`; the exit code."""
     try:
         if not args.onnx:
             args.config = config_for(args.checkpoint, args.config, DEFAULT_CONFIG)
@@ -343,7 +352,7 @@ def run(args: argparse.Namespace, tally: Tally) -> int:
     total = len(pairs) + len(problems)
     pairs, clashes = drop_clashing(pairs, outputs.names)
     problems += clashes
-    for problem in problems:
+    for problem in problems if not ranks.rank else []:
         print(f"skipped: {problem}", file=sys.stderr)
     try:
         os.makedirs(save_dir, exist_ok=True)
@@ -351,18 +360,17 @@ def run(args: argparse.Namespace, tally: Tally) -> int:
         print(f"error: --output {args.output}: {save_dir} cannot be created ({e.strerror or e}); "
               "choose another --output folder", file=sys.stderr)
         return 2
-    complete = 0
+    shards = ShardedFolder(ranks, pairs, save_dir, outputs.always_written)
     if args.resume:
-        pairs, complete = split_complete(pairs, save_dir, outputs.always_written)
-        print(f"--resume: {complete} of {total} images have all their files in {save_dir} already; skipped",
+        shards.skip_finished()
+    if args.resume and not ranks.rank:
+        print(f"--resume: {shards.complete} of {total} images have all their files in {save_dir} already; skipped",
               file=sys.stderr)
-    tally.total, tally.done = total, complete
+    tally.total, tally.done = total, shards.complete
     process = partial(process_one, matter, save_dir=save_dir, outputs=outputs, trimap_of=trimap_of, tta=args.tta,
                       background=background)
-    done = complete + process_pairs(pairs, process, "demo", problems,
-                                    unnamed_errors=(FloatingPointError, ExportError, ImageSizeError), tally=tally)
-    print(f"{done} of {total} images written to {save_dir}" + (f" ({complete} before this run)" if complete else ""))
-    return report_failures(total - done, total, problems)
+    shards.run(process, "demo", (FloatingPointError, ExportError, ImageSizeError), tally)
+    return shards.summary(total, problems)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ python main.py --config CONFIG.toml                        # one process
 torchrun --nproc_per_node=4 main.py --config CONFIG.toml     # one process per GPU
 python -m torch.distributed.launch --nproc_per_node=4 main.py --config=CONFIG.toml
 python main.py --config CONFIG.toml --phase test
+torchrun --nproc_per_node=4 main.py --config CONFIG.toml --phase test   # the test set split, same figures
 python main.py --config config/quickstart.toml --resume latest_model   # continue a stopped run
 
 The config's model family (model.family) says what is trained and how: its network, and its
@@ -41,6 +42,7 @@ from utils.evaluation.categories import (CategoriesError, assign_labels, categor
                                          load_categories)
 from utils.evaluation.evaluate import PROTOCOLS, coverage_note, format_metrics, mean_metrics, units_line
 from utils.io.images import write_image
+from utils.io.shards import gathered_rows, share_cores
 from utils.inference.predict import check_precision, check_tta, evaluate_sample
 from utils.memory import OutOfMemory, named_out_of_memory
 from utils.progress import progress
@@ -233,8 +235,10 @@ def test_checkpoint(config) -> str:
 
 
 def run_test(config, dist_info: du.DistInfo) -> int:
-    """Predicts and scores the test set; 1 when an image could not be read, predicted (out of
-    memory) or written (named in the log, left out of the means or kept in them), else 0."""
+    """Predicts and scores the test set, each rank its share (torchrun), rank 0 reporting the
+    figures of all in the one-process order (utils.io.shards.gathered_rows), so that they are the
+    same to the bit; 1 when an image could not be read, predicted (out of memory) or written
+    (named in the log, left out of the means or kept in them), else 0."""
     try:
         check_tta(config.test.tta)
     except ValueError as e:
@@ -257,13 +261,21 @@ def run_test(config, dist_info: du.DistInfo) -> int:
         except OSError as e:
             raise ConfigError(f"test.alpha_path: {out_dir} cannot be created ({e.strerror or e}); "
                               "set test.alpha_path to a folder you can write to") from None
-    rows, sads = [], {}
+    rows, left_out = [], []  # (index in the test set, name, figures); messages
+    main_process = du.is_main_process()
+
+    def leave_out(message: str) -> None:
+        left_out.append(message)
+        if main_process:  # the other ranks' are logged by rank 0 at the end, in its log file too
+            logger.warning("%s", message)
+
+    loader = eval_loader(dataset, dist_info.rank, dist_info.world_size)
+    indices = du.shard_of(range(len(dataset)), dist_info.rank, dist_info.world_size)
     with torch.no_grad():
-        for batch in progress(eval_loader(dataset), len(dataset), desc="test"):
+        for index, batch in zip(indices, progress(loader, len(loader), desc="test") if main_process else loader):
             name = batch["image_name"]
             if "error" in batch:
-                problems += 1
-                logger.warning("left out of the means: %s", batch["error"])
+                leave_out(f"left out of the means: {batch['error']}")
                 continue
             height, width = batch["image"].shape[:2]
             try:
@@ -271,25 +283,29 @@ def run_test(config, dist_info: du.DistInfo) -> int:
                     alpha, pred, target = evaluate_sample(model, recipe, batch, dist_info.device,
                                                           config.test.precision, config.test.tta)
             except ImageSizeError as e:
-                problems += 1
-                logger.warning("left out of the means: %s: %s", name, e)
+                leave_out(f"left out of the means: {name}: {e}")
                 continue
             except OutOfMemory as e:
-                problems += 1
-                logger.warning("left out of the means: %s", e)
+                leave_out(f"left out of the means: {e}")
                 continue
             if out_dir:
                 try:
                     write_image(os.path.join(out_dir, os.path.splitext(name)[0] + ".png"), pred)
                 except OSError as e:
-                    problems += 1
-                    logger.warning("prediction not saved (its figures still count): %s", e)
+                    leave_out(f"prediction not saved (its figures still count): {e}")
             scored = alpha * 255 if recipe.score_float else pred
             metrics = protocol.metrics(scored, target, batch["trimap"].astype(np.uint8), fast=config.test.fast_eval)
-            rows.append(metrics)
-            sads[name] = metrics["sad"]
-            logger.info("%s: %s", name, format_metrics(metrics, protocol.columns))
-    means, counts = mean_metrics(rows)
+            rows.append((index, name, metrics))
+    rows, rank_problems = gathered_rows(rows, left_out)
+    problems += sum(map(len, rank_problems))
+    if not main_process:
+        return 1 if problems else 0
+    for message in (message for others in rank_problems[1:] for message in others):
+        logger.warning("%s", message)
+    for _, name, metrics in rows:
+        logger.info("%s: %s", name, format_metrics(metrics, protocol.columns))
+    sads = {name: metrics["sad"] for _, name, metrics in rows}
+    means, counts = mean_metrics([metrics for _, _, metrics in rows])
     print(units_line(config.test.protocol))
     print(f"{config.version} on {len(rows)} images{coverage_note(counts, len(rows))}: "
           f"{format_metrics(means, protocol.columns)}")
@@ -322,8 +338,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             logger.info("resolved config:\n%s", format_config(config))
         if args.phase == "train":
             return run_training(config, dist_info, stop)
-        if dist_info.rank != 0:
-            return 0
+        share_cores(dist_info)
         return run_test(config, dist_info)
     except (ConfigError, DataListError, CheckpointError, TrainingError, ValueError, OSError) as e:
         # OSError: an unreadable file or a failed write (utils.atomic.WriteError), path named

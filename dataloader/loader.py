@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from dataloader.datasets import EpochSampler, EvalDataset, TrainDataset
+from utils.distributed import shard_of
 from utils.signals import ignore_stop_signals, stop_signals_blocked
 
 
@@ -60,7 +61,7 @@ def _as_read(sample: Dict) -> Dict:
 def eval_loader(dataset: EvalDataset, rank: int = 0, world_size: int = 1) -> DataLoader:
     """The samples one at a time, as the dataset reads them (sizes differ; the recipe pads them);
     under DDP each rank takes its share without padding duplicates."""
-    indices = list(range(rank, len(dataset), world_size))
+    indices = shard_of(range(len(dataset)), rank, world_size)
     return DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=None, shuffle=False, num_workers=0,
                       collate_fn=_as_read)
 

@@ -27,11 +27,14 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(local_rank_arg: Optional[int] = None, timeout_minutes: float = 30) -> DistInfo:
+def init_distributed(local_rank_arg: Optional[int] = None, timeout_minutes: float = 30,
+                     cuda: Optional[bool] = None) -> DistInfo:
+    """This process's rank, its process group started under a launcher; `cuda` False keeps the
+    ranks on the CPU (gloo) where a GPU is there too (default: CUDA when available)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", local_rank_arg if local_rank_arg is not None else 0))
     rank = int(os.environ.get("RANK", "0"))
-    cuda = torch.cuda.is_available()
+    cuda = torch.cuda.is_available() if cuda is None else cuda
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)

@@ -104,7 +104,8 @@ def ignore_stop_signals() -> None:
 def run_until_stopped(run: Callable[[], int], stopped_line: Callable[[], str]) -> int:
     """run()'s exit code; a SIGINT or SIGTERM meanwhile stops it where it is (as Ctrl-C stops a
     Python program) and prints 'interrupted: ' + stopped_line() (how far it got, how to finish)
-    as its one line instead of a traceback; the exit code is then 128 + the signal (130, 143).
+    as its one line instead of a traceback (none where that is ''); the exit code is then 128 +
+    the signal (130, 143).
     What was written is whole: files are written atomically and an item's all or none."""
     stop = StopRequest(interrupt=True).install()
     try:
@@ -114,8 +115,10 @@ def run_until_stopped(run: Callable[[], int], stopped_line: Callable[[], str]) -
         # returns a SystemError whose cause it is): after a stop signal, the stop's doing.
         if stop.signum is None:
             raise
-        # a progress bar on a terminal ends in the middle of its line
-        print(("\n" if sys.stderr.isatty() else "") + f"interrupted: {stopped_line()}", file=sys.stderr)
+        line = stopped_line()
+        if line:  # '' from the processes that leave the line to another (utils.io.shards)
+            # a progress bar on a terminal ends in the middle of its line
+            print(("\n" if sys.stderr.isatty() else "") + f"interrupted: {line}", file=sys.stderr)
         return exit_code(stop.signum)
     finally:
         stop.uninstall()

@@ -11,6 +11,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from utils.atomic import WriteError, remove_temporary_files
+from utils.evaluation.categories import name_list
 from utils.io.images import IMAGE_EXTENSIONS, ImageReadError, index_by_stem, list_images, stem, write_image
 from utils.memory import OutOfMemory
 from utils.progress import progress
@@ -121,13 +122,19 @@ class Tally:
     total: Optional[int] = None
     done: int = 0
     folder: str = ""
+    # Where several processes share the run (utils.io.shards): (done, the items not done) as the
+    # folder holds them, asked when the line is printed; the others' progress is known only there.
+    look_up: Optional[Callable[[], Tuple[int, List[str]]]] = None
 
     def stopped_line(self, finished: str, again: str) -> str:
-        """'12 of 27 <finished> <folder>; <again>' (finished: 'images written to'), or that
-        nothing was done before the items were listed."""
+        """'12 of 27 <finished> <folder>; <again>' (finished: 'images written to'), with the
+        items not done named where `look_up` counts them, or that nothing was done before the
+        items were listed."""
         if self.total is None:
             return f"before any item was processed; {again}"
-        return f"{self.done} of {self.total} {finished} {self.folder}; {again}"
+        done, left = self.look_up() if self.look_up else (self.done, [])
+        named = f"; not done: {name_list(left)}" if left else ""
+        return f"{done} of {self.total} {finished} {self.folder}{named}; {again}"
 
 
 RESUME = "add --resume to the same command to finish"
@@ -142,19 +149,24 @@ def split_complete(pairs: Sequence[Tuple[str, str]], folder: str,
     left are removed and named."""
     for path in remove_temporary_files(folder):
         print(f"removed {path}, left by a write that was cut short", file=sys.stderr)
-    todo = [pair for pair in pairs
-            if not all(os.path.isfile(os.path.join(folder, name)) for name in required(pair[0]))]
+    todo = [pair for pair in pairs if not all_there(folder, required(pair[0]))]
     return todo, len(pairs) - len(todo)
 
 
+def all_there(folder: str, names: Sequence[str]) -> bool:
+    """Whether every file `names` names is in `folder` (each written atomically: then whole)."""
+    return all(os.path.isfile(os.path.join(folder, name)) for name in names)
+
+
 def process_pairs(pairs: Sequence[Tuple[str, str]], process: Callable[[str, str], None], desc: str,
-                  problems: List[str], unnamed_errors: Tuple[type, ...] = (), tally: Optional[Tally] = None) -> int:
-    """Calls process(image path, other path) on each pair under a progress bar; returns how many
-    succeeded, counting them in `tally` too as they do. A pair that raises ImageReadError,
-    WriteError or OutOfMemory (their messages name the file), or one of `unnamed_errors` (named
-    here by the image), is reported, added to `problems` and skipped."""
+                  problems: List[str], unnamed_errors: Tuple[type, ...] = (), tally: Optional[Tally] = None,
+                  bar: bool = True) -> int:
+    """Calls process(image path, other path) on each pair under a progress bar (none without
+    `bar`); returns how many succeeded, counting them in `tally` too as they do. A pair that
+    raises ImageReadError, WriteError or OutOfMemory (their messages name the file), or one of
+    `unnamed_errors` (named here by the image), is reported, added to `problems` and skipped."""
     done = 0
-    for image_path, other_path in progress(pairs, desc=desc):
+    for image_path, other_path in progress(pairs, desc=desc) if bar else pairs:
         try:
             process(image_path, other_path)
         except (ImageReadError, WriteError, OutOfMemory) as e:
