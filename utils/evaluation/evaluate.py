@@ -420,6 +420,67 @@ def main(argv: Optional[List[str]] = None) -> int:
                              lambda: tally.stopped_line("images evaluated in", f"nothing printed or written; {AGAIN}"))
 
 
+def print_rows(results: list, triples: list, args: argparse.Namespace, problems: List[str]
+               ) -> List[Tuple[str, Dict[str, float]]]:
+    """Prints each image's figures (or why it failed) and returns the (name, metrics) rows of the
+    images that were scored; failures and undefined figures are added to `problems`."""
+    protocol = PROTOCOLS[args.protocol]
+    rows, warned = [], set()
+    for (name, metrics, problem, warning), (_, _, _, trimap_path) in zip(results, triples):
+        # One trimap can serve several predictions (`<stem>_<k>` falls back to `<stem>`): warn once.
+        if warning and warning not in warned:
+            warned.add(warning)
+            print(warning, file=sys.stderr)
+        if metrics is None:
+            problems.append(problem)
+            print(f"{name}: FAILED: {problem}")
+            continue
+        rows.append((name, metrics))
+        print(f"{name}: {format_metrics(metrics, protocol.columns, args.mse_scale)}")
+        undefined = undefined_problem(name, metrics, trimap_path, args.protocol)
+        if undefined:
+            problems.append(undefined)
+    return rows
+
+
+def print_categories(args: argparse.Namespace, source: str, table: Dict[str, Dict[str, str]],
+                     rows: List[Tuple[str, Dict[str, float]]]) -> Dict[str, Dict[str, str]]:
+    """Prints the mean SAD per type and category (and notes on images the table misses or names
+    in vain); returns each image's labels."""
+    labels, missing, unused = assign_labels([name for name, _ in rows], table)
+    for note in category_notes(source, bool(args.category_from_prefix), missing, unused, args.pred_dir):
+        print(note, file=sys.stderr)
+    for line in group_report({name: m["sad"] for name, m in rows}, labels, table):
+        print(line)
+    return labels
+
+
+def write_evaluation_gallery(args: argparse.Namespace, header: str, rows: List[Tuple[str, Dict[str, float]]],
+                             triples: list, labels: Dict[str, Dict[str, str]], label_fields: Tuple[str, ...]) -> bool:
+    """Writes --gallery (the --worst images' pictures and an index page of every image); False
+    when it could not be completed."""
+    protocol = PROTOCOLS[args.protocol]
+    page_labels = {name: {f: labels.get(name, {}).get(f, UNCATEGORISED) for f in label_fields} for name, _ in rows}
+    shown = [(name, scale_mse(metrics, args.mse_scale)) for name, metrics in rows]
+    entries, notes = gallery_entries(shown, triples, args.image_dir, page_labels)
+    scaled = f" (x{args.mse_scale:g})" if args.mse_scale != 1 else ""
+    columns = [(key, LABELS[key] + (scaled if key.startswith("mse") else ""), DECIMALS[key])
+               for key in protocol.columns if key in rows[0][1]]
+    page_notes = [header, f"{len(rows)} images from {args.pred_dir}, largest SAD first; the {args.worst} "
+                  "largest have a picture (the name links to it). Click a column's header to sort by it."]
+    complete = True
+    try:
+        notes += write_gallery(args.gallery, entries, args.worst, f"Evaluation of {args.pred_dir}", page_notes,
+                               columns, lambda m: [format_figure(key, m[key], label) for key, label, _ in columns])
+        print(f"gallery: {os.path.join(args.gallery, 'index.html')}")
+    except OSError as e:
+        print(f"error: gallery not complete: {e}", file=sys.stderr)
+        complete = False
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return complete
+
+
 def run(args: argparse.Namespace, tally: Tally) -> int:
     """The command's work, counting the images evaluated in `tally`; the exit code."""
     error = argument_error(args)
@@ -446,36 +507,16 @@ def run(args: argparse.Namespace, tally: Tally) -> int:
         return 2
     header = units_line(args.protocol, args.mse_scale)
     print(header)
-    rows, warned = [], set()
     tally.total = len(triples)
     results = evaluate_all_with_warnings(triples, args.workers, show_progress=True, protocol=args.protocol,
                                          tally=tally)
-    for (name, metrics, problem, warning), (_, _, _, trimap_path) in zip(results, triples):
-        # One trimap can serve several predictions (`<stem>_<k>` falls back to `<stem>`): warn once.
-        if warning and warning not in warned:
-            warned.add(warning)
-            print(warning, file=sys.stderr)
-        if metrics is None:
-            problems.append(problem)
-            print(f"{name}: FAILED: {problem}")
-            continue
-        rows.append((name, metrics))
-        print(f"{name}: {format_metrics(metrics, protocol.columns, args.mse_scale)}")
-        undefined = undefined_problem(name, metrics, trimap_path, args.protocol)
-        if undefined:
-            problems.append(undefined)
+    rows = print_rows(results, triples, args, problems)
     if rows:
         means, counts = mean_metrics([m for _, m in rows])
         subset = subset_note(pairing.images_without_prediction, pairing.test_images)
         print(f"mean of {len(rows)} images{coverage_note(counts, len(rows))}{subset}: "
               f"{format_metrics(means, protocol.columns, args.mse_scale)}")
-    labels: Dict[str, Dict[str, str]] = {}
-    if source and rows:
-        labels, missing, unused = assign_labels([name for name, _ in rows], table)
-        for note in category_notes(source, bool(args.category_from_prefix), missing, unused, args.pred_dir):
-            print(note, file=sys.stderr)
-        for line in group_report({name: m["sad"] for name, m in rows}, labels, table):
-            print(line)
+    labels = print_categories(args, source, table, rows) if source and rows else {}
     code = 1 if problems else 0
     label_fields = tuple(f for f in FIELDS if any(f in labels_ for labels_ in table.values()))
     if args.csv:
@@ -484,24 +525,8 @@ def run(args: argparse.Namespace, tally: Tally) -> int:
         except WriteError as e:
             print(f"error: {e}", file=sys.stderr)
             code = 1
-    if args.gallery and rows:
-        page_labels = {name: {f: labels.get(name, {}).get(f, UNCATEGORISED) for f in label_fields} for name, _ in rows}
-        shown = [(name, scale_mse(metrics, args.mse_scale)) for name, metrics in rows]
-        entries, notes = gallery_entries(shown, triples, args.image_dir, page_labels)
-        scaled = f" (x{args.mse_scale:g})" if args.mse_scale != 1 else ""
-        columns = [(key, LABELS[key] + (scaled if key.startswith("mse") else ""), DECIMALS[key])
-                   for key in protocol.columns if key in rows[0][1]]
-        page_notes = [header, f"{len(rows)} images from {args.pred_dir}, largest SAD first; the {args.worst} "
-                      "largest have a picture (the name links to it). Click a column's header to sort by it."]
-        try:
-            notes += write_gallery(args.gallery, entries, args.worst, f"Evaluation of {args.pred_dir}", page_notes,
-                                   columns, lambda m: [format_figure(key, m[key], label) for key, label, _ in columns])
-            print(f"gallery: {os.path.join(args.gallery, 'index.html')}")
-        except OSError as e:
-            print(f"error: gallery not complete: {e}", file=sys.stderr)
-            code = 1
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr)
+    if args.gallery and rows and not write_evaluation_gallery(args, header, rows, triples, labels, label_fields):
+        code = 1
     if problems:
         print(f"{len(problems)} problem(s) (an image that failed is in no mean; an undefined figure "
               "leaves only its own mean):", file=sys.stderr)
