@@ -288,21 +288,27 @@ class Trainer:
                     self._report_once(batch["error"], "unreadable validation image, left out of the means: %s")
                     continue
                 try:
-                    alpha, pred8, target8 = evaluate_sample(self.model, self.eval_recipe, batch, self.device)
+                    totals[:5] += self._validation_figures(batch)
                 except ImageSizeError as e:
                     totals[6] += 1
                     self._report_once(f"{batch['image_name']}: {e}", "validation image left out of the means: %s")
-                    continue
-                unknown = self.eval_recipe.unknown(torch.from_numpy(batch["trimap"])).float()
-                target = torch.from_numpy(batch["alpha"].astype(np.float32) / 255)
-                rec = unknown_l1(torch.from_numpy(alpha), target, unknown)
-                trimap = batch["trimap"].astype(np.uint8)
-                image_mse = mse(pred8, target8, trimap)  # NaN without unknown pixels
-                defined = not math.isnan(image_mse)
-                totals[:5] += torch.tensor([sad(pred8, target8, trimap), image_mse if defined else 0.0, float(rec),
-                                            float(defined), 1.0], dtype=torch.float64)
-        sad_sum, mse_sum, rec_sum, with_mse, images, unreadable, unfit, interrupted = \
-            du.all_reduce_sum(totals.to(self.device)).cpu().tolist()
+        return self._report_validation(step, du.all_reduce_sum(totals.to(self.device)).cpu().tolist())
+
+    def _validation_figures(self, batch: dict) -> torch.Tensor:
+        """One image's SAD, MSE (0 where undefined), REC, whether its MSE is defined, and 1."""
+        alpha, pred8, target8 = evaluate_sample(self.model, self.eval_recipe, batch, self.device)
+        unknown = self.eval_recipe.unknown(torch.from_numpy(batch["trimap"])).float()
+        target = torch.from_numpy(batch["alpha"].astype(np.float32) / 255)
+        rec = unknown_l1(torch.from_numpy(alpha), target, unknown)
+        trimap = batch["trimap"].astype(np.uint8)
+        image_mse = mse(pred8, target8, trimap)  # NaN without unknown pixels
+        defined = not math.isnan(image_mse)
+        return torch.tensor([sad(pred8, target8, trimap), image_mse if defined else 0.0, float(rec),
+                             float(defined), 1.0], dtype=torch.float64)
+
+    def _report_validation(self, step: int, totals: List[float]) -> Optional[float]:
+        """Logs (rank 0) and records the means of all ranks' summed `totals`; the mean MSE or None."""
+        sad_sum, mse_sum, rec_sum, with_mse, images, unreadable, unfit, interrupted = totals
         if interrupted:
             if du.is_main_process():
                 logger.info("validation at step %d cut short by the stop signal: no result", step)
