@@ -21,7 +21,7 @@ import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Callable, Dict, List, Optional, Tuple
 
 import cv2
@@ -312,6 +312,61 @@ def save_downloads(results: Results, photo: str, folder: str) -> Tuple[str, str]
     return paths
 
 
+def input_controls(gr, image_file, choices: list, automatic: Optional[AutomaticTrimap], precisions: List[str],
+                   precision: str, brush) -> SimpleNamespace:
+    """The page's left column: the photo, the trimap's source and its inputs, the options and Run."""
+    c = SimpleNamespace()
+    c.photo = image_file(label="Photo", elem_id="photo")
+    c.guide = gr.Radio(choices, value=choices[0][1], label="Trimap", elem_id="guide")
+    with gr.Group(visible=choices[0][1] == "trimap") as c.trimap_group:
+        c.trimap = image_file(label="Trimap (black background, grey unknown, white foreground)", elem_id="trimap")
+    with gr.Group(visible=False) as c.mask_group:
+        c.mask = image_file(label="Mask (white subject on black)", elem_id="mask")
+    with gr.Group(visible=False) as c.automatic_group:
+        c.automatic_source = gr.Radio(AUTOMATIC_SOURCES, value="semantic", elem_id="automatic_source",
+                                      label=f"The trimap from {automatic.matter.family.title if automatic else ''}")
+    with gr.Group(visible=False) as c.band_group:
+        c.unknown_width = gr.Slider(0, 100, value=0, step=1,
+                                    label="Unknown band half-width, px (0: 1 % of the image diagonal)")
+    with gr.Group(visible=False) as c.paint_group:
+        gr.Markdown("Brushes: **green** foreground, **red** background, **blue** unknown "
+                    "(the uncertain edge: hair, fur, blur).")
+        c.painted = gr.ImageEditor(label="Paint the trimap", sources=[], transforms=[], brush=brush,
+                                   layers=False, format="png", image_mode="RGBA", elem_id="painted")
+        c.unpainted = gr.Radio(UNPAINTED, value="background", label="Unpainted pixels are")
+    with gr.Accordion("Options", open=False):
+        c.tta = gr.Radio(list(TTA_MODES), value="none", label="Test-time augmentation")
+        c.precision = gr.Radio(precisions, value=precision, label="Precision")
+        c.colour = gr.ColorPicker(value="#ffffff", label="Background colour for the composite")
+        c.background = image_file(label="Or a background picture")
+    c.run_button = gr.Button("Run", variant="primary", elem_id="run")
+    return c
+
+
+def output_views(gr) -> SimpleNamespace:
+    """The page's right column: notes, alpha, trimap used, the two cutouts, GCA's offset pictures
+    and the downloads."""
+    v = SimpleNamespace()
+    v.notes = gr.Markdown(elem_id="notes")
+    with gr.Row():
+        v.alpha = gr.Image(label="Alpha", format="png", interactive=False, elem_id="alpha")
+        v.trimap_used = gr.Image(label="Trimap used", format="png", interactive=False)
+    with gr.Row():
+        v.over_checkerboard = gr.Image(label="Cutout over a checkerboard", format="png", interactive=False)
+        v.over_background = gr.Image(label="Cutout over the background", format="png", interactive=False)
+    gr.Markdown("GCA offsets of the first and second attention block (hue: direction, saturation: "
+                "length; the two softmax scales are written on each):")
+    with gr.Row():  # no label: it would cover the scales written on the picture
+        v.offset1 = gr.Image(label="GCA offsets, first block", show_label=False, format="png",
+                             interactive=False, buttons=["download"])
+        v.offset2 = gr.Image(label="GCA offsets, second block", show_label=False, format="png",
+                             interactive=False, buttons=["download"])
+    with gr.Row():
+        v.alpha_download = gr.DownloadButton("Download the alpha (PNG)")
+        v.rgba_download = gr.DownloadButton("Download the cutout (RGBA PNG)")
+    return v
+
+
 def build_page(matter: Matter, max_side: int, download_folder: str, automatic: Optional[AutomaticTrimap] = None):
     """The Gradio Blocks of the page; its Run is the API endpoint /matte. `automatic`: the model
     behind the "automatic trimap" choice, or None."""
@@ -370,57 +425,18 @@ def build_page(matter: Matter, max_side: int, download_folder: str, automatic: O
                                           else f"{matter.family.title}: upload a photo, press **Run**."))
         with gr.Row():
             with gr.Column():
-                photo = image_file(label="Photo", elem_id="photo")
-                guide = gr.Radio(choices, value=choices[0][1], label="Trimap", elem_id="guide")
-                with gr.Group(visible=choices[0][1] == "trimap") as trimap_group:
-                    trimap = image_file(label="Trimap (black background, grey unknown, white foreground)",
-                                        elem_id="trimap")
-                with gr.Group(visible=False) as mask_group:
-                    mask = image_file(label="Mask (white subject on black)", elem_id="mask")
-                with gr.Group(visible=False) as automatic_group:
-                    automatic_source = gr.Radio(AUTOMATIC_SOURCES, value="semantic", elem_id="automatic_source",
-                                                label=f"The trimap from {automatic.matter.family.title if automatic else ''}")
-                with gr.Group(visible=False) as band_group:
-                    unknown_width = gr.Slider(0, 100, value=0, step=1,
-                                              label="Unknown band half-width, px (0: 1 % of the image diagonal)")
-                with gr.Group(visible=False) as paint_group:
-                    gr.Markdown("Brushes: **green** foreground, **red** background, **blue** unknown "
-                                "(the uncertain edge: hair, fur, blur).")
-                    painted = gr.ImageEditor(label="Paint the trimap", sources=[], transforms=[], brush=brush,
-                                             layers=False, format="png", image_mode="RGBA", elem_id="painted")
-                    unpainted = gr.Radio(UNPAINTED, value="background", label="Unpainted pixels are")
-                with gr.Accordion("Options", open=False):
-                    tta = gr.Radio(list(TTA_MODES), value="none", label="Test-time augmentation")
-                    precision = gr.Radio(precisions, value=matter.precision, label="Precision")
-                    colour = gr.ColorPicker(value="#ffffff", label="Background colour for the composite")
-                    background = image_file(label="Or a background picture")
-                run_button = gr.Button("Run", variant="primary", elem_id="run")
+                given = input_controls(gr, image_file, choices, automatic, precisions, matter.precision, brush)
             with gr.Column():
-                notes = gr.Markdown(elem_id="notes")
-                with gr.Row():
-                    alpha = gr.Image(label="Alpha", format="png", interactive=False, elem_id="alpha")
-                    trimap_used = gr.Image(label="Trimap used", format="png", interactive=False)
-                with gr.Row():
-                    over_checkerboard = gr.Image(label="Cutout over a checkerboard", format="png",
-                                                 interactive=False)
-                    over_background = gr.Image(label="Cutout over the background", format="png", interactive=False)
-                gr.Markdown("GCA offsets of the first and second attention block (hue: direction, saturation: "
-                            "length; the two softmax scales are written on each):")
-                with gr.Row():  # no label: it would cover the scales written on the picture
-                    offset1 = gr.Image(label="GCA offsets, first block", show_label=False, format="png",
-                                       interactive=False, buttons=["download"])
-                    offset2 = gr.Image(label="GCA offsets, second block", show_label=False, format="png",
-                                       interactive=False, buttons=["download"])
-                with gr.Row():
-                    alpha_download = gr.DownloadButton("Download the alpha (PNG)")
-                    rgba_download = gr.DownloadButton("Download the cutout (RGBA PNG)")
-        guide.change(show_guide, guide, [trimap_group, mask_group, automatic_group, band_group, paint_group],
-                     api_name=False)
-        photo.change(photo_to_paint_on, photo, painted, api_name=False)
-        run_button.click(run, [photo, guide, trimap, mask, unknown_width, painted, unpainted, tta, precision, colour,
-                               background, automatic_source],
-                         [alpha, over_checkerboard, over_background, offset1, offset2, trimap_used, alpha_download,
-                          rgba_download, notes], api_name="matte")
+                shown = output_views(gr)
+        given.guide.change(show_guide, given.guide, [given.trimap_group, given.mask_group, given.automatic_group,
+                                               given.band_group, given.paint_group], api_name=False)
+        given.photo.change(photo_to_paint_on, given.photo, given.painted, api_name=False)
+        given.run_button.click(run, [given.photo, given.guide, given.trimap, given.mask, given.unknown_width,
+                                     given.painted, given.unpainted, given.tta, given.precision, given.colour,
+                                     given.background, given.automatic_source],
+                               [shown.alpha, shown.over_checkerboard, shown.over_background, shown.offset1,
+                                shown.offset2, shown.trimap_used, shown.alpha_download, shown.rgba_download,
+                                shown.notes], api_name="matte")
     return page
 
 
