@@ -29,3 +29,22 @@ def reuse_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+
+
+def release_freed_memory() -> bool:
+    """Gives the pages of the freed memory this process keeps back to the system (glibc's
+    malloc_trim: the heap's top and the whole pages inside its free chunks), so that its resident
+    memory is what it uses; the pages are faulted in again when reused. What a memory cap
+    (utils.memory.set_memory_cap) does before each working set is sized: the heap otherwise keeps
+    freed whole-image maps that a later map of another size cannot always reuse. False where it
+    does not apply (not Linux, or a C library without malloc_trim)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    malloc_trim(0)
+    return True
+

@@ -13,6 +13,8 @@ import math
 import re
 from typing import Callable, Iterator, Optional
 
+from utils.allocator import release_freed_memory
+
 # Parts of the messages of torch's allocation failures (CPU allocator, CUDA and MPS).
 RUNTIME_MARKERS = ("can't allocate memory", "DefaultCPUAllocator", "out of memory")
 UNITS = {"b": 1, "bytes": 1, "kb": 1e3, "kib": 2 ** 10, "mb": 1e6, "mib": 2 ** 20, "gb": 1e9, "gib": 2 ** 30,
@@ -57,8 +59,8 @@ def parse_bytes(text: str) -> int:
 def set_memory_cap(text: Optional[str], source: str = "the memory cap") -> Optional[int]:
     """Caps this process's memory at `text` ('3GiB'; None or '' for no cap), the bytes or None:
     every working-set budget (networks.stripes.memory_budget) is then sized to what the cap leaves
-    beyond what the process holds. ValueError naming `source` (a flag or a config key) for a bad
-    amount."""
+    beyond what the process uses (cpu_memory_left). ValueError naming `source` (a flag or a config
+    key) for a bad amount."""
     global _cap_bytes
     try:
         _cap_bytes = parse_bytes(text) if text else None
@@ -131,19 +133,24 @@ def _malloc_free_bytes() -> int:
 
 
 def _cap_left() -> Optional[int]:
-    """What the user's cap leaves beyond this process's resident memory, or None without a cap."""
+    """What the user's cap leaves beyond the memory this process uses, or None without a cap. The
+    freed memory the process keeps is given back first (utils.allocator.release_freed_memory), so
+    that its resident memory is what it uses and the peak stays with what is in use."""
     if _cap_bytes is None:
         return None
+    release_freed_memory()
     resident = _resident_bytes()
     return max(_cap_bytes - resident, 0) if resident is not None else _cap_bytes
 
 
 def cpu_memory_left() -> Optional[int]:
     """Bytes this process may still allocate on the CPU: the smallest of the machine's available
-    memory, what an address-space limit leaves and what the user's cap (set_memory_cap) leaves,
-    plus what malloc holds free in the process; None where none of them can be read."""
-    known = [v for v in (_meminfo_available(), _address_space_left(), _cap_left()) if v is not None]
-    return min(known) + _malloc_free_bytes() if known else None
+    memory and what an address-space limit leaves, each plus what malloc holds free in the process,
+    and what the user's cap (set_memory_cap) leaves; None where none of them can be read."""
+    limits = [v + _malloc_free_bytes() for v in (_meminfo_available(), _address_space_left()) if v is not None]
+    cap_left = _cap_left()
+    known = limits + ([cap_left] if cap_left is not None else [])
+    return min(known) if known else None
 
 
 # A model's estimate of its peak memory for one image: (height, width) -> bytes, or None.
