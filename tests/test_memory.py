@@ -142,3 +142,11 @@ def test_demo_passes_its_cap_down_to_the_attention_blocks(no_cap, tmp_path, monk
     uncapped, capped = budgets[0], budgets[-1]  # two GCA calls per run
     assert uncapped == gca.SCORE_BUDGET_BYTES and capped <= (256 * 2 ** 20) // 8 < uncapped
     assert np.array_equal(alphas[0], alphas[1])
+
+
+def test_demo_refuses_a_bad_cap_in_one_line(no_cap, tmp_path, capsys):
+    import demo
+    assert demo.main(["--config", "config/gca-dist.toml", "--checkpoint", str(tmp_path / "none.pth"),
+                      "--image-dir", str(tmp_path), "--max-memory", "lots", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: --max-memory: 'lots' is not an amount of memory")
