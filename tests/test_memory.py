@@ -107,7 +107,6 @@ def test_the_cap_bounds_the_memory_left_and_the_working_sets(no_cap):
     assert memory_budget(cpu, STRIPE_BUDGET_BYTES) == uncapped
 
 
-@pytest.mark.slow
 def test_demo_passes_its_cap_down_to_the_attention_blocks(no_cap, tmp_path, monkeypatch):
     """A tiny demo.py run under --max-memory: GCA's score blocks get a budget within what the cap
     leaves, where without it they get their full SCORE_BUDGET_BYTES, and the alpha is the same."""
@@ -150,3 +149,10 @@ def test_demo_refuses_a_bad_cap_in_one_line(no_cap, tmp_path, capsys):
                       "--image-dir", str(tmp_path), "--max-memory", "lots", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: --max-memory: 'lots' is not an amount of memory")
+
+
+def test_the_page_refuses_a_bad_cap_in_one_line(no_cap, capsys):
+    import app
+    assert app.main(["--checkpoint", "none.pth", "--max-memory", "3 GiBs"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: --max-memory: '3 GiBs' is not an amount of memory")
