@@ -36,8 +36,8 @@ from utils.extras import MissingExtraError, import_extra
 from utils.cutouts.foreground import (Background, checkerboard, composite, estimate_foreground, parse_colour,
                                       require_pymatting, rgba_image, to_uint8)
 from utils.io.images import ImageReadError, read_grey, read_image, stem, write_image
-from utils.inference.predict import PRECISIONS, TTA_MODES, check_precision, predicted_trimap
-from utils.memory import OutOfMemory, named_out_of_memory, preflight_warning
+from utils.inference.predict import TTA_MODES, offered_precisions, predicted_trimap, runnable_precision
+from utils.memory import OutOfMemory, named_out_of_memory, preflight_warning, set_memory_cap
 from utils.inference.preprocess import trimap_to_classes
 from utils.recipe import FOREGROUND, ImageSizeError, Recipe
 
@@ -67,6 +67,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto: CUDA when available, else CPU")
     parser.add_argument("--port", type=int, default=7860, help="port of the page (default 7860)")
+    parser.add_argument("--max-memory", metavar="AMOUNT",
+                        help="keep this process's memory within AMOUNT (e.g. 3GiB), as demo.py's flag does")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the "
                              "network)")
@@ -164,12 +166,12 @@ def colour_background(spec: str) -> Background:
 
 
 def precision_warning(precision: str, device: torch.device) -> str:
-    """check_precision's warning for running in `precision` on `device`, or ""; PageError where
+    """runnable_precision's warning for running in `precision` on `device`, or ""; PageError where
     the device cannot run it."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            check_precision(precision, device)
+            runnable_precision(precision, device)
         except ValueError as e:
             raise PageError(str(e)) from None
     return " ".join(str(w.message) for w in caught)
@@ -381,7 +383,7 @@ def build_page(matter: Matter, max_side: int, download_folder: str, automatic: O
         image.preprocess = lambda payload: None if payload is None else payload.path
         return image
 
-    precisions = [name for name in PRECISIONS if name != "fp16" or matter.device.type == "cuda"]
+    precisions = list(offered_precisions(matter.device))
     # Half-transparent paint keeps the photo visible under the strokes.
     brush = gr.Brush(colors=[(f"rgb{colour}", 0.6) for colour, _ in BRUSHES.values()], color_mode="fixed")
 
@@ -444,6 +446,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     if args.max_side < 32:
         print(f"error: --max-side must be at least 32 px, got {args.max_side}", file=sys.stderr)
+        return 2
+    try:
+        set_memory_cap(args.max_memory, "--max-memory")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     try:
         import_gradio()

@@ -51,10 +51,10 @@ from utils.evaluation.categories import (FIELDS, CategoriesError, assign_labels,
 from utils.evaluation.evaluate import (DECIMALS, LABELS, PROTOCOLS, WORST_DEFAULT, evaluate_one, format_figure,
                                        mean_metrics, units_line)
 from utils.evaluation.gallery import folder_problem, gallery_picture, index_html, picture_name, remove_old_pictures
-from utils.inference.predict import TTA_MODES, PRECISIONS, check_precision, predict_views
+from utils.inference.predict import TTA_MODES, PRECISIONS, predict_views, runnable_precision
 from utils.io.batch import AGAIN, Tally
 from utils.io.images import ImageReadError, read_first_channel, read_image, stem, write_image
-from utils.memory import OutOfMemory, format_bytes, named_out_of_memory
+from utils.memory import OutOfMemory, format_bytes, named_out_of_memory, peak_memory_bytes, reset_peak_memory
 from utils.progress import progress
 from utils.recipe import ImageSizeError
 from utils.signals import run_until_stopped
@@ -155,32 +155,6 @@ def model_choices(models: Sequence[Sequence[str]]) -> List[ModelChoice]:
     return choices
 
 
-def reset_peak_memory(device: torch.device) -> bool:
-    """Starts a new peak: CUDA's allocator statistics, or on the CPU the process's peak resident
-    memory (Linux's VmHWM, through /proc/self/clear_refs). False where it cannot be reset."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return True
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_memory(device: torch.device) -> int:
-    """Bytes: torch.cuda.max_memory_allocated on a GPU; the process's peak resident memory on the CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device)
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
-    except (OSError, StopIteration, ValueError):
-        import resource  # POSIX; ru_maxrss is in KiB on Linux
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def memory_note(device: torch.device, reset: bool, world_size: int) -> str:
     """What the peak-memory figure is, for the table's header."""
     ranks = f", the largest of the {world_size} ranks" if world_size > 1 else ""
@@ -240,7 +214,7 @@ def run_model(choice: ModelChoice, files: EvalList, indices: List[int], alpha_di
         else:
             share["rows"].append((index, name, metrics))
         tally.done += 1
-    share["peak"] = peak_memory(device)
+    share["peak"] = peak_memory_bytes(device)
     del network
     return share, reset
 
@@ -464,7 +438,7 @@ def checked_arguments(args: argparse.Namespace, dist_info: du.DistInfo) -> Plan:
         device = pick_device(args.device)
         if dist_info.distributed and device.type == "cuda":
             device = dist_info.device  # this rank's GPU
-        check_precision(args.precision, device)
+        args.precision = runnable_precision(args.precision, device)
     except (CategoriesError, ValueError) as e:
         raise CompareError(str(e)) from None
     return Plan(benchmark, choices, files, problems, labels, table, device)

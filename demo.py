@@ -56,7 +56,7 @@ from utils.cutouts.foreground import (Background, composite, estimate_foreground
                                       rgba_image)
 from utils.io.images import IMAGE_EXTENSIONS, ImageReadError, list_images, read_grey, read_image, stem
 from utils.inference.predict import TTA_MODES
-from utils.memory import named_out_of_memory, preflight_warning
+from utils.memory import named_out_of_memory, preflight_warning, set_memory_cap
 from utils.inference.preprocess import label_trimap_to_grey
 from utils.recipe import ImageSizeError, Recipe
 from utils.signals import run_until_stopped
@@ -100,6 +100,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                         help="bf16 / fp16 run the convolutions in reduced precision (fp16: CUDA only); "
                              "GCA's attention stays fp32")
+    parser.add_argument("--max-memory", metavar="AMOUNT",
+                        help="keep this process's memory within AMOUNT (e.g. 3GiB): the network's stripes and blocks "
+                             "are sized to what it leaves, at some cost in time (docs/performance.md)")
     parser.add_argument("--tta", choices=TTA_MODES, default="none",
                         help="test-time augmentation: flip (the image and its mirror) or d8 (4 rotations x 2 flips), "
                              "averaged before the conversion to 8 bits; d8-uint8: the d8 views each converted to 8 "
@@ -287,6 +290,7 @@ def run(args: argparse.Namespace, tally: Tally, ranks: DistInfo) -> int:
     """The command's work, this rank's share of it (utils.io.shards), counting the images written
     in `tally`; the exit code."""
     try:
+        set_memory_cap(args.max_memory, "--max-memory")
         if not args.onnx:
             args.config = config_for(args.checkpoint, args.config, DEFAULT_CONFIG)
         config = None if args.onnx else load_config(args.config)

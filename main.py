@@ -43,8 +43,8 @@ from utils.evaluation.categories import (CategoriesError, assign_labels, categor
 from utils.evaluation.evaluate import PROTOCOLS, coverage_note, format_metrics, mean_metrics, units_line
 from utils.io.images import write_image
 from utils.io.shards import gathered_rows, share_cores
-from utils.inference.predict import check_precision, check_tta, evaluate_sample
-from utils.memory import OutOfMemory, named_out_of_memory
+from utils.inference.predict import check_tta, evaluate_sample, runnable_precision
+from utils.memory import OutOfMemory, named_out_of_memory, set_memory_cap
 from utils.progress import progress
 from utils.recipe import ImageSizeError
 from utils.signals import StopRequest, exit_code
@@ -243,12 +243,16 @@ def run_test(config, dist_info: du.DistInfo) -> int:
         check_tta(config.test.tta)
     except ValueError as e:
         raise ConfigError(f"test.tta: {e}") from None
+    try:
+        set_memory_cap(config.test.max_memory, "test.max_memory")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     protocol = PROTOCOLS[config.test.protocol]
     table = test_categories(config)
     spec = model_spec(config)
     model = build_network(spec)
     load_checkpoint(model, spec, test_checkpoint(config))
-    check_precision(config.test.precision, dist_info.device)
+    precision = runnable_precision(config.test.precision, dist_info.device)
     model.to(dist_info.device).eval()
     recipe = family_of(spec).recipes(spec)[1]
     files, problems = checked_eval_list(config.test.merged, config.test.alpha, config.test.trimap,
@@ -280,8 +284,8 @@ def run_test(config, dist_info: du.DistInfo) -> int:
             height, width = batch["image"].shape[:2]
             try:
                 with named_out_of_memory(name, width, height):
-                    alpha, pred, target = evaluate_sample(model, recipe, batch, dist_info.device,
-                                                          config.test.precision, config.test.tta)
+                    alpha, pred, target = evaluate_sample(model, recipe, batch, dist_info.device, precision,
+                                                          config.test.tta)
             except ImageSizeError as e:
                 leave_out(f"left out of the means: {name}: {e}")
                 continue

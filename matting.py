@@ -13,7 +13,7 @@ from networks.families import RELEASED, config_for, family_of, load_config, load
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError, ModelSpec
 from utils.cutouts.foreground import estimate_foreground, rgba_image
-from utils.inference.predict import check_precision, predict_alpha, predicted_trimap
+from utils.inference.predict import predict_alpha, predicted_trimap, runnable_precision
 from utils.inference.preprocess import label_trimap_to_grey
 from utils.memory import PeakEstimate, named_out_of_memory, preflight_warning
 from utils.trimaps.from_mask import mask_problem, mask_to_trimap
@@ -66,8 +66,7 @@ class Matter:
         """`checkpoint`: a file, or a released model's name (networks.families.checkpoint_path), whose
         config comes with it where `config` is None."""
         self.device = pick_device(device)
-        check_precision(precision, self.device)
-        self.precision = precision
+        self.precision = runnable_precision(precision, self.device)
         self.network, self.family, spec = load_configured(config, checkpoint)
         self.network.to(self.device)
         self.recipe = self.family.recipes(spec)[0]
@@ -80,10 +79,10 @@ class Matter:
     def predict_bgr(self, image_bgr: np.ndarray, trimap: Optional[np.ndarray], tta: str = "none",
                     precision: Optional[str] = None):
         """(uint8 alpha, the network's info) for a BGR image and a grey trimap (None for a model that
-        takes none), as demo.py writes them; in `precision` where given (see check_precision), else
+        takes none), as demo.py writes them; in `precision` where given (see runnable_precision), else
         the Matter's own."""
-        return predict_alpha(self.network, self.recipe, image_bgr, trimap, self.device, precision or self.precision,
-                             tta)
+        precision = runnable_precision(precision, self.device) if precision else self.precision
+        return predict_alpha(self.network, self.recipe, image_bgr, trimap, self.device, precision, tta)
 
     def trimap_for(self, image: np.ndarray, trimap: Optional[np.ndarray], mask: Optional[np.ndarray],
                    unknown_width: Optional[int]) -> Optional[np.ndarray]:

@@ -1,10 +1,11 @@
 """Computing a large image a stripe of rows at a time within a memory budget: the plan and sizes
 that GCA-Matting's, DIM's and AEMatter's networks share. Each network says how many bytes its
 own full-resolution layers keep alive per pixel and how many rows of context a stripe needs."""
-import os
 from typing import List, Tuple
 
 import torch
+
+from utils.memory import cpu_memory_left
 
 # stripe_rows: the whole image at once, or as many rows as the budget allows.
 WHOLE, AUTO = -1, 0
@@ -13,14 +14,14 @@ STRIPE_BUDGET_BYTES = 512 * 2 ** 20
 
 
 def memory_budget(device: torch.device, preferred: int) -> int:
-    """Bytes for a working set: `preferred`, less where free memory is short."""
+    """Bytes for a working set: `preferred`, less where the memory left is short (an eighth of it:
+    the network's other tensors and the allocator's slack need the rest). On the CPU the memory left
+    is utils.memory.cpu_memory_left's, within the user's cap (--max-memory) where one is set."""
     if device.type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
     else:
-        try:
-            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            free = 8 * preferred
+        free = cpu_memory_left()
+        free = 8 * preferred if free is None else free
     return max(min(preferred, free // 8), 2 ** 20)
 
 

@@ -249,11 +249,13 @@ def test_a_web_page_saved_as_the_checkpoint_is_one_line_and_exit_2(capsys, tmp_p
     assert err.count("\n") == 1 and err.startswith(f"error: {page}: not a PyTorch checkpoint (it looks like a web page")
 
 
-def test_the_page_offers_fp16_only_on_cuda(client):
+def test_the_page_offers_fp16_only_on_cuda_and_bf16_only_with_amx(client):
     endpoint = next(e for e in client.view_api(print_info=False, return_format="dict")["named_endpoints"].items()
                     if e[0] == "/matte")[1]
     precision = next(p for p in endpoint["parameters"] if p["parameter_name"] == "precision")
     assert "fp16" not in precision["type"].get("enum", ["fp16"])
+    from utils.inference.predict import cpu_has_amx
+    assert ("bf16" in precision["type"].get("enum", [])) == cpu_has_amx()
 
 
 def test_missing_gradio_is_one_line_and_exit_2(monkeypatch, capsys, checkpoint):

@@ -197,16 +197,28 @@ def test_output_agrees_with_small_blocks_and_with_blocking_off(released_checkpoi
             assert levels.max() <= 1 and (levels > 0).mean() < 1e-3, name
 
 
+def test_bf16_is_offered_on_the_cpu_only_with_amx(monkeypatch):
+    from utils.inference import predict
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(predict, "cpu_has_amx", lambda: True)
+    assert predict.offered_precisions(cpu) == ("fp32", "bf16") and predict.runnable_precision("bf16", cpu) == "bf16"
+    monkeypatch.setattr(predict, "cpu_has_amx", lambda: False)
+    assert predict.offered_precisions(cpu) == ("fp32",)
+    with pytest.warns(UserWarning, match="bf16 runs as fp32 on this CPU: it has no AMX"):
+        assert predict.runnable_precision("bf16", cpu) == "fp32"
+    assert predict.offered_precisions(torch.device("cuda")) == ("fp32", "bf16", "fp16")
+
+
 @pytest.mark.slow
 def test_bf16_precision_on_the_cpu_and_fp16_refused(released_checkpoint, folders, rng, capsys):
     images, trimaps, out = folders
     make_pair(images, trimaps, "a", (64, 64), rng)
     import warnings
-    from utils.inference.predict import cpu_has_native_bf16
+    from utils.inference.predict import cpu_has_amx
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert run_demo(released_checkpoint[0], images, trimaps, out, "--precision", "bf16", "--no-offset") == 0
-    assert any("no native bf16" in str(w.message) for w in caught) == (not cpu_has_native_bf16())
+    assert any("bf16 runs as fp32 on this CPU: it has no AMX" in str(w.message) for w in caught) == (not cpu_has_amx())
     assert run_demo(released_checkpoint[0], images, trimaps, out, "--precision", "fp16") == 2
     assert "fp16 inference needs a CUDA device" in capsys.readouterr().err
 

@@ -70,3 +70,93 @@ def test_the_size_that_fits_keeps_the_shape_and_fits():
     assert shortfall == (f"this model needs about {linear_estimate(9000, 11000) / GIB:.1f} GiB at 11000x9000 and this "
                          f"process has about 8.0 GiB left: up to about {fits} (the same shape) fits")
     assert fitting_size(11000, 9000, linear_estimate, GIB // 2) is None
+
+
+# ---- the user's cap (--max-memory, test.max_memory) ----
+@pytest.fixture
+def no_cap(monkeypatch):
+    """The cap is process-wide: each test's own is undone after it."""
+    from utils import memory
+    monkeypatch.setattr(memory, "_cap_bytes", None)
+
+
+@pytest.mark.parametrize("text, count", [("3GiB", 3 * GIB), ("2.5 GB", int(2.5e9)), ("512mib", 512 * 2 ** 20)])
+def test_amounts_of_memory_are_read_with_their_units(text, count):
+    from utils.memory import parse_bytes
+    assert parse_bytes(text) == count
+
+
+@pytest.mark.parametrize("text", ["3", "3 GiBs", "-1GiB", "0GB", "lots"])
+def test_a_bad_amount_names_its_source_and_the_form(no_cap, text):
+    from utils.memory import set_memory_cap
+    with pytest.raises(ValueError, match=r"^--max-memory: .* is not an amount of memory: give a number and a unit"):
+        set_memory_cap(text, "--max-memory")
+
+
+def test_the_cap_bounds_the_memory_left_and_the_working_sets(no_cap):
+    from networks.stripes import STRIPE_BUDGET_BYTES, memory_budget
+    from utils.memory import _resident_bytes, cpu_memory_left, set_memory_cap
+    cpu = torch.device("cpu")
+    uncapped = memory_budget(cpu, STRIPE_BUDGET_BYTES)
+    cap = _resident_bytes() + 64 * 2 ** 20
+    set_memory_cap(f"{cap}B")
+    left = cpu_memory_left()  # gives the freed memory it keeps back first: the resident memory is what is used
+    assert 0 < left <= cap - _resident_bytes() + 2 ** 20  # give or take a page or two
+    assert memory_budget(cpu, STRIPE_BUDGET_BYTES) <= max((left + 2 ** 20) // 8, 2 ** 20) < uncapped
+    set_memory_cap(None)
+    assert memory_budget(cpu, STRIPE_BUDGET_BYTES) == uncapped
+
+
+def test_demo_passes_its_cap_down_to_the_attention_blocks(no_cap, tmp_path, monkeypatch):
+    """A tiny demo.py run under --max-memory: GCA's score blocks get a budget within what the cap
+    leaves, where without it they get their full SCORE_BUDGET_BYTES, and the alpha is the same."""
+    import cv2
+    import demo
+    from conftest import random_gca
+    from networks.gca_matting import gca
+    from utils.allocator import release_freed_memory
+    from utils.memory import _resident_bytes
+    path = tmp_path / "gca.pth"
+    torch.save({"state_dict": random_gca(2).eval().state_dict()}, str(path))
+    images, trimaps = tmp_path / "images", tmp_path / "trimaps"
+    images.mkdir(), trimaps.mkdir()
+    rng = np.random.default_rng(0)
+    trimap = np.full((64, 64), 128, np.uint8)
+    trimap[:16], trimap[-16:] = 0, 255
+    cv2.imwrite(str(images / "a.png"), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    cv2.imwrite(str(trimaps / "a.png"), trimap)
+    budgets = []
+
+    def recorded(device, preferred):
+        budgets.append(real_budget(device, preferred))
+        return budgets[-1]
+    real_budget = gca.memory_budget
+    monkeypatch.setattr(gca, "memory_budget", recorded)
+    alphas = []
+    # The cap's own reading gives the freed memory back first: so does this one, or the earlier
+    # tests' freed memory would make the cap larger than the 256 MiB it means to leave.
+    release_freed_memory()
+    for cap in ([], ["--max-memory", f"{_resident_bytes() + 256 * 2 ** 20}B"]):
+        out = tmp_path / f"out{len(cap)}"
+        assert demo.main(["--config", "config/gca-dist.toml", "--checkpoint", str(path), "--image-dir", str(images),
+                          "--trimap-dir", str(trimaps), "--output", str(out), "--device", "cpu", "--no-offset",
+                          *cap]) == 0
+        alphas.append(cv2.imread(str(next(out.rglob("a.png"))), cv2.IMREAD_UNCHANGED))
+    uncapped, capped = budgets[0], budgets[-1]  # two GCA calls per run
+    assert uncapped == gca.SCORE_BUDGET_BYTES and capped <= (256 * 2 ** 20) // 8 < uncapped
+    assert np.array_equal(alphas[0], alphas[1])
+
+
+def test_demo_refuses_a_bad_cap_in_one_line(no_cap, tmp_path, capsys):
+    import demo
+    assert demo.main(["--config", "config/gca-dist.toml", "--checkpoint", str(tmp_path / "none.pth"),
+                      "--image-dir", str(tmp_path), "--max-memory", "lots", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: --max-memory: 'lots' is not an amount of memory")
+
+
+def test_the_page_refuses_a_bad_cap_in_one_line(no_cap, capsys):
+    import app
+    assert app.main(["--checkpoint", "none.pth", "--max-memory", "3 GiBs"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: --max-memory: '3 GiBs' is not an amount of memory")

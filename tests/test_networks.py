@@ -195,16 +195,22 @@ def test_inference_benchmark_runs_both_forms_at_a_tiny_size():
     import subprocess
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "-m", "networks.benchmark", "--sizes", "256x192"], cwd=root,
+    result = subprocess.run([sys.executable, "-m", "networks.benchmark", "--sizes", "256x192", "--gemm-size", "512"],
+                            cwd=root,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    lines = [line for line in result.stdout.splitlines() if line.split()[:1] == ["256x192"]]
-    rows = [line.split() for line in lines[:2]]
-    assert [row[1] for row in rows] == ["blocked", "literal"]
+    lines = [line for line in result.stdout.splitlines()
+             if line.split()[:2] == ["gca-dist", "256x192"] and " vs " not in line]
+    rows = [line.split() for line in lines]
+    assert [row[2] for row in rows] == ["blocked", "literal"]
     for row in rows:
-        seconds, process_seconds, peak_gib, unknown = (float(v) for v in row[2:6])
+        seconds, process_seconds, peak_gib, unknown, floor, over_floor = (float(v) for v in row[3:9])
         assert 0 < seconds < process_seconds and peak_gib > 0 and 0.25 < unknown < 0.35
-    assert "blocked vs literal" in lines[2] and "of the memory" in lines[2] and "alpha" in lines[2]
+        # at this size the network's other layers outweigh the attention's products many times
+        assert floor > 0 and over_floor == pytest.approx(seconds / floor, rel=0.5) and over_floor > 1
+    comparison = next(line for line in result.stdout.splitlines() if "blocked vs literal" in line)
+    assert "of the memory" in comparison and "alpha" in comparison
+    assert "floor s: the GCA attention's matrix products" in result.stdout and "512^2 matmul" in result.stdout
 
 
 @pytest.mark.slow

@@ -623,7 +623,7 @@ def test_an_output_folder_under_a_file_is_named_by_its_key(toy, tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_the_test_phase_runs_with_test_time_augmentation(toy, tmp_path, capsys, monkeypatch):
+def test_the_test_phase_runs_with_test_time_augmentation_and_a_memory_cap(toy, tmp_path, capsys, monkeypatch):
     config = write_config(str(tmp_path), toy, total_step=2, val_step=100)
     assert run_main(config) == 0
     used = []
@@ -637,6 +637,14 @@ def test_the_test_phase_runs_with_test_time_augmentation(toy, tmp_path, capsys, 
     open(config, "w").write(text.replace('tta = "flip"', 'tta = "d4"'))
     assert run_main(config, "--phase", "test") == 2
     assert "test.tta: tta must be one of none, flip, d8, d8-uint8, got 'd4'" in capsys.readouterr().out
+    # the test phase's memory cap: refused in one line when it is no amount, else set for the run
+    from utils import memory
+    monkeypatch.setattr(memory, "_cap_bytes", None)
+    open(config, "w").write(text.replace('tta = "flip"', 'max_memory = "lots"'))
+    assert run_main(config, "--phase", "test") == 2
+    assert "test.max_memory: 'lots' is not an amount of memory" in capsys.readouterr().out
+    open(config, "w").write(text.replace('tta = "flip"', 'max_memory = "16GiB"'))
+    assert run_main(config, "--phase", "test") == 0 and memory._cap_bytes == 16 * 2 ** 30
 
 
 @pytest.mark.slow

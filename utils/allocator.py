@@ -12,20 +12,44 @@ run as programs.
 """
 import ctypes
 import sys
+from typing import Callable, Optional
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 TRIM_THRESHOLD_BYTES = 2 ** 31 - 1
 
 
+def _glibc(name: str, argtypes: list) -> Optional[Callable]:
+    """glibc's function `name` with its argument types, or None where there is none (not Linux,
+    or another C library)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = argtypes
+    return function
+
+
 def reuse_freed_memory() -> bool:
     """Applies the glibc settings above to this process; returns False where they do not apply
     (not Linux, or a C library without mallopt)."""
-    if not sys.platform.startswith("linux"):
+    mallopt = _glibc("mallopt", [ctypes.c_int, ctypes.c_int])
+    if mallopt is None:
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+
+
+def release_freed_memory() -> bool:
+    """Gives the pages of the freed memory this process keeps back to the system (glibc's
+    malloc_trim: the heap's top and the whole pages inside its free chunks), so that its resident
+    memory is what it uses; the pages are faulted in again when reused. What a memory cap
+    (utils.memory.set_memory_cap) does before each working set is sized: the heap otherwise keeps
+    freed whole-image maps that a later map of another size cannot always reuse. False where it
+    does not apply (not Linux, or a C library without malloc_trim)."""
+    malloc_trim = _glibc("malloc_trim", [ctypes.c_size_t])
+    if malloc_trim is None:
+        return False
+    malloc_trim(0)
+    return True

@@ -72,6 +72,7 @@ _DEFAULTS: Dict[str, Any] = {
         "checkpoint": "best_model",
         "fast_eval": True,
         "precision": "fp32",
+        "max_memory": "",
         "tta": "none",
         "protocol": "comp1k",
         "categories": "",

@@ -13,11 +13,18 @@ import math
 import re
 from typing import Callable, Iterator, Optional
 
+import torch
+
+from utils.allocator import release_freed_memory
+
 # Parts of the messages of torch's allocation failures (CPU allocator, CUDA and MPS).
 RUNTIME_MARKERS = ("can't allocate memory", "DefaultCPUAllocator", "out of memory")
 UNITS = {"b": 1, "bytes": 1, "kb": 1e3, "kib": 2 ** 10, "mb": 1e6, "mib": 2 ** 20, "gb": 1e9, "gib": 2 ** 30,
          "tb": 1e12, "tib": 2 ** 40, "pib": 2 ** 50, "eib": 2 ** 60}
 ATTEMPT = re.compile(r"(?:tried to allocate|unable to allocate)\s+([0-9][0-9.]*)\s*([a-z]+)", re.I)
+AMOUNT = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([a-z]+)\s*", re.I)
+# The user's cap on this process's memory (set_memory_cap), None for none.
+_cap_bytes: Optional[int] = None
 
 
 class OutOfMemory(RuntimeError):
@@ -39,6 +46,37 @@ def attempted_bytes(message: str) -> Optional[int]:
     try:
         return int(float(match.group(1)) * UNITS[match.group(2).lower()])
     except ValueError:
+        return None
+
+
+def parse_bytes(text: str) -> int:
+    """'3GiB', '2.5 GB', '512MiB' -> bytes; ValueError naming the units for anything else."""
+    match = AMOUNT.fullmatch(text)
+    if not match or match.group(2).lower() not in UNITS or float(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not an amount of memory: give a number and a unit, e.g. 3GiB or 2500MB "
+                         f"(units: {', '.join(unit for unit in UNITS if unit != 'b')})")
+    return int(float(match.group(1)) * UNITS[match.group(2).lower()])
+
+
+def set_memory_cap(text: Optional[str], source: str = "the memory cap") -> Optional[int]:
+    """Caps this process's memory at `text` ('3GiB'; None or '' for no cap), the bytes or None:
+    every working-set budget (networks.stripes.memory_budget) is then sized to what the cap leaves
+    beyond what the process uses (cpu_memory_left). ValueError naming `source` (a flag or a config
+    key) for a bad amount."""
+    global _cap_bytes
+    try:
+        _cap_bytes = parse_bytes(text) if text else None
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
+    return _cap_bytes
+
+
+def _resident_bytes() -> Optional[int]:
+    """This process's resident memory now (VmRSS), or None where /proc cannot be read."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+    except (OSError, ValueError, StopIteration):
         return None
 
 
@@ -96,12 +134,25 @@ def _malloc_free_bytes() -> int:
     return int(mallinfo2().fordblks)
 
 
+def _cap_left() -> Optional[int]:
+    """What the user's cap leaves beyond the memory this process uses, or None without a cap. The
+    freed memory the process keeps is given back first (utils.allocator.release_freed_memory), so
+    that its resident memory is what it uses and the peak stays with what is in use."""
+    if _cap_bytes is None:
+        return None
+    release_freed_memory()
+    resident = _resident_bytes()
+    return max(_cap_bytes - resident, 0) if resident is not None else _cap_bytes
+
+
 def cpu_memory_left() -> Optional[int]:
-    """Bytes this process may still allocate on the CPU: the smaller of the machine's available
-    memory and what an address-space limit leaves, plus what malloc holds free in the process;
-    None where neither limit can be read."""
-    known = [v for v in (_meminfo_available(), _address_space_left()) if v is not None]
-    return min(known) + _malloc_free_bytes() if known else None
+    """Bytes this process may still allocate on the CPU: the smallest of the machine's available
+    memory and what an address-space limit leaves, each plus what malloc holds free in the process,
+    and what the user's cap (set_memory_cap) leaves; None where none of them can be read."""
+    limits = [v + _malloc_free_bytes() for v in (_meminfo_available(), _address_space_left()) if v is not None]
+    cap_left = _cap_left()
+    known = limits + ([cap_left] if cap_left is not None else [])
+    return min(known) if known else None
 
 
 # A model's estimate of its peak memory for one image: (height, width) -> bytes, or None.
@@ -164,3 +215,29 @@ def named_out_of_memory(item: str, width: int, height: int,
             raise
         shortfall = memory_shortfall(width, height, estimate, available)
         raise OutOfMemory(out_of_memory_message(item, width, height, e, shortfall)) from None
+
+
+def reset_peak_memory(device: torch.device) -> bool:
+    """Starts a new peak: CUDA's allocator statistics, or on the CPU the process's peak resident
+    memory (Linux's VmHWM, through /proc/self/clear_refs). False where it cannot be reset."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return True
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """Bytes: torch.cuda.max_memory_allocated on a GPU; the process's peak resident memory on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        import resource  # POSIX only; ru_maxrss is in KiB on Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

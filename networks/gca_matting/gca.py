@@ -215,6 +215,14 @@ def attend_blocked(query: torch.Tensor, keys: torch.Tensor, alpha: torch.Tensor,
     return out[:, :, 1:2 * h + 1, 1:2 * w + 1] / 4., best_key.view(1, h, w)
 
 
+def attention_flops(h: int, w: int, query_features: int, value_channels: int) -> int:
+    """Floating-point operations (2 per multiply-add) of attend_blocked's two matrix products for
+    one image on an h x w grid: the scores (L queries of `query_features` against L keys, L = h w)
+    and the propagation ((h + 1)(w + 1) x L against L x 4 value_channels)."""
+    length = h * w
+    return 2 * length * length * query_features + 2 * (h + 1) * (w + 1) * length * 4 * value_channels
+
+
 def choose_block(length: int, setting: int, device: torch.device) -> int:
     """Queries per block for L = `length` patches: LITERAL (-1) for the published L x L form;
     AUTO (0) for the largest block within the memory budget (on the CPU also within
@@ -256,6 +264,12 @@ class GuidedCxtAtten(nn.Module):
         with torch.autocast(alpha.device.type, enabled=False):
             y, offsets, scales = self.attend(guidance.float(), alpha.float(), unknown.float())
         return self.W(y.to(alpha.dtype)) + alpha, (offsets, scales)
+
+    def product_flops(self, guidance: torch.Tensor, alpha: torch.Tensor, unknown: torch.Tensor) -> int:
+        """attention_flops of a forward on these inputs (all at 1/8), every image of the batch."""
+        h, w = guidance.shape[2] // RATE, guidance.shape[3] // RATE
+        query_features = self.guidance_conv.out_channels * 9  # 3 x 3 patches
+        return alpha.shape[0] * attention_flops(h, w, query_features, alpha.shape[1])
 
     def downsampled(self, guidance: torch.Tensor, unknown: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Guidance and unknown mask from 1/8 to the attention's 1/16 grid."""

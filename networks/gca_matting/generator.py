@@ -46,11 +46,11 @@ class Generator(nn.Module):
         In eval mode, images taller than a stripe run their full-resolution tail (decoder layer 4,
         head, and the two finest skip branches) a stripe of rows at a time: the same values within fp32 rounding,
         without the 32-channel full-resolution maps of the whole image."""
-        x = torch.cat((image, trimap), dim=1)
         if not self.training:  # training never stripes: BatchNorm needs the whole batch's statistics
-            rows = choose_stripe_rows(x.shape[3], self.stripe_rows, x.device, TAIL_BYTES_PER_PIXEL)
-            if rows != WHOLE and rows < x.shape[2]:
-                return self.forward_striped(x, rows)
+            rows = choose_stripe_rows(image.shape[3], self.stripe_rows, image.device, TAIL_BYTES_PER_PIXEL)
+            if rows != WHOLE and rows < image.shape[2]:
+                return self.forward_striped(image, trimap)
+        x = torch.cat((image, trimap), dim=1)
         embedding, mid_fea = self.encoder(x)
         return self.decoder(embedding, mid_fea)
 
@@ -67,23 +67,29 @@ class Generator(nn.Module):
         need = height * width * INFERENCE_BYTES_PER_PIXEL + row_cells * ATTENTION_BYTES_PER_ROW_CELL
         return max(INFERENCE_FLOOR_BYTES, int(need))
 
-    def forward_striped(self, x: torch.Tensor, rows: int) -> Tuple[torch.Tensor, Optional[Dict]]:
-        """forward with the tail computed `rows` full-resolution rows at a time, each stripe with
-        at least STRIPE_CONTEXT rows of context at 1/4 resolution on both sides."""
+    def forward_striped(self, image: torch.Tensor, trimap: torch.Tensor) -> Tuple[torch.Tensor, Optional[Dict]]:
+        """forward with the tail computed a stripe of full-resolution rows at a time, each stripe with
+        at least STRIPE_CONTEXT rows of context at 1/4 resolution on both sides. The stripes are sized
+        when the tail starts, to the memory left beside the trunk's features (within a --max-memory
+        cap); the whole input's 6-channel copy is dropped after the trunk, each stripe's rows of it
+        made again from `image` and `trimap`."""
+        x = torch.cat((image, trimap), dim=1)
         embedding, mid_fea, skip_inputs = self.encoder.trunk(x)
         shortcut = self.encoder.shortcut
         mid_fea["shortcut"] = (None, None) + tuple(branch(f) for branch, f in zip(shortcut[2:], skip_inputs[2:]))
-        full, half = skip_inputs[:2]
-        del skip_inputs
+        half = skip_inputs[1]
+        del skip_inputs, x
         quarter, info = self.decoder.trunk(embedding, mid_fea)
         del mid_fea, embedding
-        height = x.shape[2]
-        alpha = x.new_empty(x.shape[0], 1, height, x.shape[3])
+        height, width = image.shape[2:]
+        rows = choose_stripe_rows(width, self.stripe_rows, image.device, TAIL_BYTES_PER_PIXEL)
+        alpha = image.new_empty(image.shape[0], 1, height, width)
         for top, bottom, first, last in stripe_plan(height, rows, STRIPE_CONTEXT):
             fea2 = shortcut[1](half[:, :, 2 * first:2 * last])
-            fea1 = shortcut[0](full[:, :, 4 * first:4 * last])
+            full = torch.cat((image[:, :, 4 * first:4 * last], trimap[:, :, 4 * first:4 * last]), dim=1)
+            fea1 = shortcut[0](full)
             stripe = self.decoder.tail(quarter[:, :, first:last], fea2, fea1)
-            del fea1, fea2
+            del fea1, fea2, full
             alpha[:, :, top:bottom] = stripe[:, :, top - 4 * first:bottom - 4 * first]
         return alpha, info
 

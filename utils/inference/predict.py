@@ -13,19 +13,30 @@ from utils.recipe import Recipe, RecipeForward
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def cpu_has_native_bf16() -> bool:
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+def cpu_has_amx() -> bool:
+    """Whether the CPU has AMX tiles, the one kind of CPU where bf16 is offered: without them (AVX-512
+    with AVX512-BF16 included) bf16 inference measured slower than fp32 (docs/performance.md)."""
+    return torch.cpu._is_amx_tile_supported()
 
 
-def check_precision(precision: str, device: torch.device) -> None:
-    """Refuses what cannot run; warns where bf16 would run but slowly."""
+def offered_precisions(device: torch.device) -> Tuple[str, ...]:
+    """The precisions worth choosing on `device`: fp16 on CUDA only, bf16 on CUDA or an AMX CPU."""
+    return tuple(name for name in PRECISIONS
+                 if device.type == "cuda" or name == "fp32" or (name == "bf16" and cpu_has_amx()))
+
+
+def runnable_precision(precision: str, device: torch.device) -> str:
+    """The precision to run `precision` in on `device`: ValueError for what cannot run; bf16 on a
+    CPU without AMX runs fp32, with a warning saying why."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("fp16 inference needs a CUDA device; use bf16 or fp32 on the CPU")
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 runs through slow "
-                      "fallbacks here, many times slower than fp32; use --precision fp32", stacklevel=2)
+    if precision not in offered_precisions(device):
+        warnings.warn("bf16 runs as fp32 on this CPU: it has no AMX, and without AMX bf16 inference measured "
+                      "slower than fp32 (docs/performance.md)", stacklevel=2)
+        return "fp32"
+    return precision
 
 
 def autocast_for(precision: str, device: torch.device):
