@@ -35,7 +35,7 @@ import os
 import sys
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -286,28 +286,46 @@ def main(argv: Optional[List[str]] = None) -> int:
         cleanup()
 
 
+def checked_settings(args: argparse.Namespace) -> Tuple[Optional[dict], str, Optional[Background]]:
+    """The config (None for --onnx), the kind of guide and the --background, with the memory cap
+    set; ConfigError or ValueError naming the flag or key otherwise."""
+    set_memory_cap(args.max_memory, "--max-memory")
+    if not args.onnx:
+        args.config = config_for(args.checkpoint, args.config, DEFAULT_CONFIG)
+    config = None if args.onnx else load_config(args.config)
+    # An exported graph always takes a trimap (the export refuses families that take none).
+    kind = guide_kind(args, config is None or takes_trimap(model_spec(config)))
+    if kind == "automatic":
+        parse_trimap_from(args.trimap_from)
+    problem = onnx_problem(args) if args.onnx else None
+    if problem:
+        raise ValueError(problem)
+    try:
+        return config, kind, parse_background(args.background) if args.background else None
+    except ValueError as e:
+        raise ValueError(f"--background {e}") from None
+
+
+def folders_problem(folders: List[Tuple[str, str]], given: Dict[str, Optional[str]], save_dir: str) -> Optional[str]:
+    """Why the input `folders` ((flag, folder)) cannot be read or `save_dir` would lie inside one."""
+    for name, folder in folders:
+        if not os.path.isdir(folder):
+            hint = "" if given[name] else " (the published demo's default); give --image-dir and --trimap-dir or --mask-dir"
+            return f"{name} {folder} is not a folder{hint}"
+    for _, folder in folders:
+        if is_inside(save_dir, folder):
+            return (f"output folder {save_dir} lies inside the input folder {folder}; "
+                    "choose an --output outside it so predictions do not mix with the inputs")
+    return None
+
+
 def run(args: argparse.Namespace, tally: Tally, ranks: DistInfo) -> int:
     """The command's work, this rank's share of it (utils.io.shards), counting the images written
     in `tally`; the exit code."""
     try:
-        set_memory_cap(args.max_memory, "--max-memory")
-        if not args.onnx:
-            args.config = config_for(args.checkpoint, args.config, DEFAULT_CONFIG)
-        config = None if args.onnx else load_config(args.config)
-        # An exported graph always takes a trimap (the export refuses families that take none).
-        kind = guide_kind(args, config is None or takes_trimap(model_spec(config)))
-        if kind == "automatic":
-            parse_trimap_from(args.trimap_from)
-        problem = onnx_problem(args) if args.onnx else None
-        if problem:
-            raise ValueError(problem)
+        config, kind, background = checked_settings(args)
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        background = parse_background(args.background) if args.background else None
-    except ValueError as e:
-        print(f"error: --background {e}", file=sys.stderr)
         return 2
     outputs = Outputs(offsets=not args.no_offset, trimap=kind in ("mask", "automatic"),
                       cutout=args.cutout or background is not None, composite=background is not None)
@@ -316,20 +334,10 @@ def run(args: argparse.Namespace, tally: Tally, ranks: DistInfo) -> int:
     given = {"--image-dir": args.image_dir, flag: args.trimap_dir or args.mask_dir}
     args.image_dir = args.image_dir or DEFAULT_IMAGE_DIR
     folders = [("--image-dir", args.image_dir)] + ([(flag, guide_dir)] if guide_dir else [])
-    for name, folder in folders:
-        if not os.path.isdir(folder):
-            hint = "" if given[name] else " (the published demo's default); give --image-dir and --trimap-dir or --mask-dir"
-            print(f"error: {name} {folder} is not a folder{hint}", file=sys.stderr)
-            return 2
     save_dir = os.path.join(args.output, f"onnx_{os.path.basename(args.onnx)}" if args.onnx
                             else f"{config.version}_{os.path.basename(os.path.normpath(args.checkpoint))}")
     tally.folder = save_dir
-    for _, folder in folders:
-        if is_inside(save_dir, folder):
-            print(f"error: output folder {save_dir} lies inside the input folder {folder}; "
-                  "choose an --output outside it so predictions do not mix with the inputs", file=sys.stderr)
-            return 2
-    problem = output_folder_problem(args.output, save_dir)
+    problem = folders_problem(folders, given, save_dir) or output_folder_problem(args.output, save_dir)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

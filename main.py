@@ -234,11 +234,8 @@ def test_checkpoint(config) -> str:
     return run_file
 
 
-def run_test(config, dist_info: du.DistInfo) -> int:
-    """Predicts and scores the test set, each rank its share (torchrun), rank 0 reporting the
-    figures of all in the one-process order (utils.io.shards.gathered_rows), so that they are the
-    same to the bit; 1 when an image could not be read, predicted (out of memory) or written
-    (named in the log, left out of the means or kept in them), else 0."""
+def checked_test_settings(config) -> None:
+    """test.tta and test.max_memory (which it sets); ConfigError naming the key otherwise."""
     try:
         check_tta(config.test.tta)
     except ValueError as e:
@@ -247,17 +244,10 @@ def run_test(config, dist_info: du.DistInfo) -> int:
         set_memory_cap(config.test.max_memory, "test.max_memory")
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    protocol = PROTOCOLS[config.test.protocol]
-    table = test_categories(config)
-    spec = model_spec(config)
-    model = build_network(spec)
-    load_checkpoint(model, spec, test_checkpoint(config))
-    precision = runnable_precision(config.test.precision, dist_info.device)
-    model.to(dist_info.device).eval()
-    recipe = family_of(spec).recipes(spec)[1]
-    files, problems = checked_eval_list(config.test.merged, config.test.alpha, config.test.trimap,
-                                        ("test.merged", "test.alpha", "test.trimap"))
-    dataset = EvalDataset(files)
+
+
+def test_output_folder(config) -> Optional[str]:
+    """test.alpha_path, made where missing, or None where the predictions are not kept."""
     out_dir = config.test.alpha_path
     if out_dir:
         try:
@@ -265,7 +255,15 @@ def run_test(config, dist_info: du.DistInfo) -> int:
         except OSError as e:
             raise ConfigError(f"test.alpha_path: {out_dir} cannot be created ({e.strerror or e}); "
                               "set test.alpha_path to a folder you can write to") from None
-    rows, left_out = [], []  # (index in the test set, name, figures); messages
+    return out_dir
+
+
+def score_share(config, model, recipe, dataset: EvalDataset, dist_info: du.DistInfo, precision: str,
+                out_dir: Optional[str]) -> Tuple[list, List[str]]:
+    """This rank's share of the test set predicted (and written to `out_dir`) and scored: the rows
+    (index in the test set, name, figures) and the messages of the images left out or not saved."""
+    protocol = PROTOCOLS[config.test.protocol]
+    rows, left_out = [], []
     main_process = du.is_main_process()
 
     def leave_out(message: str) -> None:
@@ -300,24 +298,49 @@ def run_test(config, dist_info: du.DistInfo) -> int:
             scored = alpha * 255 if recipe.score_float else pred
             metrics = protocol.metrics(scored, target, batch["trimap"].astype(np.uint8), fast=config.test.fast_eval)
             rows.append((index, name, metrics))
-    rows, rank_problems = gathered_rows(rows, left_out)
-    problems += sum(map(len, rank_problems))
-    if not main_process:
-        return 1 if problems else 0
-    for message in (message for others in rank_problems[1:] for message in others):
+    return rows, left_out
+
+
+def report_test(config, rows: list, other_ranks_problems: List[List[str]], table, out_dir: Optional[str]) -> None:
+    """Rank 0's report of every rank's rows, in the one-process order: the other ranks' problems
+    and each image's figures in the log, the means and the category tables printed."""
+    protocol = PROTOCOLS[config.test.protocol]
+    for message in (message for others in other_ranks_problems for message in others):
         logger.warning("%s", message)
     for _, name, metrics in rows:
         logger.info("%s: %s", name, format_metrics(metrics, protocol.columns))
-    sads = {name: metrics["sad"] for _, name, metrics in rows}
     means, counts = mean_metrics([metrics for _, _, metrics in rows])
     print(units_line(config.test.protocol))
     print(f"{config.version} on {len(rows)} images{coverage_note(counts, len(rows))}: "
           f"{format_metrics(means, protocol.columns)}")
-    report_categories(config, sads, table)
+    report_categories(config, {name: metrics["sad"] for _, name, metrics in rows}, table)
     if out_dir:
         print(f"predictions written to {out_dir}")
-    if problems:
-        print(f"{problems} test image(s) left out or not saved: named in the log", file=sys.stderr)
+
+
+def run_test(config, dist_info: du.DistInfo) -> int:
+    """Predicts and scores the test set, each rank its share (torchrun), rank 0 reporting the
+    figures of all in the one-process order (utils.io.shards.gathered_rows), so that they are the
+    same to the bit; 1 when an image could not be read, predicted (out of memory) or written
+    (named in the log, left out of the means or kept in them), else 0."""
+    checked_test_settings(config)
+    table = test_categories(config)
+    spec = model_spec(config)
+    model = build_network(spec)
+    load_checkpoint(model, spec, test_checkpoint(config))
+    precision = runnable_precision(config.test.precision, dist_info.device)
+    model.to(dist_info.device).eval()
+    recipe = family_of(spec).recipes(spec)[1]
+    files, problems = checked_eval_list(config.test.merged, config.test.alpha, config.test.trimap,
+                                        ("test.merged", "test.alpha", "test.trimap"))
+    out_dir = test_output_folder(config)
+    rows, left_out = score_share(config, model, recipe, EvalDataset(files), dist_info, precision, out_dir)
+    rows, rank_problems = gathered_rows(rows, left_out)
+    problems += sum(map(len, rank_problems))
+    if du.is_main_process():
+        report_test(config, rows, rank_problems[1:], table, out_dir)
+        if problems:
+            print(f"{problems} test image(s) left out or not saved: named in the log", file=sys.stderr)
     return 1 if problems else 0
 
 
