@@ -11,9 +11,10 @@ import contextlib
 import ctypes
 import math
 import re
-from typing import Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
-import torch
+if TYPE_CHECKING:  # torch itself is imported where used: the evaluation's workers import this module
+    import torch
 
 from utils.allocator import release_freed_memory
 
@@ -217,10 +218,11 @@ def named_out_of_memory(item: str, width: int, height: int,
         raise OutOfMemory(out_of_memory_message(item, width, height, e, shortfall)) from None
 
 
-def reset_peak_memory(device: torch.device) -> bool:
+def reset_peak_memory(device: "torch.device") -> bool:
     """Starts a new peak: CUDA's allocator statistics, or on the CPU the process's peak resident
     memory (Linux's VmHWM, through /proc/self/clear_refs). False where it cannot be reset."""
     if device.type == "cuda":
+        import torch
         torch.cuda.reset_peak_memory_stats(device)
         return True
     try:
@@ -231,9 +233,10 @@ def reset_peak_memory(device: torch.device) -> bool:
         return False
 
 
-def peak_memory_bytes(device: torch.device) -> int:
+def peak_memory_bytes(device: "torch.device") -> int:
     """Bytes: torch.cuda.max_memory_allocated on a GPU; the process's peak resident memory on the CPU."""
     if device.type == "cuda":
+        import torch
         return torch.cuda.max_memory_allocated(device)
     try:
         with open("/proc/self/status") as f:

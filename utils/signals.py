@@ -18,6 +18,7 @@ them between their birth and the moment they ignore it.
 import contextlib
 import signal
 import sys
+import threading
 from typing import Callable, Iterator, Optional
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -71,14 +72,22 @@ def exit_code(signum: int) -> int:
 @contextlib.contextmanager
 def stop_signals_blocked() -> Iterator[None]:
     """Holds the stop signals back in this thread for the block (one that arrives meanwhile is
-    delivered at its end). Processes started inside inherit the block."""
+    delivered at its end). Processes started inside inherit the block, and from the main thread
+    they also start with SIGINT ignored: a spawned child (multiprocessing's "spawn") does not keep
+    the block, and a terminal's Ctrl-C would otherwise break its start-up, before it can set its
+    own handlers, with a traceback. An ignored SIGINT survives exec, and Python then leaves it so."""
     if not hasattr(signal, "pthread_sigmask"):  # Windows
         yield
         return
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
     try:
         yield
     finally:
+        if in_main_thread:
+            # before the unblock, so that a held-back Ctrl-C reaches it (None: a handler set outside Python)
+            signal.signal(signal.SIGINT, signal.SIG_DFL if handler is None else handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
