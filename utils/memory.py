@@ -72,13 +72,19 @@ def set_memory_cap(text: Optional[str], source: str = "the memory cap") -> Optio
     return _cap_bytes
 
 
-def _resident_bytes() -> Optional[int]:
-    """This process's resident memory now (VmRSS), or None where /proc cannot be read."""
+def _status_bytes(field: str) -> Optional[int]:
+    """A memory figure of this process from /proc/self/status ('VmRSS', 'VmHWM', 'VmSize'), in
+    bytes, or None where it cannot be read (not Linux)."""
     try:
         with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
     except (OSError, ValueError, StopIteration):
         return None
+
+
+def _resident_bytes() -> Optional[int]:
+    """This process's resident memory now (VmRSS), or None where /proc cannot be read."""
+    return _status_bytes("VmRSS")
 
 
 def format_bytes(count: float) -> str:
@@ -110,12 +116,8 @@ def _address_space_left() -> Optional[int]:
     limit = resource.getrlimit(resource.RLIMIT_AS)[0]
     if limit == resource.RLIM_INFINITY:
         return None
-    try:
-        with open("/proc/self/status") as f:
-            used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
-    except (OSError, ValueError, StopIteration):
-        return None
-    return max(limit - used, 0)
+    used = _status_bytes("VmSize")
+    return None if used is None else max(limit - used, 0)
 
 
 class _MallInfo2(ctypes.Structure):
@@ -150,7 +152,8 @@ def cpu_memory_left() -> Optional[int]:
     """Bytes this process may still allocate on the CPU: the smallest of the machine's available
     memory and what an address-space limit leaves, each plus what malloc holds free in the process,
     and what the user's cap (set_memory_cap) leaves; None where none of them can be read."""
-    limits = [v + _malloc_free_bytes() for v in (_meminfo_available(), _address_space_left()) if v is not None]
+    free_inside = _malloc_free_bytes()
+    limits = [v + free_inside for v in (_meminfo_available(), _address_space_left()) if v is not None]
     cap_left = _cap_left()
     known = limits + ([cap_left] if cap_left is not None else [])
     return min(known) if known else None
@@ -238,9 +241,8 @@ def peak_memory_bytes(device: "torch.device") -> int:
     if device.type == "cuda":
         import torch
         return torch.cuda.max_memory_allocated(device)
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
-    except (OSError, StopIteration, ValueError):
+    peak = _status_bytes("VmHWM")
+    if peak is None:
         import resource  # POSIX only; ru_maxrss is in KiB on Linux
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return peak
