@@ -127,8 +127,3 @@ def group_report(sads: Dict[str, float], labels: Dict[str, Labels], table: Dict[
                   for group, mean, count in group_means(sads, labels, field, order)]
     return lines
 
-
-def name_list(names: List[str], shown: int = 10) -> str:
-    """'a, b, c' or 'a, b, ... and 12 more'."""
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more

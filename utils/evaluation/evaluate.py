@@ -37,9 +37,9 @@ import numpy as np
 
 from utils.allocator import reuse_freed_memory
 from utils.atomic import WriteError, atomic_file
-from utils.io.batch import AGAIN, EXTRA_OUTPUT_SUFFIXES, Tally
+from utils.io.batch import AGAIN, EXTRA_OUTPUT_SUFFIXES, Tally, name_list
 from utils.evaluation.categories import (FIELDS, UNCATEGORISED, CategoriesError, assign_labels, categories_from_prefix,
-                                         group_report, load_categories, name_list)
+                                         group_report, load_categories)
 from utils.evaluation.gallery import Entry, folder_problem, write_gallery
 from utils.io.images import ImageReadError, composition_base, index_by_stem, list_images, read_first_channel, stem
 from utils.evaluation.metrics import UNKNOWN_VALUE, all_metrics

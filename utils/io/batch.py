@@ -11,7 +11,6 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from utils.atomic import WriteError, remove_temporary_files
-from utils.evaluation.categories import name_list
 from utils.io.images import IMAGE_EXTENSIONS, ImageReadError, index_by_stem, list_images, stem, write_image
 from utils.memory import OutOfMemory
 from utils.progress import progress
@@ -112,6 +111,12 @@ def write_all(paths: Sequence[str], pictures: Sequence[np.ndarray]) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
         raise
+
+
+def name_list(names: List[str], shown: int = 10) -> str:
+    """'a, b, c' or 'a, b, ... and 12 more'."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 @dataclass
