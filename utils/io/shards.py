@@ -112,10 +112,10 @@ class ShardedFolder:
         problems = skipped + [problem for rank in sorted(reports) for problem in reports[rank][1]]
         lost = [rank for rank in range(self.info.world_size) if rank not in reports]
         for rank in lost:
-            share = du.shard_of(self.todo, rank, self.info.world_size)
-            problems += [f"{image}: not written (rank {rank} stopped before it reported)"
-                         for image, _ in share if not self.finished(image)]
-            written += sum(self.finished(image) for image, _ in share)
+            share = [image for image, _ in du.shard_of(self.todo, rank, self.info.world_size)]
+            missing = [image for image in share if not self.finished(image)]
+            problems += [f"{image}: not written (rank {rank} stopped before it reported)" for image in missing]
+            written += len(share) - len(missing)
         done = self.complete + written
         if self.main:
             print(f"{done} of {total} images written to {self.folder}"
