@@ -197,6 +197,24 @@ def test_blocked_attention_on_the_smallest_grid():
     assert torch.allclose(blocked, literal, atol=1e-5) and torch.equal(offsets, literal_offsets)
 
 
+@pytest.mark.parametrize("block", [7, 14, 30])
+def test_blocked_attention_reuses_its_buffers_to_the_same_bits(block):
+    # Without autograd the blocks write into reused buffers (out=, softmax in place); with it every
+    # operation allocates. The two must give the same bits, also where the last block is short (a
+    # 3 x 7 grid in blocks of 1, 2 or 3 rows), and leave the inputs as they were.
+    module = small_module(9)
+    generator = torch.Generator().manual_seed(9)
+    guidance = torch.randn(2, 8, 6, 14, generator=generator)
+    alpha = torch.randn(2, 6, 6, 14, generator=generator)
+    unknown = (torch.rand(2, 1, 6, 14, generator=generator) < 0.3).float()
+    before = [guidance.clone(), alpha.clone()]
+    with torch.no_grad():
+        reused, (offsets, _) = run_module(module, guidance, alpha, unknown, block)
+    allocated, (allocated_offsets, _) = run_module(module, guidance, alpha.requires_grad_(True), unknown, block)
+    assert torch.equal(reused, allocated.detach()) and torch.equal(offsets, allocated_offsets)
+    assert torch.equal(guidance, before[0]) and torch.equal(alpha.detach(), before[1])
+
+
 def test_blocked_gradients_equal_the_literal_ones():
     grads = {}
     for block in (-1, 3):
@@ -212,12 +230,12 @@ def test_blocked_gradients_equal_the_literal_ones():
 
 
 def test_auto_block_fits_the_budget():
-    from networks.gca_matting.gca import CPU_SCORE_BUFFER_BYTES, LITERAL, choose_block
+    from networks.gca_matting.gca import FLOATS_PER_SCORE, LITERAL, SCORE_BUDGET_BYTES, choose_block
     cpu = torch.device("cpu")
     assert choose_block(100, 0, cpu) >= 100  # a small image is one block
     big = 40000  # a 4K image: 40000^2 scores would need 6 GB per copy
     block = choose_block(big, 0, cpu)
-    assert 1 <= block < big and big * block * 4 <= CPU_SCORE_BUFFER_BYTES
+    assert 1 <= block < big and big * block * 4 * FLOATS_PER_SCORE <= SCORE_BUDGET_BYTES
     assert choose_block(big, 5, cpu) == 5 and choose_block(big, -1, cpu) == LITERAL
 
 
@@ -226,9 +244,9 @@ def test_attention_stays_fp32_under_autocast(monkeypatch):
     seen = []
     original = gca.attend_blocked
 
-    def recording(query, keys, alpha, *rest):
-        seen.append((query.dtype, keys.dtype, alpha.dtype))
-        out, best = original(query, keys, alpha, *rest)
+    def recording(query, key_factor, alpha, *rest):
+        seen.append((query.dtype, key_factor.dtype, alpha.dtype))
+        out, best = original(query, key_factor, alpha, *rest)
         seen.append((out.dtype,))
         return out, best
 

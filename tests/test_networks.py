@@ -128,6 +128,30 @@ def converged_model(arch, trimap_channel=3, seed=0, layers=None):
     return model.eval()
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_in_place_batchnorm_gives_batchnorm_bits_in_its_input(layout):
+    from networks.ops import InPlaceBatchNorm2d
+    torch.manual_seed(0)
+    plain, in_place = torch.nn.BatchNorm2d(8), InPlaceBatchNorm2d(8)
+    with torch.no_grad():
+        for name in ("weight", "bias", "running_mean"):
+            getattr(plain, name).normal_()
+        plain.running_var.uniform_(0.5, 2)
+    in_place.load_state_dict(plain.state_dict())
+    plain.eval(), in_place.eval()
+    x = torch.randn(2, 8, 5, 7).contiguous(memory_format=layout)
+    with torch.no_grad():
+        expected, given = plain(x), x.clone(memory_format=torch.preserve_format)
+        out = in_place(given)
+    assert torch.equal(out, expected) and out.data_ptr() == given.data_ptr()
+    # with autograd or in training it is nn.BatchNorm2d: a new tensor, the input untouched
+    given = x.clone(memory_format=torch.preserve_format)
+    assert torch.equal(in_place(given), expected) and torch.equal(given, x)
+    in_place.train()
+    with torch.no_grad():
+        assert torch.equal(in_place(given), plain.train()(x)) and torch.equal(given, x)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("arch,trimap_channel", [(GCA_ARCH, 3), (GCA_ARCH, 1), (BASELINE_ARCH, 3)])
 def test_striped_tail_gives_the_whole_image_result(arch, trimap_channel):

@@ -3,34 +3,37 @@
 The published form scores every key against every query at once: an L x L volume (L = the
 number of 16 x 16 patches), whose memory grows with the square of the image area (a 4K image
 needs tens of GB). `attend_blocked` computes the same attention a few rows of queries at a
-time (softmax over all keys per query), so memory is O(L x block), and propagates with a
-quarter of the published form's products. `GuidedCxtAtten.block` chooses: LITERAL for the
+time (softmax over all keys per query), so memory is O(L x block), with about a third of the
+published form's products for the scores and a quarter for the propagation. `GuidedCxtAtten.block` chooses: LITERAL for the
 published form (its code's operations in its memory layouts, so that its float sums run in the
 same order), AUTO (the default) for blocks sized to the memory budget, or a number of queries per
 block. `GuidedCxtAtten.variant` is GCA-Matting's attention (PUBLISHED) or a reimplementation's
 (networks.mmagic.attention.MMAGIC).
 """
+import math
 from dataclasses import dataclass
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from networks.ops import InPlaceBatchNorm2d
 from networks.stripes import AUTO, memory_budget
 
 SELF_MATCH_PENALTY = -1e4
 KEY_NORM_FLOOR = 1e-4
 # GuidedCxtAtten.block: the published L x L form (AUTO: blocks sized to the memory budget).
 LITERAL = -1
-# Bytes of a score block (scores, their softmax and a temporary) allowed per GCA call.
-SCORE_BUDGET_BYTES = 256 * 2 ** 20
+# Bytes of a block's buffers allowed per GCA call. Larger blocks run faster (fewer products per
+# score, larger matrix products): a 3840x2160 module took 20.1, 16.3, 14.5 and 13.0 s with 1, 2, 4
+# and 8 query rows per block (2-core AMD EPYC, fp32); this budget gives it 4.
+SCORE_BUDGET_BYTES = 512 * 2 ** 20
 # Guidance downsampling and value-patch stride, as published; attend_blocked relies on it.
 RATE = 2
-FLOATS_PER_SCORE = 3
-# On the CPU, blocks whose score buffer is about the size of a last-level cache run faster than
-# larger ones (measured on a 32 MB L3: 3.7 s per 2560 x 1440 module against 4.5-4.9 s for 90 MB).
-CPU_SCORE_BUFFER_BYTES = 32 * 2 ** 20
+# attend_blocked's buffers per score of a block of R query rows: the products ((R + 2) / R), the
+# scores and the zero-padded attention ((R + 1) / R), so 3 to 4 from 8 rows down to 4.
+FLOATS_PER_SCORE = 4
 
 
 def extract_patches(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
@@ -146,73 +149,107 @@ class AttentionVariant:
     penalty: Callable[[torch.Tensor], torch.Tensor]
     literal: Callable[..., Tuple[torch.Tensor, torch.Tensor]]
 
+    def floored_key_norms(self, patches: torch.Tensor) -> torch.Tensor:
+        """The norms of L x C x 3 x 3 patches floored at KEY_NORM_FLOOR: L."""
+        return torch.max(self.key_norms(patches), patches.new_tensor([KEY_NORM_FLOOR])).view(-1)
+
     def normalised_keys(self, patches: torch.Tensor) -> torch.Tensor:
-        """L x C x 3 x 3 patches over their norms, the norms floored at KEY_NORM_FLOOR."""
-        return patches / torch.max(self.key_norms(patches), patches.new_tensor([KEY_NORM_FLOOR]))
+        """L x C x 3 x 3 patches over their floored norms."""
+        return patches / self.floored_key_norms(patches).view(-1, 1, 1, 1)
 
 
 PUBLISHED = AttentionVariant("gca-matting", published_key_norms, binary_penalty, attend_literal_published)
 
 
-def attend_blocked(query: torch.Tensor, keys: torch.Tensor, alpha: torch.Tensor, key_scale: torch.Tensor,
-                   penalty: torch.Tensor, block: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The literal attention of one image computed a few rows of queries at a time, with 4x fewer
-    propagation products.
+def horizontal_triples(query: torch.Tensor) -> torch.Tensor:
+    """(h + 2) w x 3C, row-major over the reflect-padded rows of a 1 x C x h x w grid and its w
+    columns: each pixel's C features and its two right-hand neighbours' (a 1 x 3 patch). A 3 x 3
+    patch is three of them, one above the other."""
+    return F.unfold(F.pad(query, (1, 1, 1, 1), mode="reflect"), kernel_size=(1, 3))[0].t()
 
-    Scores (the key scales folded into the keys), self-match penalty, softmax over all L keys
-    and argmax are the literal form's up to the order of float sums. The propagation is
-    regrouped: conv_transpose2d(attention, values) gives output pixel
+
+def attend_blocked(query: torch.Tensor, key_factor: torch.Tensor, alpha: torch.Tensor, penalty: torch.Tensor,
+                   block: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The literal attention of one image computed a few rows of queries at a time, with about a
+    third of the scores' products and a quarter of the propagation's.
+
+    Scores, self-match penalty, softmax over all L keys and argmax are the literal form's up to
+    the order of float sums. A score is the dot product of two 3 x 3 patches (9C features) times
+    the key's factor; a 3 x 3 patch is three 1 x 3 ones (horizontal_triples) in rows y, y + 1,
+    y + 2, so the scores of R query rows are three diagonally shifted copies of the (R + 2) x
+    (h + 2) rows of products of 1 x 3 patches, summed: (R + 2)(h + 2) / 3Rh of the products.
+    The propagation is regrouped: conv_transpose2d(attention, values) gives output pixel
     Y' = 2b + phase (per axis, before the padding crop) the sum over s in {0, 1}^2 of
     attention[b - s, k] * a_pad[2(k + s) + phase]. With m = k + s this is
     G[b, m] @ phases[m] where G[b, m] = sum_s attention[b - s, m - s] (a sum of four
     diagonally shifted copies of the attention) and phases[m] holds the four pixels
     a_pad[2m + phase]: an L' x 4C product instead of L x 16C, L' = (h + 1)(w + 1).
 
-    query: 1 x C x h x w guidance; keys: L x C x 3 x 3, normalised; alpha: 1 x C' x 2h x 2w;
-    key_scale, penalty: L each (the softmax scale of each key, the penalty added to its score for
-    its own query); block: queries per block, rounded down to whole rows of the h x w grid (at
-    least one row).
+    query: 1 x C x h x w guidance; key_factor: L, each key's softmax scale over its patch's norm;
+    alpha: 1 x C' x 2h x 2w; penalty: L, added to each key's score for its own query; block:
+    queries per block, rounded down to whole rows of the h x w grid (at least one row).
     """
     h, w = query.shape[2:]
     length = h * w
     channels = alpha.shape[1]
-    # scaling the keys rather than the scores saves a pass over every score block
-    key_matrix = keys.reshape(length, -1).t() * key_scale.view(1, -1).to(keys.dtype)
-    # score rows a multiple of 8 floats long keep the matmul on its fast path (10-15 % faster);
-    # the extra columns get -inf scores, so no attention
-    key_matrix = F.pad(key_matrix, (0, -length % 8))
-    queries = F.unfold(F.pad(query, (1, 1, 1, 1), mode="reflect"), kernel_size=3)[0].t()
-    penalty = penalty.to(key_matrix.dtype)
+    # Without autograd the blocks reuse a few buffers (out= and in-place operations), which
+    # autograd cannot follow: with it every operation allocates its result, as torch's do.
+    reuse = not (torch.is_grad_enabled() and (query.requires_grad or key_factor.requires_grad or alpha.requires_grad))
+    triples = horizontal_triples(query)
+    key_factor = key_factor.to(triples.dtype).view(1, 1, h, w)
+    penalty = penalty.to(triples.dtype)
     padded = F.pad(alpha, (1, 1, 1, 1), mode="reflect")[0]
     phases = padded.view(channels, h + 1, 2, w + 1, 2).permute(1, 3, 2, 4, 0).reshape((h + 1) * (w + 1), 4 * channels)
+    del padded
     out = phases.new_empty(h + 1, w + 1, 4 * channels)
     best_key = torch.empty(length, dtype=torch.long, device=query.device)
-    rows = max(1, block // w)
-    # previous_row: the attention of the query row above the block, padded, for the s = 1 terms
-    previous_row = key_matrix.new_zeros(w + 2, h + 2, w + 2)
+    rows = max(1, min(block // w, h))
+    # Two buffers serve each block twice: the products, then `across`; the scores (softmaxed in
+    # place), then `gathered`.
+    first = triples.new_empty(max((rows + 2) * w * (h + 2) * w, (rows + 1) * (w + 1) * (h + 2) * (w + 1))) if reuse else None
+    second = triples.new_empty(max(rows * w * h * w, rows * (w + 1) * (h + 1) * (w + 1))) if reuse else None
+    # shifted[1 + r]: the attention of the block's query row r, zero-padded; shifted[0]: the row
+    # above the block's, for the s = 1 terms. The padding is never written, so it stays zero.
+    shifted = triples.new_zeros(rows + 1, w + 2, h + 2, w + 2)
     for top in range(0, h + 1, rows):
         bottom = min(top + rows, h + 1)  # output rows b in [top, bottom); attention rows up to h - 1
-        shifted = key_matrix.new_zeros(bottom - top + 1, w + 2, h + 2, w + 2)
-        shifted[0] = previous_row
-        if top < h:
-            start, stop = top * w, min(bottom, h) * w
-            scores = queries[start:stop] @ key_matrix
-            scores[:, length:] = float("-inf")
+        count, attended = bottom - top, max(0, min(bottom, h) - top)
+        if attended:
+            products = torch.mm(triples[top * w:(top + attended + 2) * w], triples.t(),
+                                out=_part(first, (attended + 2) * w, (h + 2) * w)).view(attended + 2, w, h + 2, w)
+            scores = torch.add(products[:attended, :, :h], products[1:attended + 1, :, 1:h + 1],
+                               out=_part(second, attended, w, h, w))
+            scores = torch.add(scores, products[2:, :, 2:], out=scores if reuse else None)
+            del products
+            scores = torch.mul(scores, key_factor, out=scores if reuse else None).view(attended * w, length)
+            start, stop = top * w, (top + attended) * w
             own = torch.arange(start, stop, device=scores.device)
             scores[own - start, own] += penalty[start:stop]
-            attention = F.softmax(scores, dim=1)
+            # in place where buffers are reused (the kernel reads each row before writing it)
+            attention = torch.ops.aten._softmax.out(scores, 1, False, out=scores) if reuse else F.softmax(scores, dim=1)
             del scores
             best_key[start:stop] = torch.max(attention, dim=1)[1]
-            shifted[1:1 + min(bottom, h) - top, 1:w + 1, 1:h + 1, 1:w + 1] = attention[:, :length].view(-1, w, h, w)
+            shifted[1:1 + attended, 1:w + 1, 1:h + 1, 1:w + 1] = attention.view(attended, w, h, w)
             del attention
-        previous_row = shifted[-1].clone()
-        across = shifted[:, 1:, :, 1:] + shifted[:, :-1, :, :-1]
-        del shifted
-        gathered = across[1:, :, 1:, :] + across[:-1, :, :-1, :]
+        shifted[1 + attended:1 + count] = 0  # below the last query row: no attention
+        across = torch.add(shifted[:count + 1, 1:, :, 1:], shifted[:count + 1, :-1, :, :-1],
+                           out=_part(first, count + 1, w + 1, h + 2, w + 1))
+        gathered = torch.add(across[1:, :, 1:, :], across[:-1, :, :-1, :], out=_part(second, count, w + 1, h + 1, w + 1))
         del across
-        out[top:bottom] = (gathered.view(-1, phases.shape[0]) @ phases).view(bottom - top, w + 1, -1)
+        out[top:bottom] = (gathered.view(-1, phases.shape[0]) @ phases).view(count, w + 1, -1)
+        del gathered
+        above = shifted[count]
+        if not reuse:
+            shifted = triples.new_zeros(rows + 1, w + 2, h + 2, w + 2)
+        shifted[0] = above
     out = out.view(h + 1, w + 1, 2, 2, channels).permute(4, 0, 2, 1, 3).reshape(1, channels, 2 * h + 2, 2 * w + 2)
     return out[:, :, 1:2 * h + 1, 1:2 * w + 1] / 4., best_key.view(1, h, w)
+
+
+def _part(buffer: Optional[torch.Tensor], *shape: int) -> Optional[torch.Tensor]:
+    """The first elements of a flat buffer as a tensor of `shape`, or None without a buffer (an
+    operation given out=None allocates its result)."""
+    return None if buffer is None else buffer[:math.prod(shape)].view(shape)
 
 
 def attention_flops(h: int, w: int, query_features: int, value_channels: int) -> int:
@@ -225,14 +262,10 @@ def attention_flops(h: int, w: int, query_features: int, value_channels: int) ->
 
 def choose_block(length: int, setting: int, device: torch.device) -> int:
     """Queries per block for L = `length` patches: LITERAL (-1) for the published L x L form;
-    AUTO (0) for the largest block within the memory budget (on the CPU also within
-    CPU_SCORE_BUFFER_BYTES per score buffer); a positive setting as given."""
+    AUTO (0) for the largest block within the memory budget; a positive setting as given."""
     if setting > 0 or setting == LITERAL:
         return setting
-    buffer_bytes = memory_budget(device, SCORE_BUDGET_BYTES) // FLOATS_PER_SCORE
-    if device.type != "cuda":
-        buffer_bytes = min(buffer_bytes, CPU_SCORE_BUFFER_BYTES)
-    return max(1, buffer_bytes // (length * 4))
+    return max(1, memory_budget(device, SCORE_BUDGET_BYTES) // (FLOATS_PER_SCORE * 4 * length))
 
 
 class GuidedCxtAtten(nn.Module):
@@ -249,7 +282,7 @@ class GuidedCxtAtten(nn.Module):
         self.guidance_conv = nn.Conv2d(guidance_channels, guidance_channels // 2, kernel_size=1)
         self.W = nn.Sequential(
             nn.Conv2d(out_channels, out_channels, kernel_size=1, bias=False),
-            nn.BatchNorm2d(out_channels),
+            InPlaceBatchNorm2d(out_channels),
         )
         nn.init.xavier_uniform_(self.guidance_conv.weight)
         nn.init.constant_(self.guidance_conv.bias, 0)
@@ -263,7 +296,11 @@ class GuidedCxtAtten(nn.Module):
         # The attention (scores, scales, softmax, propagation) stays in fp32 under autocast.
         with torch.autocast(alpha.device.type, enabled=False):
             y, offsets, scales = self.attend(guidance.float(), alpha.float(), unknown.float())
-        return self.W(y.to(alpha.dtype)) + alpha, (offsets, scales)
+        y = y.to(alpha.dtype)
+        if alpha.is_contiguous(memory_format=torch.channels_last) and not alpha.is_contiguous():
+            # the features' layout in a striped forward on the CPU, so that W's convolution runs in it
+            y = y.contiguous(memory_format=torch.channels_last)
+        return self.W(y) + alpha, (offsets, scales)
 
     def product_flops(self, guidance: torch.Tensor, alpha: torch.Tensor, unknown: torch.Tensor) -> int:
         """attention_flops of a forward on these inputs (all at 1/8), every image of the batch."""
@@ -287,13 +324,13 @@ class GuidedCxtAtten(nn.Module):
         if block == LITERAL:
             out, best_keys = self.variant.literal(guidance, alpha, unknown, scales)
         else:
-            keys = extract_patches(guidance, kernel=3, stride=1)
             fractions = extract_patches(unknown, kernel=3, stride=1).mean(dim=[2, 3, 4])
             outs, best = [], []
             for i in range(alpha.shape[0]):
                 key_scale = torch.where(fractions[i] > 0, scales[i, 0], scales[i, 1])
-                out, best_key = attend_blocked(guidance[i:i + 1], self.variant.normalised_keys(keys[i]),
-                                               alpha[i:i + 1], key_scale, self.variant.penalty(fractions[i]), block)
+                key_factor = key_scale / self.variant.floored_key_norms(extract_patches(guidance[i:i + 1], 3, 1)[0])
+                out, best_key = attend_blocked(guidance[i:i + 1], key_factor, alpha[i:i + 1],
+                                               self.variant.penalty(fractions[i]), block)
                 outs.append(out)
                 best.append(best_key)
             out, best_keys = torch.cat(outs, dim=0), torch.cat(best, dim=0)

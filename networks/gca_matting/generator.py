@@ -29,6 +29,14 @@ DEMO_PADDING = Padding(multiple=32, margin=32)
 INFERENCE_FLOOR_BYTES = int(1.5 * 2 ** 30)
 INFERENCE_BYTES_PER_PIXEL = 0.15 * 2 ** 30 / 1e6
 ATTENTION_BYTES_PER_ROW_CELL = 0.16 * 2 ** 30 / 1e6
+# The striped forward's memory layout on the CPU: oneDNN's convolutions run faster on channels-last
+# maps (measured at 1920x1080: 7.0 s against 8.2 s per image; its transposed convolutions 3x).
+CPU_LAYOUT = torch.channels_last
+
+
+def striped_layout(device: torch.device) -> torch.memory_format:
+    """The memory format forward_striped computes in on `device`."""
+    return CPU_LAYOUT if device.type == "cpu" else torch.contiguous_format
 
 
 class Generator(nn.Module):
@@ -72,8 +80,9 @@ class Generator(nn.Module):
         at least STRIPE_CONTEXT rows of context at 1/4 resolution on both sides. The stripes are sized
         when the tail starts, to the memory left beside the trunk's features (within a --max-memory
         cap); the whole input's 6-channel copy is dropped after the trunk, each stripe's rows of it
-        made again from `image` and `trimap`."""
-        x = torch.cat((image, trimap), dim=1)
+        made again from `image` and `trimap`. On the CPU the maps are channels-last (striped_layout)."""
+        layout = striped_layout(image.device)
+        x = torch.cat((image, trimap), dim=1).contiguous(memory_format=layout)
         embedding, mid_fea, skip_inputs = self.encoder.trunk(x)
         shortcut = self.encoder.shortcut
         mid_fea["shortcut"] = (None, None) + tuple(branch(f) for branch, f in zip(shortcut[2:], skip_inputs[2:]))
@@ -87,6 +96,7 @@ class Generator(nn.Module):
         for top, bottom, first, last in stripe_plan(height, rows, STRIPE_CONTEXT):
             fea2 = shortcut[1](half[:, :, 2 * first:2 * last])
             full = torch.cat((image[:, :, 4 * first:4 * last], trimap[:, :, 4 * first:4 * last]), dim=1)
+            full = full.contiguous(memory_format=layout)
             fea1 = shortcut[0](full)
             stripe = self.decoder.tail(quarter[:, :, first:last], fea2, fea1)
             del fea1, fea2, full

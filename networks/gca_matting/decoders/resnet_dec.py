@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from networks.gca_matting.spectral_norm import SpectralNorm
-from networks.ops import conv1x1, conv3x3
+from networks.ops import InPlaceBatchNorm2d, conv1x1, conv3x3
 
 
 class BasicBlock(nn.Module):
@@ -19,10 +19,10 @@ class BasicBlock(nn.Module):
                                                          padding=1, bias=False))
         else:
             self.conv1 = SpectralNorm(conv3x3(inplanes, inplanes))
-        self.bn1 = nn.BatchNorm2d(inplanes)
+        self.bn1 = InPlaceBatchNorm2d(inplanes)
         self.activation = nn.LeakyReLU(0.2, inplace=True)
         self.conv2 = SpectralNorm(conv3x3(inplanes, planes))
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = InPlaceBatchNorm2d(planes)
         self.upsample = upsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -37,7 +37,7 @@ class ResNet_D_Dec(nn.Module):
         super().__init__()
         self.inplanes = 512
         self.conv1 = SpectralNorm(nn.ConvTranspose2d(32, 32, kernel_size=4, stride=2, padding=1, bias=False))
-        self.bn1 = nn.BatchNorm2d(32)
+        self.bn1 = InPlaceBatchNorm2d(32)
         self.leaky_relu = nn.LeakyReLU(0.2, inplace=True)
         self.conv2 = nn.Conv2d(32, 1, kernel_size=3, stride=1, padding=1)
         self.tanh = nn.Tanh()
@@ -51,7 +51,7 @@ class ResNet_D_Dec(nn.Module):
         upsample = nn.Sequential(
             nn.UpsamplingNearest2d(scale_factor=2),
             SpectralNorm(conv1x1(self.inplanes, planes)),
-            nn.BatchNorm2d(planes),
+            InPlaceBatchNorm2d(planes),
         )
         layers = [BasicBlock(self.inplanes, planes, stride=2, upsample=upsample)]
         self.inplanes = planes

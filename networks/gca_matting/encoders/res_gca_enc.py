@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from networks.gca_matting.encoders.res_shortcut_enc import ResShortCut_D
 from networks.gca_matting.gca import GuidedCxtAtten
 from networks.gca_matting.spectral_norm import SpectralNorm
+from networks.ops import InPlaceBatchNorm2d
 
 
 def unknown_mask(x: torch.Tensor, trimap_channel: int) -> torch.Tensor:
@@ -28,7 +29,7 @@ class ResGuidedCxtAtten(ResShortCut_D):
                 nn.ReflectionPad2d(1),
                 SpectralNorm(nn.Conv2d(cin, cout, kernel_size=3, padding=0, stride=2, bias=False)),
                 nn.ReLU(inplace=True),
-                nn.BatchNorm2d(cout),
+                InPlaceBatchNorm2d(cout),
             ]
         self.guidance_head = nn.Sequential(*guidance)
         self.gca = GuidedCxtAtten(128, 128)

@@ -6,16 +6,17 @@ import torch.nn as nn
 
 from networks.gca_matting.encoders.resnet_enc import ResNet_D
 from networks.gca_matting.spectral_norm import SpectralNorm
+from networks.ops import InPlaceBatchNorm2d
 
 
 def make_shortcut(inplanes: int, planes: int) -> nn.Sequential:
     return nn.Sequential(
         SpectralNorm(nn.Conv2d(inplanes, planes, kernel_size=3, padding=1, bias=False)),
         nn.ReLU(inplace=True),
-        nn.BatchNorm2d(planes),
+        InPlaceBatchNorm2d(planes),
         SpectralNorm(nn.Conv2d(planes, planes, kernel_size=3, padding=1, bias=False)),
         nn.ReLU(inplace=True),
-        nn.BatchNorm2d(planes),
+        InPlaceBatchNorm2d(planes),
     )
 
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from networks.gca_matting.spectral_norm import SpectralNorm
-from networks.ops import conv1x1, conv3x3
+from networks.ops import InPlaceBatchNorm2d, conv1x1, conv3x3
 
 
 class BasicBlock(nn.Module):
@@ -15,10 +15,10 @@ class BasicBlock(nn.Module):
                  downsample: Optional[nn.Module] = None):
         super().__init__()
         self.conv1 = SpectralNorm(conv3x3(inplanes, planes, stride))
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = InPlaceBatchNorm2d(planes)
         self.activation = nn.ReLU(inplace=True)
         self.conv2 = SpectralNorm(conv3x3(planes, planes))
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = InPlaceBatchNorm2d(planes)
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -38,9 +38,9 @@ class ResNet_D(nn.Module):
         self.conv1 = SpectralNorm(nn.Conv2d(3 + trimap_channel, 32, kernel_size=3, stride=2, padding=1, bias=False))
         self.conv2 = SpectralNorm(nn.Conv2d(32, 32, kernel_size=3, stride=1, padding=1, bias=False))
         self.conv3 = SpectralNorm(nn.Conv2d(32, self.inplanes, kernel_size=3, stride=2, padding=1, bias=False))
-        self.bn1 = nn.BatchNorm2d(32)
-        self.bn2 = nn.BatchNorm2d(32)
-        self.bn3 = nn.BatchNorm2d(self.inplanes)
+        self.bn1 = InPlaceBatchNorm2d(32)
+        self.bn2 = InPlaceBatchNorm2d(32)
+        self.bn3 = InPlaceBatchNorm2d(self.inplanes)
         self.activation = nn.ReLU(inplace=True)
         self.layer1 = self._make_layer(64, layers[0], stride=1)
         self.layer2 = self._make_layer(128, layers[1], stride=2)
@@ -54,10 +54,10 @@ class ResNet_D(nn.Module):
             downsample = nn.Sequential(
                 nn.AvgPool2d(2, stride),
                 SpectralNorm(conv1x1(self.inplanes, planes)),
-                nn.BatchNorm2d(planes),
+                InPlaceBatchNorm2d(planes),
             )
         elif self.inplanes != planes:
-            downsample = nn.Sequential(SpectralNorm(conv1x1(self.inplanes, planes)), nn.BatchNorm2d(planes))
+            downsample = nn.Sequential(SpectralNorm(conv1x1(self.inplanes, planes)), InPlaceBatchNorm2d(planes))
         layers = [BasicBlock(self.inplanes, planes, stride, downsample)]
         self.inplanes = planes
         layers += [BasicBlock(planes, planes) for _ in range(1, blocks)]
