@@ -4,11 +4,11 @@ The published form scores every key against every query at once: an L x L volume
 number of 16 x 16 patches), whose memory grows with the square of the image area (a 4K image
 needs tens of GB). `attend_blocked` computes the same attention a few rows of queries at a
 time (softmax over all keys per query), so memory is O(L x block), with about a third of the
-published form's products for the scores and a quarter for the propagation. `GuidedCxtAtten.block` chooses: LITERAL for the
-published form (its code's operations in its memory layouts, so that its float sums run in the
-same order), AUTO (the default) for blocks sized to the memory budget, or a number of queries per
-block. `GuidedCxtAtten.variant` is GCA-Matting's attention (PUBLISHED) or a reimplementation's
-(networks.mmagic.attention.MMAGIC).
+published form's products for the scores and a quarter for the propagation.
+`GuidedCxtAtten.block` chooses: LITERAL for the published form (its code's operations in its
+memory layouts, so that its float sums run in the same order), AUTO (the default) for blocks
+sized to the memory budget, or a number of queries per block. `GuidedCxtAtten.variant` is
+GCA-Matting's attention (PUBLISHED) or a reimplementation's (networks.mmagic.attention.MMAGIC).
 """
 import math
 from dataclasses import dataclass
@@ -206,8 +206,10 @@ def attend_blocked(query: torch.Tensor, key_factor: torch.Tensor, alpha: torch.T
     rows = max(1, min(block // w, h))
     # Two buffers serve each block twice: the products, then `across`; the scores (softmaxed in
     # place), then `gathered`.
-    first = triples.new_empty(max((rows + 2) * w * (h + 2) * w, (rows + 1) * (w + 1) * (h + 2) * (w + 1))) if reuse else None
-    second = triples.new_empty(max(rows * w * h * w, rows * (w + 1) * (h + 1) * (w + 1))) if reuse else None
+    first = second = None
+    if reuse:
+        first = triples.new_empty(max((rows + 2) * w * (h + 2) * w, (rows + 1) * (w + 1) * (h + 2) * (w + 1)))
+        second = triples.new_empty(max(rows * w * h * w, rows * (w + 1) * (h + 1) * (w + 1)))
     # shifted[1 + r]: the attention of the block's query row r, zero-padded; shifted[0]: the row
     # above the block's, for the s = 1 terms. The padding is never written, so it stays zero.
     shifted = triples.new_zeros(rows + 1, w + 2, h + 2, w + 2)
@@ -225,8 +227,7 @@ def attend_blocked(query: torch.Tensor, key_factor: torch.Tensor, alpha: torch.T
             start, stop = top * w, (top + attended) * w
             own = torch.arange(start, stop, device=scores.device)
             scores[own - start, own] += penalty[start:stop]
-            # in place where buffers are reused (the kernel reads each row before writing it)
-            attention = torch.ops.aten._softmax.out(scores, 1, False, out=scores) if reuse else F.softmax(scores, dim=1)
+            attention = softmax_rows(scores, in_place=reuse)
             del scores
             best_key[start:stop] = torch.max(attention, dim=1)[1]
             shifted[1:1 + attended, 1:w + 1, 1:h + 1, 1:w + 1] = attention.view(attended, w, h, w)
@@ -234,7 +235,8 @@ def attend_blocked(query: torch.Tensor, key_factor: torch.Tensor, alpha: torch.T
         shifted[1 + attended:1 + count] = 0  # below the last query row: no attention
         across = torch.add(shifted[:count + 1, 1:, :, 1:], shifted[:count + 1, :-1, :, :-1],
                            out=_part(first, count + 1, w + 1, h + 2, w + 1))
-        gathered = torch.add(across[1:, :, 1:, :], across[:-1, :, :-1, :], out=_part(second, count, w + 1, h + 1, w + 1))
+        gathered = torch.add(across[1:, :, 1:, :], across[:-1, :, :-1, :],
+                             out=_part(second, count, w + 1, h + 1, w + 1))
         del across
         out[top:bottom] = (gathered.view(-1, phases.shape[0]) @ phases).view(count, w + 1, -1)
         del gathered
@@ -244,6 +246,14 @@ def attend_blocked(query: torch.Tensor, key_factor: torch.Tensor, alpha: torch.T
         shifted[0] = above
     out = out.view(h + 1, w + 1, 2, 2, channels).permute(4, 0, 2, 1, 3).reshape(1, channels, 2 * h + 2, 2 * w + 2)
     return out[:, :, 1:2 * h + 1, 1:2 * w + 1] / 4., best_key.view(1, h, w)
+
+
+def softmax_rows(scores: torch.Tensor, in_place: bool) -> torch.Tensor:
+    """F.softmax(scores, dim=1); on the CPU written over `scores` where `in_place` (its kernel reads
+    each row before writing it: the same bits, without a second block of scores)."""
+    if in_place and scores.device.type == "cpu":
+        return torch.ops.aten._softmax.out(scores, 1, False, out=scores)
+    return F.softmax(scores, dim=1)
 
 
 def _part(buffer: Optional[torch.Tensor], *shape: int) -> Optional[torch.Tensor]:
