@@ -18,10 +18,11 @@ uint8 alphas of the two forms lie apart. With --precision bf16 / fp16 the blocke
 in fp32 for the speed ratio and the largest alpha change. Without --checkpoint the weights
 are random (spectral norms converged); speed and memory do not depend on the weights.
 
-For a network with GCA the row also gives its floor: the attention's matrix products (scores and
-propagation, their FLOPs counted from the shapes of this run's GCA calls) at the fp32 GEMM rate
-of a 4096 x 4096 matmul measured in the same process, and the row's seconds over it, so that the
-ratio holds on any machine. --max-memory caps each measured process as demo.py's flag does.
+For a network with GCA the row also gives its floor: the attention's matrix products computed
+directly (scores and propagation, their FLOPs counted from the shapes of this run's GCA calls:
+networks.gca_matting.gca.attention_flops; the blocked form computes the scores with fewer) at the
+fp32 GEMM rate of a 4096 x 4096 matmul measured in the same process, and the row's seconds over
+it, so that the ratio holds on any machine. --max-memory caps each measured process as demo.py's flag does.
 """
 import argparse
 import json

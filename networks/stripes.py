@@ -13,8 +13,8 @@ WHOLE, AUTO = -1, 0
 STRIPE_BUDGET_BYTES = 512 * 2 ** 20
 
 
-def memory_budget(device: torch.device, preferred: int) -> int:
-    """Bytes for a working set: `preferred`, less where the memory left is short (an eighth of it:
+def memory_budget(device: torch.device, preferred: int, share: int = 8) -> int:
+    """Bytes for a working set: `preferred`, less where the memory left is short (1 / `share` of it:
     the network's other tensors and the allocator's slack need the rest). On the CPU the memory left
     is utils.memory.cpu_memory_left's, within the user's cap (--max-memory) where one is set."""
     if device.type == "cuda":
@@ -22,7 +22,7 @@ def memory_budget(device: torch.device, preferred: int) -> int:
     else:
         free = cpu_memory_left()
         free = 8 * preferred if free is None else free
-    return max(min(preferred, free // 8), 2 ** 20)
+    return max(min(preferred, free // share), 2 ** 20)
 
 
 def stripe_plan(height: int, rows: int, context: int) -> List[Tuple[int, int, int, int]]:

@@ -127,8 +127,8 @@ def test_demo_passes_its_cap_down_to_the_attention_blocks(no_cap, tmp_path, monk
     cv2.imwrite(str(trimaps / "a.png"), trimap)
     budgets = []
 
-    def recorded(device, preferred):
-        budgets.append(real_budget(device, preferred))
+    def recorded(device, preferred, share):
+        budgets.append(real_budget(device, preferred, share))
         return budgets[-1]
     real_budget = gca.memory_budget
     monkeypatch.setattr(gca, "memory_budget", recorded)
@@ -143,7 +143,7 @@ def test_demo_passes_its_cap_down_to_the_attention_blocks(no_cap, tmp_path, monk
                           *cap]) == 0
         alphas.append(cv2.imread(str(next(out.rglob("a.png"))), cv2.IMREAD_UNCHANGED))
     uncapped, capped = budgets[0], budgets[-1]  # two GCA calls per run
-    assert uncapped == gca.SCORE_BUDGET_BYTES and capped <= (256 * 2 ** 20) // 8 < uncapped
+    assert uncapped == gca.SCORE_BUDGET_BYTES and capped <= (256 * 2 ** 20) // gca.ATTENTION_SHARE < uncapped
     assert np.array_equal(alphas[0], alphas[1])
 
 

@@ -6,7 +6,11 @@ all its pages again. At 3840x2160 the CPU inference spent about half of its time
 that way. With mmap off for large blocks (M_MMAP_MAX = 0) and a high trim threshold, freed
 memory stays in the heap and the next tensor of that size reuses it: 3840x2160 ran in 66 s
 instead of 109 s, at a fifth more peak RSS (3.0 GB instead of 2.5; heap fragmentation). The
-same idea as running PyTorch with jemalloc or tcmalloc, without a preload. The entry points
+same idea as running PyTorch with jemalloc or tcmalloc, without a preload. One arena
+(M_ARENA_MAX = 1): glibc otherwise gives the threads that allocate under contention (torch's
+workers) arenas of their own, whose freed memory the next tensor of the main thread cannot
+reuse; 3840x2160's peak RSS was 2.72 to 3.11 GiB in five runs with them and 2.31, 2.31 and 2.80
+GiB with one (docs/performance.md), at the same speed. The entry points
 (demo.py, main.py, networks.benchmark, utils.evaluation.evaluate, utils.evaluation.benchmark) apply it when
 run as programs.
 """
@@ -16,6 +20,7 @@ from typing import Callable, Optional
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
+M_ARENA_MAX = -8
 TRIM_THRESHOLD_BYTES = 2 ** 31 - 1
 
 
@@ -38,7 +43,7 @@ def reuse_freed_memory() -> bool:
     mallopt = _glibc("mallopt", [ctypes.c_int, ctypes.c_int])
     if mallopt is None:
         return False
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+    return all([mallopt(M_MMAP_MAX, 0), mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES), mallopt(M_ARENA_MAX, 1)])
 
 
 def release_freed_memory() -> bool:

@@ -31,6 +31,10 @@ LITERAL = -1
 SCORE_BUDGET_BYTES = 512 * 2 ** 20
 # Guidance downsampling and value-patch stride, as published; attend_blocked relies on it.
 RATE = 2
+# The blocks may take half of the memory left when the module starts (networks.stripes.memory_budget):
+# the module's other tensors exist by then, and the blocks are its only large ones after. Under
+# `--max-memory 3GiB` at 3840x2160 an eighth gave one row per block: 62 s instead of 47.
+ATTENTION_SHARE = 2
 # attend_blocked's buffers per score of a block of R query rows: the products ((R + 2) / R), the
 # scores and the zero-padded attention ((R + 1) / R), so 3 to 4 from 8 rows down to 4.
 FLOATS_PER_SCORE = 4
@@ -263,9 +267,13 @@ def _part(buffer: Optional[torch.Tensor], *shape: int) -> Optional[torch.Tensor]
 
 
 def attention_flops(h: int, w: int, query_features: int, value_channels: int) -> int:
-    """Floating-point operations (2 per multiply-add) of attend_blocked's two matrix products for
-    one image on an h x w grid: the scores (L queries of `query_features` against L keys, L = h w)
-    and the propagation ((h + 1)(w + 1) x L against L x 4 value_channels)."""
+    """Floating-point operations (2 per multiply-add) of the attention's two matrix products for
+    one image on an h x w grid, computed directly: the scores (L queries of `query_features`
+    against L keys, L = h w) and the regrouped propagation ((h + 1)(w + 1) x L against L x 4
+    value_channels). The floor issue 36 set for GCA's speed (networks.benchmark's "floor s"):
+    attend_blocked computes the same scores with (R + 2)(h + 2) / 3Rh of their products (R query
+    rows per block), so the floor measures the arithmetic the attention asks for, not a bound on
+    this code's time."""
     length = h * w
     return 2 * length * length * query_features + 2 * (h + 1) * (w + 1) * length * 4 * value_channels
 
@@ -275,7 +283,8 @@ def choose_block(length: int, setting: int, device: torch.device) -> int:
     AUTO (0) for the largest block within the memory budget; a positive setting as given."""
     if setting > 0 or setting == LITERAL:
         return setting
-    return max(1, memory_budget(device, SCORE_BUDGET_BYTES) // (FLOATS_PER_SCORE * 4 * length))
+    budget = memory_budget(device, SCORE_BUDGET_BYTES, share=ATTENTION_SHARE)
+    return max(1, budget // (FLOATS_PER_SCORE * 4 * length))
 
 
 class GuidedCxtAtten(nn.Module):
