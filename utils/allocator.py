@@ -9,8 +9,8 @@ instead of 109 s, at a fifth more peak RSS (3.0 GB instead of 2.5; heap fragment
 same idea as running PyTorch with jemalloc or tcmalloc, without a preload. One arena
 (M_ARENA_MAX = 1): glibc otherwise gives the threads that allocate under contention (torch's
 workers) arenas of their own, whose freed memory the next tensor of the main thread cannot
-reuse; 3840x2160's peak RSS was 2.72 to 3.11 GiB in five runs with them and 2.31, 2.31 and 2.80
-GiB with one (docs/performance.md), at the same speed. The entry points
+reuse; 3840x2160's peak RSS was 2.72 to 3.11 GiB in five runs with them and 2.31 to 2.80 GiB in
+six with one (docs/performance.md), at the same speed. The entry points
 (demo.py, main.py, networks.benchmark, utils.evaluation.evaluate, utils.evaluation.benchmark) apply it when
 run as programs.
 """
