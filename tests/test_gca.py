@@ -171,14 +171,20 @@ def test_blocked_attention_equals_the_literal_form(block, unknown_fraction):
     assert torch.equal(offsets, literal_offsets) and torch.equal(scales, literal_scales)
 
 
-@pytest.mark.parametrize("block", [1, 14, 30])
-def test_blocked_attention_on_a_wide_grid(block):
-    # a 3 x 7 grid: blocks of one row, of two rows (not dividing 3), and all rows
-    module = small_module(9)
+def wide_grid_inputs():
+    """Two images whose 1/16 grid is 3 x 7 (6 x 14 at 1/8)."""
     generator = torch.Generator().manual_seed(9)
     guidance = torch.randn(2, 8, 6, 14, generator=generator)
     alpha = torch.randn(2, 6, 6, 14, generator=generator)
     unknown = (torch.rand(2, 1, 6, 14, generator=generator) < 0.3).float()
+    return guidance, alpha, unknown
+
+
+@pytest.mark.parametrize("block", [1, 14, 30])
+def test_blocked_attention_on_a_wide_grid(block):
+    # a 3 x 7 grid: blocks of one row, of two rows (not dividing 3), and all rows
+    module = small_module(9)
+    guidance, alpha, unknown = wide_grid_inputs()
     with torch.no_grad():
         literal, (literal_offsets, _) = run_module(module, guidance, alpha, unknown, -1)
         blocked, (offsets, _) = run_module(module, guidance, alpha, unknown, block)
@@ -203,10 +209,7 @@ def test_blocked_attention_reuses_its_buffers_to_the_same_bits(block):
     # operation allocates. The two must give the same bits, also where the last block is short (a
     # 3 x 7 grid in blocks of 1, 2 or 3 rows), and leave the inputs as they were.
     module = small_module(9)
-    generator = torch.Generator().manual_seed(9)
-    guidance = torch.randn(2, 8, 6, 14, generator=generator)
-    alpha = torch.randn(2, 6, 6, 14, generator=generator)
-    unknown = (torch.rand(2, 1, 6, 14, generator=generator) < 0.3).float()
+    guidance, alpha, unknown = wide_grid_inputs()
     before = [guidance.clone(), alpha.clone()]
     with torch.no_grad():
         reused, (offsets, _) = run_module(module, guidance, alpha, unknown, block)
