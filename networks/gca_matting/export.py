@@ -24,9 +24,10 @@ def _shifted_sum(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
 
 def attend_scanned(patches: torch.Tensor, keys: torch.Tensor, alpha: torch.Tensor, key_scale: torch.Tensor,
                    penalty: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-    """attend_blocked as a Scan over the rows of the query grid, one row per step, so that one
-    graph serves every image size: the scores of a row's w queries against all L keys (the key
-    scales folded into the keys), the self-match penalty, the softmax over keys, and the
+    """The blocked attention as a Scan over the rows of the query grid, one row per step, so that
+    one graph serves every image size: the scores of a row's w queries against all L keys, as
+    direct products of the 3 x 3 patches (the key scales folded into the keys; attend_blocked's
+    shared 1 x 3 products need three rows at once), the self-match penalty, the softmax over keys, and the
     regrouped propagation, which needs the row above's attention (the scan's carry).
     Whole rows keep every shape a plain product of h and w, which torch.export reasons about
     in seconds.
