@@ -39,6 +39,15 @@ def striped_layout(device: torch.device) -> torch.memory_format:
     return CPU_LAYOUT if device.type == "cpu" else torch.contiguous_format
 
 
+def joined(image: torch.Tensor, trimap: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
+    """torch.cat((image, trimap), dim=1) made in `layout` at once (no second copy of the input)."""
+    joint = torch.empty((image.shape[0], image.shape[1] + trimap.shape[1], *image.shape[2:]), dtype=image.dtype,
+                        device=image.device, memory_format=layout)
+    joint[:, :image.shape[1]] = image
+    joint[:, image.shape[1]:] = trimap
+    return joint
+
+
 class Generator(nn.Module):
     def __init__(self, encoder: nn.Module, decoder: nn.Module, trimap_channel: int):
         super().__init__()
@@ -82,7 +91,7 @@ class Generator(nn.Module):
         cap); the whole input's 6-channel copy is dropped after the trunk, each stripe's rows of it
         made again from `image` and `trimap`. On the CPU the maps are channels-last (striped_layout)."""
         layout = striped_layout(image.device)
-        x = torch.cat((image, trimap), dim=1).contiguous(memory_format=layout)
+        x = joined(image, trimap, layout)
         embedding, mid_fea, skip_inputs = self.encoder.trunk(x)
         shortcut = self.encoder.shortcut
         mid_fea["shortcut"] = (None, None) + tuple(branch(f) for branch, f in zip(shortcut[2:], skip_inputs[2:]))
@@ -95,8 +104,7 @@ class Generator(nn.Module):
         alpha = image.new_empty(image.shape[0], 1, height, width)
         for top, bottom, first, last in stripe_plan(height, rows, STRIPE_CONTEXT):
             fea2 = shortcut[1](half[:, :, 2 * first:2 * last])
-            full = torch.cat((image[:, :, 4 * first:4 * last], trimap[:, :, 4 * first:4 * last]), dim=1)
-            full = full.contiguous(memory_format=layout)
+            full = joined(image[:, :, 4 * first:4 * last], trimap[:, :, 4 * first:4 * last], layout)
             fea1 = shortcut[0](full)
             stripe = self.decoder.tail(quarter[:, :, first:last], fea2, fea1)
             del fea1, fea2, full

@@ -25,7 +25,8 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.activation(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.activation(out + identity)
+        out += identity  # in place: out is this block's own map (a BatchNorm's output, never needed again)
+        return self.activation(out)
 
 
 class ResNet_D(nn.Module):
