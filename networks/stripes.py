@@ -21,7 +21,7 @@ def memory_budget(device: torch.device, preferred: int, share: int = 8) -> int:
         free = torch.cuda.mem_get_info(device)[0]
     else:
         free = cpu_memory_left()
-        free = 8 * preferred if free is None else free
+        free = share * preferred if free is None else free  # unknown: the preferred size
     return max(min(preferred, free // share), 2 ** 20)
 
 
